@@ -1,0 +1,100 @@
+"""The model folder (``model/`` baked into the image, or ``/opt/ml/model``).
+
+Layout: ``plans.json``, one ``fold_<k>.pt`` state dict per fold listed in the plan, and
+optionally ``metadata.json`` (version, training data, scores, ``weights_sha256``). When the
+metadata names a hash for a weight file, the file must match it: a half-copied or swapped
+checkpoint is refused at start-up, before any case is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import ModelError
+from .plans import Plans, load_plans, save_plans
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    root: Path
+    plans: Plans
+    weight_paths: tuple[Path, ...]  # one per fold, in the plan's fold order
+    metadata: Mapping[str, Any]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_metadata(root: Path) -> dict[str, Any]:
+    path = root / "metadata.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_model_dir(root: Path) -> ModelFiles:
+    """Check the model folder completely (plans, weights, hashes) and describe it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ModelError(f"model folder {root} does not exist")
+    plans = load_plans(root / "plans.json")
+    metadata = _read_metadata(root)
+    hashes = metadata.get("weights_sha256", {})
+    paths = []
+    for fold in plans.folds:
+        path = root / plans.weight_file(fold)
+        if not path.is_file():
+            raise ModelError(f"model folder {root} is incomplete: {path.name} (fold {fold}) is missing")
+        expected = hashes.get(path.name)
+        if expected is not None and sha256_file(path) != expected:
+            raise ModelError(f"{path} does not match the sha256 in metadata.json: the file is "
+                             "corrupt or from another model; copy the model folder again")
+        paths.append(path)
+    return ModelFiles(root, plans, tuple(paths), metadata)
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load one fold's weights as plain tensors (``weights_only``: no code runs on load)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a bad file
+        raise ModelError(f"{path} cannot be loaded as weights: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds {type(state).__name__}, expected a state dict")
+    return state
+
+
+def export_model(root: Path, plans: Plans, states: list[dict[str, torch.Tensor]],
+                 metadata: Mapping[str, Any]) -> ModelFiles:
+    """Write a complete model folder: plans.json, one weight file per fold, metadata.json
+    with the sha256 of each weight file (checked again by :func:`load_model_dir`)."""
+    if len(states) != len(plans.folds):
+        raise ValueError(f"{len(states)} state dicts for folds {plans.folds}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    save_plans(plans, root / "plans.json")
+    hashes = {}
+    for fold, state in zip(plans.folds, states):
+        path = root / plans.weight_file(fold)
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, path)
+        hashes[path.name] = sha256_file(path)
+    meta = {**metadata, "weights_sha256": hashes}
+    (root / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return load_model_dir(root)

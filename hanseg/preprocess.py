@@ -1,0 +1,111 @@
+"""Case preprocessing shared by training and inference (one code path, so they cannot drift).
+
+Forward order (inference undoes 1 and 2 in :mod:`hanseg.postprocess`):
+
+1. crop: body box on the CT, in CT voxel indices (:func:`geometry.body_box`);
+2. resample: CT, and the MR through the MR→CT rigid transform, onto one identity-direction
+   grid at the plan's spacing covering that box (:func:`geometry.canonical_grid`) — the MR is
+   interpolated once, straight from its own grid;
+3. normalise each channel as the plan says.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import (Box, Grid, body_box, canonical_grid, resample_from_grid, resample_to_grid,
+                       subgrid, uncrop)
+from .plans import Normalization, Plans
+from .registration import RegistrationResult, register_mr_to_ct
+
+log = logging.getLogger(__name__)
+
+AIR_HU = -1000.0
+
+
+@dataclass(frozen=True)
+class PreprocessedCase:
+    image: np.ndarray            # (C, Z, Y, X) float32 on ``grid``, channels as in the plan
+    grid: Grid                   # identity-direction grid at the plan's spacing
+    box: Box                     # crop box in CT voxel indices (z,y,x)
+    registration: RegistrationResult | None
+    warnings: tuple[str, ...]    # for results.json error_messages and the log
+
+
+def normalize_ct(hu: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Clip to the plan's HU window, then standardise with the training set's mean/std."""
+    out = np.clip(hu, norm.clip_low, norm.clip_high)
+    out -= norm.mean
+    out /= norm.std
+    return out
+
+
+def normalize_zscore(values: np.ndarray, norm: Normalization, mask: np.ndarray) -> np.ndarray:
+    """Per-image z-score over ``mask`` (clip to its percentiles first); zero outside it.
+
+    Outside the mask (no MR signal: beyond the MR field of view) the channel is 0, the
+    value the network also sees for a missing MR.
+    """
+    out = np.zeros_like(values)
+    if mask.sum() < 100:
+        return out
+    inside = values[mask]
+    lo, hi = np.percentile(inside, norm.percentiles)
+    inside = np.clip(inside, lo, hi)
+    std = float(inside.std()) or 1.0
+    out[mask] = (inside - inside.mean()) / std
+    return out
+
+
+def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, plans: Plans,
+                warnings: list[str]) -> tuple[np.ndarray, RegistrationResult | None]:
+    """The normalised MR on ``grid`` or zeros (CT-only fallback), with the registration."""
+    zeros = np.zeros(grid.shape, np.float32)
+    if mr is None:
+        warnings.append("no T1 MR for this case: segmented from the CT alone")
+        return zeros, None
+    result = register_mr_to_ct(ct, mr, box, plans.body_threshold_hu)
+    if not result.ok:
+        warnings.append(f"MR not used (CT-only fallback): {result.message}")
+        return zeros, result
+    values = resample_to_grid(mr, grid, result.transform, default=np.nan)
+    inside = np.isfinite(values)
+    values[~inside] = 0.0
+    norm = plans.channels[plans.channel_names.index("MR_T1")].normalization
+    return normalize_zscore(values, norm, inside & (values > 0)), result
+
+
+def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans) -> PreprocessedCase:
+    """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring."""
+    box = body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm)
+    grid = canonical_grid(ct, box, plans.spacing_xyz_mm)
+    log.info("crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
+             box.lo, box.hi, grid.shape, grid.spacing_xyz)
+    warnings: list[str] = []
+    ct_hu = resample_to_grid(ct, grid, default=AIR_HU)
+    channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
+    registration = None
+    if plans.uses_mr:
+        mr_arr, registration = _mr_channel(ct, mr, box, grid, plans, warnings)
+        channels.append(mr_arr)
+    for w in warnings:
+        log.warning(w)
+    image = np.stack(channels).astype(np.float32, copy=False)
+    return PreprocessedCase(image, grid, box, registration, tuple(warnings))
+
+
+def labels_to_grid(labels: sitk.Image, case: PreprocessedCase) -> np.ndarray:
+    """A CT-grid label map brought onto the case's canonical grid (nearest neighbour), for
+    training. Inverse direction of :func:`hanseg.postprocess.probabilities_to_ct`."""
+    return resample_to_grid(labels, case.grid, interpolator=sitk.sitkNearestNeighbor).astype(np.uint8)
+
+
+def labels_from_grid(labels_zyx: np.ndarray, case: PreprocessedCase, ct: sitk.Image) -> np.ndarray:
+    """Inverse of :func:`labels_to_grid`: a label map on the canonical grid back onto the full
+    CT grid (nearest neighbour, zero outside the crop box)."""
+    cropped = resample_from_grid(labels_zyx, case.grid, subgrid(ct, case.box), sitk.sitkNearestNeighbor)
+    return uncrop(cropped, case.box, tuple(reversed(ct.GetSize())))

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv with the CPU build of torch first, then the requirements.
+# Usage: scripts/setup_venv.sh [requirements file]   (default: requirements-dev.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQ="${1:-requirements-dev.txt}"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv with $($PY --version)"
+    "$PY" -m venv .venv
+fi
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    echo "[setup] installing torch==${TORCH_VERSION:-2.13.0}"
+    .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+fi
+echo "[setup] installing $REQ"
+.venv/bin/pip install -q -r "$REQ"

@@ -1,0 +1,96 @@
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from hanseg.challenge import find_cases, output_name, run
+from hanseg.errors import InputLayoutError
+
+
+@dataclass
+class FakePrediction:
+    labels: np.ndarray
+    warnings: tuple = ()
+
+
+class FakePredictor:
+    """Labels every voxel above 0 HU as Brainstem (5); records what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, ct, mr):
+        self.calls.append((ct.GetSize(), None if mr is None else mr.GetSize()))
+        arr = sitk.GetArrayFromImage(ct)
+        return FakePrediction((arr > 0).astype(np.uint8) * 5, () if mr is not None else ("no MR",))
+
+
+def write(path: Path, value: int = 100, size=(8, 9, 10)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.full(size[::-1], -1000, np.int16)
+    arr[2:-2, 2:-2, 2:-2] = value
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.5, 0.6, 2.0))
+    sitk.WriteImage(img, str(path), True)
+
+
+def test_output_name_follows_the_template():
+    assert output_name(Path("case_01_IMG_CT.nrrd")) == "case_01_IMG_seg.nrrd"
+    assert output_name(Path("case_07_CT.mha")) == "case_07_seg.mha"
+    assert output_name(Path("scan.nii.gz")) == "scan_seg.nii.gz"
+
+
+def test_cases_pair_by_sorted_name_and_ignore_non_images(tmp_path):
+    for name in ("b_CT.mha", "a_CT.mha"):
+        write(tmp_path / "images/ct" / name)
+    for name in ("b_T1.mha", "a_T1.mha"):
+        write(tmp_path / "images/t1-mri" / name)
+    (tmp_path / "images/ct/README.txt").write_text("not an image")
+    cases = find_cases(tmp_path)
+    assert [(c.ct.name, c.mr.name) for c in cases] == [("a_CT.mha", "a_T1.mha"), ("b_CT.mha", "b_T1.mha")]
+
+
+def test_unequal_counts_name_the_files(tmp_path):
+    write(tmp_path / "images/ct/a_CT.mha")
+    write(tmp_path / "images/ct/b_CT.mha")
+    write(tmp_path / "images/t1-mri/a_T1.mha")
+    with pytest.raises(InputLayoutError, match="2 CT images but 1 MR.*b_CT.mha"):
+        find_cases(tmp_path)
+
+
+def test_empty_input_is_a_clear_error(tmp_path):
+    with pytest.raises(InputLayoutError, match="no CT image"):
+        find_cases(tmp_path)
+
+
+def test_run_writes_outputs_and_results_json(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write(inp / "images/ct/case_01_CT.nrrd")
+    write(inp / "images/t1-mri/case_01_T1.nrrd", size=(5, 6, 7))
+    predictor = FakePredictor()
+    assert run(inp, out, predictor) == 0
+    assert predictor.calls == [((8, 9, 10), (5, 6, 7))]
+    seg = sitk.ReadImage(str(out / "images/head_neck_oar/case_01_seg.nrrd"))
+    assert seg.GetPixelID() == sitk.sitkUInt8 and seg.GetSize() == (8, 9, 10)
+    assert set(np.unique(sitk.GetArrayFromImage(seg))) == {0, 5}
+    assert json.loads((out / "results.json").read_text()) == [{
+        "outputs": [{"type": "metaio_image", "filename": "case_01_seg.nrrd"}],
+        "inputs": [{"type": "metaio_ct_image", "filename": "case_01_CT.nrrd"},
+                   {"type": "metaio_mrt1_image", "filename": "case_01_T1.nrrd"}],
+        "error_messages": []}]
+
+
+def test_bad_case_does_not_stop_the_others_and_leaves_no_file(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write(inp / "images/ct/a_CT.mha")
+    (inp / "images/ct/b_CT.mha").write_bytes(b"truncated")
+    write(inp / "images/ct/c_CT.mha")
+    assert run(inp, out, FakePredictor()) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert [bool(r["outputs"]) for r in results] == [True, False, True]
+    assert "b_CT.mha" in results[1]["error_messages"][0]
+    assert results[0]["error_messages"] == ["no MR"]  # CT-only warning travels to results.json
+    assert sorted(p.name for p in (out / "images/head_neck_oar").iterdir()) == ["a_seg.mha", "c_seg.mha"]

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from hanseg.geometry import (Box, body_box, canonical_grid, crop, resample_from_grid, resample_to_grid,
+                             subgrid, uncrop)
+from hanseg.postprocess import probabilities_to_ct
+
+
+def image(arr: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing), img.SetOrigin(origin)
+    if direction is not None:
+        img.SetDirection(direction)
+    return img
+
+
+def test_crop_uncrop_are_exact_inverses():
+    arr = np.arange(4 * 5 * 6).reshape(4, 5, 6)
+    box = Box((1, 2, 0), (3, 5, 4))
+    part = crop(arr, box)
+    assert part.shape == box.shape == (2, 3, 4)
+    np.testing.assert_array_equal(part, arr[1:3, 2:5, 0:4])
+    back = uncrop(part, box, arr.shape, fill=-1)
+    np.testing.assert_array_equal(back[box.slices], part)
+    assert (back == -1).sum() == arr.size - part.size
+
+
+def test_body_box_finds_the_body_not_the_couch():
+    ct = np.full((20, 60, 60), -1000, np.int16)
+    ct[5:15, 10:40, 20:45] = 40          # body
+    ct[:, 50:53, 5:55] = 100             # couch, 7 voxels below the body (separated by air)
+    box = body_box(image(ct, spacing=(2.0, 2.0, 2.0)), threshold_hu=-500, margin_mm=0, work_mm=2)
+    assert box == Box((5, 10, 20), (15, 40, 45))
+    box_m = body_box(image(ct, spacing=(2.0, 2.0, 2.0)), threshold_hu=-500, margin_mm=4, work_mm=2)
+    assert box_m == Box((3, 8, 18), (17, 42, 47))
+
+
+def test_body_box_of_empty_ct_is_the_whole_image():
+    ct = np.full((4, 5, 6), -1000, np.int16)
+    assert body_box(image(ct), -500, 10) == Box((0, 0, 0), (4, 5, 6))
+
+
+def test_canonical_grid_on_identity_ct_reproduces_the_box_exactly():
+    ct = image(np.zeros((10, 12, 14), np.int16), spacing=(0.5, 0.8, 2.0), origin=(-3, 4, 7))
+    box = Box((2, 3, 4), (8, 9, 10))
+    grid = canonical_grid(ct, box, ct.GetSpacing())
+    assert grid.shape == box.shape
+    assert grid.origin_xyz == pytest.approx(ct.TransformIndexToPhysicalPoint((4, 3, 2)))
+
+
+@pytest.mark.parametrize("flip_axis", [0, 1, 2])
+def test_flipped_ct_is_seen_in_canonical_orientation(flip_axis):
+    """A CT stored with a flipped axis shows the network the same array as the unflipped one."""
+    rng = np.random.default_rng(0)
+    arr = rng.integers(-1000, 1000, (6, 7, 8)).astype(np.float32)
+    ref = image(arr, spacing=(1.0, 1.5, 2.0))
+    direction = np.eye(3)
+    axis_xyz = 2 - flip_axis
+    direction[axis_xyz, axis_xyz] = -1
+    origin = np.zeros(3)
+    origin[axis_xyz] = (arr.shape[flip_axis] - 1) * ref.GetSpacing()[axis_xyz]
+    flipped = image(np.flip(arr, flip_axis).copy(), ref.GetSpacing(), tuple(origin), tuple(direction.ravel()))
+    box = Box.full(arr.shape)
+    out_ref = resample_to_grid(ref, canonical_grid(ref, box, ref.GetSpacing()))
+    out_flip = resample_to_grid(flipped, canonical_grid(flipped, box, flipped.GetSpacing()))
+    np.testing.assert_allclose(out_flip, out_ref, atol=1e-4)
+    np.testing.assert_allclose(out_ref, arr, atol=1e-4)
+
+
+@pytest.mark.parametrize("direction", [None, (-1, 0, 0, 0, 1, 0, 0, 0, -1), (0, 1, 0, 1, 0, 0, 0, 0, 1)])
+def test_labels_round_trip_through_the_canonical_grid(direction):
+    """resample_to_grid then resample_from_grid (nearest) returns the labels unchanged when
+    the canonical spacing equals the CT's."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 31, (5, 6, 7)).astype(np.uint8)
+    ct = image(labels, spacing=(1.2, 0.9, 2.5), origin=(5, -7, 11), direction=direction)
+    box = Box((1, 1, 2), (5, 6, 6))
+    grid = canonical_grid(ct, box, ct.GetSpacing() if direction is None else
+                          tuple(np.abs(np.array(direction).reshape(3, 3)) @ np.array(ct.GetSpacing())))
+    on_grid = resample_to_grid(ct, grid, interpolator=sitk.sitkNearestNeighbor)
+    back = resample_from_grid(on_grid.astype(np.uint8), grid, subgrid(ct, box), sitk.sitkNearestNeighbor)
+    np.testing.assert_array_equal(back, crop(labels, box))
+
+
+def test_resample_round_trip_of_a_smooth_image_is_close():
+    z, y, x = np.mgrid[:20, :40, :40].astype(np.float32)
+    arr = np.sin(x / 6) + np.cos(y / 7) + z / 10
+    ct = image(arr, spacing=(0.6, 0.6, 2.0))
+    box = Box.full(arr.shape)
+    grid = canonical_grid(ct, box, (1.0, 1.0, 2.0))
+    back = resample_from_grid(resample_to_grid(ct, grid), grid, subgrid(ct, box))
+    assert np.abs(back - arr)[2:-2, 3:-3, 3:-3].max() < 0.05
+
+
+def test_probabilities_to_ct_is_argmax_on_the_ct_grid():
+    labels = np.zeros((6, 8, 10), np.uint8)
+    labels[1:4, 2:6, 3:8] = 5
+    labels[2:3, 3:5, 4:6] = 30
+    ct = image(labels.astype(np.int16), spacing=(0.7, 0.7, 2.0), origin=(1, 2, 3),
+               direction=(-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    box = Box((1, 1, 1), (5, 7, 9))
+    grid = canonical_grid(ct, box, ct.GetSpacing())
+    on_grid = resample_to_grid(ct, grid, interpolator=sitk.sitkNearestNeighbor).astype(int)
+    probs = np.eye(31, dtype=np.float32)[on_grid].transpose(3, 0, 1, 2)
+    out = probabilities_to_ct(probs, grid, ct, box)
+    assert out.dtype == np.uint8 and out.shape == labels.shape
+    np.testing.assert_array_equal(out, labels)
