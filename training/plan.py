@@ -1,0 +1,131 @@
+"""Plan: dataset fingerprint → ``plans.json`` (spacing, patch, normalisation, network).
+
+    python -m training.plan --data DATA_RAW --work WORK [--spacing X Y Z] [--patch Z Y X]
+                            [--preset tiny|small|default] [--folds 5] [--seed 0]
+
+Writes ``WORK/plans.json``, ``WORK/fingerprint.json`` and ``WORK/splits.json``.
+
+CT normalisation follows nnU-Net: HU are absolute, so the clip window is the 0.5/99.5
+percentiles of HU inside annotated OARs over the whole training set, and mean/std are
+taken inside that window. The target spacing defaults to the median CT spacing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from hanseg.dataset import RawCase, find_raw_cases, label_map
+from hanseg.io import read_image
+from hanseg.labels import OAR_NAMES
+from hanseg.plans import Plans, plans_from_json, save_plans
+
+log = logging.getLogger("training.plan")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CI smoke tests: seconds per step on a CPU.
+    "tiny": {"patch": (32, 64, 64), "filters": (8, 16, 32)},
+    # CPU-trainable phantom model.
+    "small": {"patch": (48, 96, 96), "filters": (16, 32, 64, 128, 192)},
+    # GPU training on real HaN-Seg (nnU-Net-like 3d_fullres scale).
+    "default": {"patch": (64, 160, 160), "filters": (32, 64, 128, 256, 320, 320)},
+}
+
+
+def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: int = 0) -> dict[str, Any]:
+    """Spacings, sizes and foreground HU statistics of the training set."""
+    rng = np.random.default_rng(seed)
+    spacings, sizes, values = [], [], []
+    for case in cases:
+        ct = read_image(case.ct)
+        spacings.append(ct.GetSpacing())
+        sizes.append(ct.GetSize())
+        fg = sitk.GetArrayViewFromImage(ct)[label_map(case, ct) > 0]
+        if fg.size:
+            values.append(rng.choice(fg, min(samples_per_case, fg.size), replace=False))
+    hu = np.concatenate(values).astype(np.float64)
+    lo, hi = np.percentile(hu, [0.5, 99.5])
+    inside = np.clip(hu, lo, hi)
+    return {"cases": [c.case_id for c in cases], "spacings_xyz": spacings, "sizes_xyz": sizes,
+            "median_spacing_xyz": np.median(spacings, axis=0).tolist(),
+            "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())}}
+
+
+def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filters: Sequence[int]) -> dict[str, Any]:
+    """nnU-Net's rule for strides: halve an axis at a level while its spacing is at most twice
+    the finest current spacing and it keeps at least 4 voxels. Kernels are 1 along an axis
+    that is much coarser than the others (thick slices), 3 otherwise. Lists are z,y,x."""
+    spacing = np.array(spacing_xyz[::-1], float)
+    size = np.array(patch_zyx, float)
+    kernels, strides = [[3, 3, 3]], [[1, 1, 1]]
+    kernels[0] = [1 if s > 2 * spacing.min() else 3 for s in spacing]
+    for _ in filters[1:]:
+        stride = [2 if (s <= 2 * spacing.min() and n >= 8) else 1 for s, n in zip(spacing, size)]
+        strides.append(stride)
+        spacing = spacing * np.array(stride)
+        size = size / np.array(stride)
+        kernels.append([1 if s > 2 * spacing.min() else 3 for s in spacing])
+    return {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": strides[1:],
+            "filters": list(filters), "norm_name": "instance", "res_block": True}
+
+
+def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | None,
+               patch_zyx: Sequence[int] | None, folds: Sequence[int]) -> Plans:
+    spacing = list(spacing_xyz or fp["median_spacing_xyz"])
+    patch = list(patch_zyx or PRESETS[preset]["patch"])
+    hu = fp["hu"]
+    return plans_from_json({
+        "labels": list(OAR_NAMES),
+        "channels": [
+            {"name": "CT", "normalization": {"scheme": "ct", "clip_low": hu["p0_5"], "clip_high": hu["p99_5"],
+                                             "mean": hu["mean"], "std": hu["std"]}},
+            {"name": "MR_T1", "normalization": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}],
+        "spacing_xyz_mm": spacing, "patch_size_zyx": patch,
+        "network": {"name": "DynUNet", "kwargs": dynunet_kwargs(patch, spacing, PRESETS[preset]["filters"])},
+        "folds": list(folds), "overlap": 0.5,
+    })
+
+
+def make_splits(case_ids: Sequence[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """k-fold split by case; n_folds=1 means train on all with no held-out validation."""
+    ids = np.array(sorted(case_ids))
+    np.random.default_rng(seed).shuffle(ids)
+    if n_folds <= 1:
+        return [{"train": sorted(ids.tolist()), "val": []}]
+    parts = np.array_split(ids, n_folds)
+    return [{"train": sorted(np.concatenate(parts[:k] + parts[k + 1:]).tolist()), "val": sorted(parts[k].tolist())}
+            for k in range(n_folds)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Plan training from a HaN-Seg raw dataset.")
+    ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
+    ap.add_argument("--work", type=Path, required=True, help="work folder for plans, cache, runs")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="target spacing, mm")
+    ap.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size, voxels")
+    ap.add_argument("--folds", type=int, default=5, help="number of folds for splits.json (1 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cases = find_raw_cases(args.data)
+    fp = fingerprint(cases, seed=args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "fingerprint.json").write_text(json.dumps(fp, indent=1))
+    splits = make_splits(fp["cases"], args.folds, args.seed)
+    (args.work / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": splits}, indent=1))
+    plans = make_plans(fp, args.preset, args.spacing, args.patch, folds=[0])
+    save_plans(plans, args.work / "plans.json")
+    log.info("planned %d cases: spacing %s mm, patch %s, HU window [%.0f, %.0f]", len(cases),
+             plans.spacing_xyz_mm, plans.patch_size_zyx, fp["hu"]["p0_5"], fp["hu"]["p99_5"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

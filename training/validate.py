@@ -1,0 +1,49 @@
+"""Validation during training: sliding-window prediction on whole cached validation cases
+and per-OAR Dice on the canonical grid (a fast proxy; the challenge metrics on the CT grid
+are ``hanseg.evaluate``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from hanseg.labels import LABEL_NAMES, NUM_CLASSES
+from hanseg.plans import Plans
+
+from .data import CachedCase
+
+
+def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dict[int, float]:
+    """Dice of each annotated foreground class; classes not annotated in the case are skipped."""
+    out = {}
+    for c in range(1, NUM_CLASSES):
+        if not present[c]:
+            continue
+        p, g = pred == c, gt == c
+        denom = p.sum() + g.sum()
+        if g.sum() == 0:
+            continue
+        out[c] = float(2 * (p & g).sum() / denom)
+    return out
+
+
+@torch.inference_mode()
+def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device: torch.device) -> np.ndarray:
+    image = torch.from_numpy(case.image.astype(np.float32))[None]
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        logits = sliding_window_inference(image, plans.patch_size_zyx, plans.sw_batch_size, net,
+                                          overlap=0.25, mode="gaussian", sw_device=device,
+                                          device=torch.device("cpu"))
+    return logits[0].argmax(0).numpy().astype(np.uint8)
+
+
+def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device) -> dict:
+    net.eval()
+    per_class: dict[int, list[float]] = {}
+    for case in cases:
+        for c, d in dice_per_class(predict_cached(net, case, plans, device), case.labels, case.present).items():
+            per_class.setdefault(c, []).append(d)
+    net.train()
+    per_oar = {LABEL_NAMES[c]: float(np.mean(v)) for c, v in sorted(per_class.items())}
+    return {"mean": float(np.mean(list(per_oar.values()))) if per_oar else 0.0, "per_oar": per_oar}
