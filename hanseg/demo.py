@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .challenge import OUTPUT_DIR
+from .challenge import CT_DIR, OUTPUT_DIR
 from .errors import ModelError
 from .labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES
 from .model_dir import export_model, load_model_dir
@@ -56,7 +56,19 @@ def oar_volumes_ml(path: Path) -> dict[str, float]:
     return {LABEL_NAMES[i]: counts[i] * voxel_ml for i in range(1, NUM_CLASSES) if counts[i]}
 
 
-def report(output: Path) -> None:
+def qa_picture(input_dir: Path, ct_name: str, seg_path: Path) -> Path | None:
+    """Overlay PNG beside the label map; skipped (with a note) without matplotlib."""
+    try:
+        from .qa import overlay_png
+        ct = sitk.ReadImage(str(input_dir / CT_DIR / ct_name))
+        return overlay_png(ct, sitk.ReadImage(str(seg_path)), seg_path.parent.parent.parent / f"qa_{ct_name.split('.')[0]}.png",
+                           title=ct_name)
+    except ImportError:
+        log.info("matplotlib not installed: no QA picture (pip install -r requirements-train.txt)")
+        return None
+
+
+def report(output: Path, input_dir: Path) -> None:
     results = json.loads((output / "results.json").read_text())
     for entry in results:
         for msg in entry["error_messages"]:
@@ -66,6 +78,9 @@ def report(output: Path) -> None:
             volumes = oar_volumes_ml(path)
             lines = "\n".join(f"  {name:<16} {ml:8.2f} mL" for name, ml in volumes.items())
             log.info("%s → %s\n%d OARs found:\n%s", entry["inputs"][0]["filename"], path, len(volumes), lines)
+            png = qa_picture(input_dir, entry["inputs"][0]["filename"], path)
+            if png:
+                log.info("QA overlay: %s", png)
     log.info("results.json: %s", output / "results.json")
 
 
@@ -90,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("running: %s", " ".join(cmd))
         code = subprocess.run(cmd, check=False).returncode
     if (args.output / "results.json").is_file():
-        report(args.output)
+        report(args.output, args.input)
     return code
 
 
