@@ -63,30 +63,41 @@ def uncrop(array: np.ndarray, box: Box, full_shape: tuple[int, int, int], fill: 
 
 
 def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: float = 4.0) -> Box:
-    """Box around the patient's body (largest connected component above ``threshold_hu``).
+    """Box around the patient's body, with ``margin_mm`` on every side (CT voxel indices).
 
-    Runs on a strided copy at about ``work_mm`` so it costs little on a 1024² CT. A binary
-    opening cuts thin bridges to the couch before the largest component is taken. If nothing
-    is found, the whole image is returned (and logged): cropping is a speed-up, never a
-    reason to lose anatomy.
+    Runs on a strided copy at about ``work_mm`` so it costs little on a 1024² CT. The body is
+    the connected component above ``threshold_hu`` that reaches deepest inside itself (the
+    largest distance to its own outside): a couch or a head rest can have more voxels than a
+    head in a wide field of view, but it is a thin slab. A binary opening first cuts thin
+    bridges between them. If nothing is found, the whole image is returned (and logged):
+    cropping is a speed-up, never a reason to lose anatomy.
     """
     spacing_zyx = np.array(ct.GetSpacing()[::-1])
     stride = np.maximum(1, np.round(work_mm / spacing_zyx)).astype(int)
     arr = sitk.GetArrayViewFromImage(ct)[:: stride[0], :: stride[1], :: stride[2]]
-    mask = ndimage.binary_opening(arr > threshold_hu, iterations=1)
-    labelled, n = ndimage.label(mask)
     full = Box.full(tuple(reversed(ct.GetSize())))
-    if n == 0:
+    body = _deepest_component(ndimage.binary_opening(arr > threshold_hu, iterations=1), spacing_zyx * stride)
+    if body is None:
         log.warning("no body found above %.0f HU: using the whole CT", threshold_hu)
         return full
-    sizes = ndimage.sum_labels(mask, labelled, index=np.arange(1, n + 1))
-    zyx = np.nonzero(labelled == 1 + int(np.argmax(sizes)))
+    zyx = np.nonzero(body)
     margin = np.ceil(margin_mm / spacing_zyx).astype(int)
     lo = np.array([c.min() for c in zyx]) * stride - margin
     hi = (np.array([c.max() for c in zyx]) + 1) * stride + margin
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, full.hi)
     return Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))  # type: ignore[arg-type]
+
+
+def _deepest_component(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray | None:
+    """The connected component of ``mask`` holding the point farthest (mm, in-plane and
+    through-plane) from the mask's outside; None for an empty mask."""
+    labelled, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
+    deepest = ndimage.maximum(depth, labelled, index=np.arange(1, n + 1))
+    return labelled == 1 + int(np.argmax(deepest))
 
 
 # --- grids ----------------------------------------------------------------------------------

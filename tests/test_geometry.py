@@ -106,3 +106,11 @@ def test_probabilities_to_ct_is_argmax_on_the_ct_grid():
     out = probabilities_to_ct(probs, grid, ct, box)
     assert out.dtype == np.uint8 and out.shape == labels.shape
     np.testing.assert_array_equal(out, labels)
+
+
+def test_body_box_prefers_a_thick_body_over_a_bigger_thin_couch():
+    ct = np.full((40, 80, 80), -1000, np.int16)
+    ct[10:30, 20:40, 30:50] = 40          # head: 20x20x20 voxels = 8000
+    ct[:, 60:64, 2:78] = 0                # couch: 40x4x76 voxels = 12160, but only 4 thick
+    box = body_box(image(ct, spacing=(2.0, 2.0, 2.0)), threshold_hu=-500, margin_mm=0, work_mm=2)
+    assert box == Box((10, 20, 30), (30, 40, 50))
