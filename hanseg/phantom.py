@@ -1045,3 +1045,36 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# =========================================================================================
+# The same case on other grids (flipped, oblique, re-spaced): what a robust pipeline must
+# handle. Used by the end-to-end tests and the model benchmark.
+# =========================================================================================
+
+_OBLIQUE = math.radians(15.0)
+#: kind -> (direction matrix, row-major 3x3; spacing factor x,y,z)
+GRID_VARIANTS: dict[str, tuple[tuple[float, ...], tuple[float, float, float]]] = {
+    "flipped": ((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (1.0, 1.0, 1.0)),
+    "oblique": ((math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0,
+                 0.0, 0.0, 1.0), (1.0, 1.0, 1.0)),
+    "respaced": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 0.8)),
+}
+
+
+def regrid(image: sitk.Image, kind: str, interpolator: int = sitk.sitkLinear, default: float = -1000.0) -> sitk.Image:
+    """``image`` resampled onto a grid of another ``kind`` (see :data:`GRID_VARIANTS`) around
+    the same physical centre: flipped axes, a 15° in-plane rotation, or other spacings."""
+    if kind not in GRID_VARIANTS:
+        raise PhantomError(f"unknown grid variant {kind!r}; known: {', '.join(GRID_VARIANTS)}")
+    direction, factor = GRID_VARIANTS[kind]
+    size = np.array(image.GetSize())
+    spacing = np.array(image.GetSpacing()) * np.array(factor)
+    size = np.ceil(size / np.array(factor)).astype(int)
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint(((np.array(image.GetSize()) - 1) / 2).tolist()))
+    d = np.array(direction).reshape(3, 3)
+    ref = sitk.Image([int(s) for s in size], image.GetPixelID())
+    ref.SetSpacing(spacing.tolist())
+    ref.SetDirection(direction)
+    ref.SetOrigin((centre - d @ ((size - 1) / 2 * spacing)).tolist())
+    return sitk.Resample(image, ref, sitk.Transform(), interpolator, float(default), image.GetPixelID())

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import Box, Grid, canonical_grid, resample_to_grid
+from .geometry import Box, canonical_grid, resample_to_grid
 
 log = logging.getLogger(__name__)
 

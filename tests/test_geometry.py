@@ -114,3 +114,15 @@ def test_body_box_prefers_a_thick_body_over_a_bigger_thin_couch():
     ct[:, 60:64, 2:78] = 0                # couch: 40x4x76 voxels = 12160, but only 4 thick
     box = body_box(image(ct, spacing=(2.0, 2.0, 2.0)), threshold_hu=-500, margin_mm=0, work_mm=2)
     assert box == Box((10, 20, 30), (30, 40, 50))
+
+
+def test_regrid_flipped_is_an_exact_flip_and_oblique_keeps_the_centre():
+    from hanseg.phantom import regrid
+    arr = np.random.default_rng(3).integers(-1000, 1000, (5, 6, 7)).astype(np.int16)
+    img = image(arr, spacing=(0.5, 0.7, 2.0), origin=(3, -4, 5))
+    flipped = regrid(img, "flipped", sitk.sitkNearestNeighbor)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(flipped), arr[::-1, :, ::-1])
+    oblique = regrid(img, "oblique")
+    centre = lambda im: im.TransformContinuousIndexToPhysicalPoint(((np.array(im.GetSize()) - 1) / 2).tolist())
+    assert centre(oblique) == pytest.approx(centre(img))
+    assert oblique.GetDirection()[1] == pytest.approx(-np.sin(np.radians(15)))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from hanseg.dataset import RawCase, label_map
 from hanseg.io import image_like, read_image
-from hanseg.labels import NUM_CLASSES, lr_swap_table
+from hanseg.labels import lr_swap_table
 from hanseg.plans import Plans
 from hanseg.preprocess import labels_to_grid, preprocess_case
 
