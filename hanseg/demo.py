@@ -23,6 +23,7 @@ import torch
 
 from .challenge import CT_DIR, OUTPUT_DIR
 from .errors import ModelError
+from .evaluate import score_case
 from .labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES
 from .model_dir import export_model, load_model_dir
 from .networks import build_network
@@ -56,29 +57,44 @@ def oar_volumes_ml(path: Path) -> dict[str, float]:
     return {LABEL_NAMES[i]: counts[i] * voxel_ml for i in range(1, NUM_CLASSES) if counts[i]}
 
 
-def qa_picture(input_dir: Path, ct_name: str, seg_path: Path) -> Path | None:
-    """Overlay PNG beside the label map; skipped (with a note) without matplotlib."""
+def qa_picture(ct_path: Path, seg_path: Path) -> Path | None:
+    """Overlay PNG next to the output folder; skipped (with a note) without matplotlib."""
     try:
         from .qa import overlay_png
-        ct = sitk.ReadImage(str(input_dir / CT_DIR / ct_name))
-        return overlay_png(ct, sitk.ReadImage(str(seg_path)), seg_path.parent.parent.parent / f"qa_{ct_name.split('.')[0]}.png",
-                           title=ct_name)
     except ImportError:
         log.info("matplotlib not installed: no QA picture (pip install -r requirements-train.txt)")
         return None
+    png = seg_path.parent.parent.parent / f"qa_{seg_path.name.split('.')[0]}.png"
+    return overlay_png(sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(seg_path)), png, title=seg_path.name)
+
+
+def scores_against(gt_path: Path, seg_path: Path) -> dict[str, tuple[float, float]]:
+    """OAR → (Dice, HD95 mm) when the sample ships its ground truth (test/ground_truth)."""
+    if not gt_path.is_file():
+        return {}
+    seg = sitk.ReadImage(str(seg_path))
+    gt = sitk.GetArrayFromImage(sitk.ReadImage(str(gt_path)))
+    present = np.bincount(gt.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
+    scores = score_case("", sitk.GetArrayFromImage(seg), gt, present, tuple(reversed(seg.GetSpacing())))
+    return {s.oar: (s.dice, s.hd95) for s in scores}
 
 
 def report(output: Path, input_dir: Path) -> None:
-    results = json.loads((output / "results.json").read_text())
-    for entry in results:
+    for entry in json.loads((output / "results.json").read_text()):
+        ct_name = entry["inputs"][0]["filename"]
         for msg in entry["error_messages"]:
-            log.warning("%s: %s", entry["inputs"][0]["filename"], msg)
+            log.warning("%s: %s", ct_name, msg)
         for out in entry["outputs"]:
             path = output / OUTPUT_DIR / out["filename"]
             volumes = oar_volumes_ml(path)
-            lines = "\n".join(f"  {name:<16} {ml:8.2f} mL" for name, ml in volumes.items())
-            log.info("%s → %s\n%d OARs found:\n%s", entry["inputs"][0]["filename"], path, len(volumes), lines)
-            png = qa_picture(input_dir, entry["inputs"][0]["filename"], path)
+            scores = scores_against(input_dir / "ground_truth" / out["filename"], path)
+            lines = [f"  {name:<16} {ml:8.2f} mL" + (f"   Dice {scores[name][0]:.3f}  HD95 {scores[name][1]:6.2f} mm"
+                                                      if name in scores else "") for name, ml in volumes.items()]
+            if scores:
+                lines.append(f"  mean Dice over {len(scores)} annotated OARs: "
+                             f"{np.mean([d for d, _ in scores.values()]):.3f} (vs {input_dir / 'ground_truth'})")
+            log.info("%s → %s\n%d OARs found:\n%s", ct_name, path, len(volumes), "\n".join(lines))
+            png = qa_picture(input_dir / CT_DIR / ct_name, path)
             if png:
                 log.info("QA overlay: %s", png)
     log.info("results.json: %s", output / "results.json")
