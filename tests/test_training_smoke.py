@@ -52,6 +52,7 @@ def test_loss_falls_and_logs_are_written(trained):
 def test_training_resumes_from_its_checkpoint(trained):
     _, _, resumed = trained
     assert "resuming fold 0 at epoch 3" in resumed.stderr
+    assert "cached case_" not in resumed.stderr  # the preprocessed cache is reused
     assert "epoch 1/4" not in resumed.stderr
 
 

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,15 @@ class Checkpoints:
         return torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else None
 
 
+def progress(iterable, desc: str):
+    """A tqdm bar on an interactive terminal; plain iteration in logs, CI and without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, leave=False, disable=not sys.stderr.isatty())
+
+
 def poly_lr(base: float, step: int, total: int) -> float:
     return base * (1 - min(step, total - 1) / total) ** 0.9
 
@@ -102,7 +112,7 @@ def poly_lr(base: float, step: int, total: int) -> float:
 def train_epoch(net, opt, scaler, cases, plans, cfg, rng, gen, device, epoch) -> float:
     net.train()
     losses = []
-    for it in range(cfg.iters):
+    for it in progress(range(cfg.iters), f"epoch {epoch + 1}/{cfg.epochs}"):
         for group in opt.param_groups:
             group["lr"] = poly_lr(cfg.lr, epoch * cfg.iters + it, cfg.epochs * cfg.iters)
         image, label, present = make_batch(cases, plans, cfg, rng, gen)
