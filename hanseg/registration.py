@@ -150,13 +150,20 @@ def _method(settings: RegistrationSettings, fixed_mask: sitk.Image) -> sitk.Imag
     return reg
 
 
-def _outline_check(fixed: sitk.Image, moving: sitk.Image, fmask: np.ndarray, mmask: np.ndarray,
-                   transform: sitk.Transform) -> tuple[float, float]:
+def field_of_view(image: sitk.Image) -> sitk.Image:
+    """A uint8 image of ones on ``image``'s own grid: its field of view, which for an oblique
+    MR is a rotated box inside the axis-aligned work copy."""
+    fov = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    fov.CopyInformation(image)
+    return fov
+
+
+def _outline_check(fixed: sitk.Image, mr: sitk.Image, moving: sitk.Image, fmask: np.ndarray,
+                   mmask: np.ndarray, transform: sitk.Transform) -> tuple[float, float]:
     """(Dice of the head outlines inside the MR field of view, fraction of the CT outline
     that the MR field of view covers), both on the fixed work grid."""
     ref = _mask_image(fmask, fixed)
-    fov = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
-    fov.CopyInformation(moving)
+    fov = field_of_view(mr)
     fov_on_ct = sitk.GetArrayFromImage(sitk.Resample(fov, ref, transform, sitk.sitkNearestNeighbor, 0)) > 0
     mr_on_ct = sitk.GetArrayFromImage(sitk.Resample(_mask_image(mmask, moving), ref, transform,
                                                     sitk.sitkNearestNeighbor, 0)) > 0
@@ -195,7 +202,7 @@ def register_mr_to_ct(ct: sitk.Image, mr: sitk.Image, ct_box: Box | None = None,
         reg.Execute(fixed, moving)
     except RuntimeError as exc:
         return _failed(transform, f"the optimiser stopped: {str(exc).strip().splitlines()[-1]}")
-    return _judge(transform, *_outline_check(fixed, moving, fmask, mmask, transform), settings)
+    return _judge(transform, *_outline_check(fixed, mr, moving, fmask, mmask, transform), settings)
 
 
 def _failed(transform: sitk.Euler3DTransform, why: str) -> RegistrationResult:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hanseg.phantom import make_case
+from hanseg.phantom import make_case, regrid
 from hanseg.registration import register_mr_to_ct
 
 
@@ -36,6 +36,15 @@ def test_registration_recovers_the_phantoms_offset(seed):
     assert target_registration_error(result.transform, case.ct_to_mr, case.ct, case.labels) < 2.0
     # and it was not aligned to begin with
     assert target_registration_error(sitk.Euler3DTransform(), case.ct_to_mr, case.ct, case.labels) > 3.0
+
+
+def test_an_oblique_mr_grid_is_registered_as_well():
+    """Real T1 series are often acquired oblique: same physical anatomy, rotated voxel grid."""
+    case = make_case(606, "small")
+    mr = regrid(case.mr, "oblique", default=0.0)
+    result = register_mr_to_ct(case.ct, mr)
+    assert result.ok, result.message
+    assert target_registration_error(result.transform, case.ct_to_mr, case.ct, case.labels) < 2.0
 
 
 def test_an_mr_with_no_head_in_it_fails_the_sanity_check():
