@@ -95,7 +95,7 @@ class Segmenter:
         start = time.perf_counter()
         case = preprocess_case(ct, mr, self.plans)
         probs = self.probabilities(case.image)
-        labels = probabilities_to_ct(probs, case.grid, ct, case.box)
+        labels = probabilities_to_ct(probs, case.grid, ct, case.box, self.plans.max_components)
         seconds = time.perf_counter() - start
         log.info("segmented in %.1f s", seconds)
         warnings = case.warnings + ((self.device_warning,) if self.device_warning else ())

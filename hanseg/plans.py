@@ -76,6 +76,9 @@ class Plans:
     sw_batch_size: int = 1
     crop_margin_mm: float = 10.0
     body_threshold_hu: float = -500.0
+    #: Post-processing: per OAR (label order), keep at most this many connected components
+    #: (the largest). Planned from the training ground truth; empty = no post-processing.
+    max_components: tuple[int, ...] = ()
     format_version: int = PLANS_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -93,6 +96,9 @@ class Plans:
             raise PlansError(f"overlap must be in [0, 1), got {self.overlap}")
         if not self.folds:
             raise PlansError("plans.json lists no folds")
+        if self.max_components and (len(self.max_components) != len(OAR_NAMES) or min(self.max_components) < 1):
+            raise PlansError(f"max_components must be {len(OAR_NAMES)} ints >= 1 (or empty), "
+                             f"got {self.max_components}")
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -143,6 +149,7 @@ def plans_from_json(data: Mapping[str, Any]) -> Plans:
             sw_batch_size=int(data.get("sw_batch_size", 1)),
             crop_margin_mm=float(data.get("crop_margin_mm", 10.0)),
             body_threshold_hu=float(data.get("body_threshold_hu", -500.0)),
+            max_components=_tuple(data.get("max_components", ()), int, None, "max_components"),
             format_version=int(data.get("format_version", PLANS_FORMAT_VERSION)),
         )
     except KeyError as exc:

@@ -126,3 +126,19 @@ def test_regrid_flipped_is_an_exact_flip_and_oblique_keeps_the_centre():
     centre = lambda im: im.TransformContinuousIndexToPhysicalPoint(((np.array(im.GetSize()) - 1) / 2).tolist())
     assert centre(oblique) == pytest.approx(centre(img))
     assert oblique.GetDirection()[1] == pytest.approx(-np.sin(np.radians(15)))
+
+
+def test_keep_largest_components_removes_islands_but_keeps_allowed_parts():
+    from hanseg.postprocess import keep_largest_components
+    labels = np.zeros((10, 20, 20), np.uint8)
+    labels[2:6, 2:8, 2:8] = 3       # arytenoid, left part (144 voxels)
+    labels[2:6, 2:8, 12:18] = 3     # arytenoid, right part (144)
+    labels[8, 18, 18] = 3           # stray voxel
+    labels[1:9, 10:12, 9:11] = 5    # brainstem (32)
+    labels[0, 0, 0] = 5             # stray voxel
+    allowed = tuple(2 if i == 3 else 1 for i in range(1, 31))
+    before = labels.copy()
+    assert keep_largest_components(labels, allowed) == 2
+    assert labels[8, 18, 18] == 0 and labels[0, 0, 0] == 0
+    before[8, 18, 18] = before[0, 0, 0] = 0
+    np.testing.assert_array_equal(labels, before)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
+from hanseg.labels import OAR_NAMES
 from hanseg.model_dir import load_model_dir
+from hanseg.plans import load_plans
 from hanseg.phantom import make_case, write_gc, write_raw
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,18 @@ def test_loss_falls_and_logs_are_written(trained):
     assert rows[1]["val_dice"] != "" and 0 <= float(rows[1]["val_dice"]) <= 1
     assert (work / "fold_0" / "curves.png").stat().st_size > 1000
     assert len(list((work / "cache").glob("case_*.npz"))) == 2
+
+
+def test_plan_holds_the_fingerprint(trained):
+    _, work, _ = trained
+    plans = load_plans(work / "plans.json")
+    assert plans.spacing_xyz_mm == (3.0, 3.0, 4.0) and plans.patch_size_zyx == (32, 64, 64)
+    ct = plans.channels[0].normalization
+    assert -1000 <= ct.clip_low < 0 < ct.mean < ct.clip_high and ct.std > 0
+    components = dict(zip(OAR_NAMES, plans.max_components))
+    assert components["Brainstem"] == 1 and components["BuccalMucosa"] == 2  # left and right sides
+    splits = json.loads((work / "splits.json").read_text())["folds"]
+    assert [len(f["val"]) for f in splits] == [1, 1]
 
 
 def test_training_resumes_from_its_checkpoint(trained):

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from hanseg.dataset import RawCase, find_raw_cases, label_map
 from hanseg.io import read_image
@@ -42,11 +43,15 @@ def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: i
     """Spacings, sizes and foreground HU statistics of the training set."""
     rng = np.random.default_rng(seed)
     spacings, sizes, values = [], [], []
+    components = dict.fromkeys(OAR_NAMES, 1)
     for case in cases:
         ct = read_image(case.ct)
         spacings.append(ct.GetSpacing())
         sizes.append(ct.GetSize())
-        fg = sitk.GetArrayViewFromImage(ct)[label_map(case, ct) > 0]
+        labels = label_map(case, ct)
+        for name, n in count_components(labels).items():
+            components[name] = max(components[name], n)
+        fg = sitk.GetArrayViewFromImage(ct)[labels > 0]
         if fg.size:
             values.append(rng.choice(fg, min(samples_per_case, fg.size), replace=False))
     hu = np.concatenate(values).astype(np.float64)
@@ -54,7 +59,17 @@ def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: i
     inside = np.clip(hu, lo, hi)
     return {"cases": [c.case_id for c in cases], "spacings_xyz": spacings, "sizes_xyz": sizes,
             "median_spacing_xyz": np.median(spacings, axis=0).tolist(),
-            "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())}}
+            "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())},
+            "max_components": components}
+
+
+def count_components(labels: np.ndarray) -> dict[str, int]:
+    """OAR name → number of 26-connected components in one label map (present OARs only)."""
+    out = {}
+    for label, where in enumerate(ndimage.find_objects(labels), start=1):
+        if where is not None and label <= len(OAR_NAMES):
+            out[OAR_NAMES[label - 1]] = ndimage.label(labels[where] == label, np.ones((3, 3, 3), bool))[1]
+    return out
 
 
 def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filters: Sequence[int],
@@ -91,6 +106,7 @@ def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | N
         "network": {"name": "DynUNet", "kwargs": dynunet_kwargs(patch, spacing, PRESETS[preset]["filters"],
                                                                PRESETS[preset]["res_block"])},
         "folds": list(folds), "overlap": 0.5,
+        "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
     })
 
 
