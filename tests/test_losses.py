@@ -39,3 +39,20 @@ def test_predicting_an_absent_class_is_free():
     assert abs(l_good - l_absent) < 1e-4
     all_present = torch.tensor([[True, True, True]])
     assert dice_ce_loss(absent_predicted, target, all_present).item() > l_good + 1.0
+
+
+def test_dice_ignores_classes_outside_the_patch_but_ce_still_sees_them():
+    """Class 2 is annotated in the case but not in this patch: a small false-positive
+    probability for it must not turn the Dice term into ~1 (the collapse to background)."""
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
+    target[0, 1:3, 1:3, 1:3] = 1
+    logits = torch.full((1, 3, 4, 4, 4), -10.0)
+    logits[:, 0][target == 0] = 10
+    logits[:, 1][target == 1] = 10
+    noisy = logits.clone()
+    noisy[:, 2] = 0.0                              # a little probability for class 2 everywhere
+    present = torch.tensor([[True, True, True]])
+    clean_loss = dice_ce_loss(logits, target, present).item()
+    noisy_loss = dice_ce_loss(noisy, target, present).item()
+    assert clean_loss < 1e-3
+    assert 0 < noisy_loss - clean_loss < 0.1       # CE notices, Dice of class 2 is not counted

@@ -33,19 +33,24 @@ def marginal_probabilities(logits: torch.Tensor, present: torch.Tensor) -> torch
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor,
                  smooth: float = 1e-5) -> torch.Tensor:
-    """Marginal soft Dice (present foreground classes, batch-summed) + marginal CE.
+    """Marginal CE + marginal soft Dice over the foreground classes found in the batch.
 
     target: (B, *spatial) int64 labels. Absent classes never occur in ``target``.
+    The Dice is a *batch* Dice (sums over batch and space) and only covers classes that have
+    ground truth in the batch: a patch holds a handful of the 30 OARs, and a Dice term for an
+    OAR outside the patch is ~0 whatever the network does unless it predicts exactly nothing,
+    which drives the network to predict background everywhere. False positives of OARs not
+    in the patch are still penalised by the cross-entropy.
     """
     n_classes = logits.shape[1]
     probs = marginal_probabilities(logits, present)
     ce = F.nll_loss(torch.log(probs.clamp_min(1e-8)), target)
     onehot = F.one_hot(target, n_classes).movedim(-1, 1).float()
-    dims = tuple(range(2, logits.dim()))
+    dims = (0,) + tuple(range(2, logits.dim()))
     inter = (probs * onehot).sum(dims)
-    denom = probs.sum(dims) + onehot.sum(dims)
-    dice = (2 * inter + smooth) / (denom + smooth)          # (B, C)
-    use = present.bool().clone()
-    use[:, 0] = False                                       # foreground classes only
+    truth = onehot.sum(dims)
+    dice = (2 * inter + smooth) / (probs.sum(dims) + truth + smooth)   # (C,)
+    use = truth > 0
+    use[0] = False                                                     # foreground only
     dice_loss = 1 - dice[use].mean() if use.any() else logits.sum() * 0
     return ce + dice_loss
