@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,8 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import HansegError, InputLayoutError
+from .errors import HansegError, InputLayoutError, OutputError
 from .io import image_suffix, read_image, write_label_map
+from .model_dir import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +114,45 @@ def write_results(results: list[dict[str, Any]], output_dir: Path) -> Path:
     return path
 
 
+def check_writable(output_dir: Path) -> None:
+    """Fail before any work when the output folder cannot be written."""
+    try:
+        (output_dir / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {output_dir}: {exc.strerror or exc}") from exc
+
+
+def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
+    """Input files whose bytes equal an earlier input file's: duplicate → first. The platform
+    gives each case its own images, so a repeat means a mix-up (the template rejects it)."""
+    first: dict[str, Path] = {}
+    repeats = {}
+    for path in [p for c in cases for p in (c.ct, c.mr) if p is not None]:
+        digest = sha256_file(path)
+        if digest in first:
+            repeats[path] = first[digest]
+        else:
+            first[digest] = path
+    return repeats
+
+
 def run(input_dir: Path, output_dir: Path, predictor: Predictor) -> int:
     """Process every case; 0 if each produced its output, 1 otherwise."""
     cases = find_cases(input_dir)
+    check_writable(output_dir)
     log.info("%d case(s) in %s", len(cases), input_dir)
-    results = [process_case(case, output_dir, predictor) for case in cases]
+    repeats = duplicates(cases)
+    results = []
+    for case in cases:
+        dup = [f"{p.name} is identical to {repeats[p].name}" for p in (case.ct, case.mr) if p in repeats]
+        if dup:
+            log.error("%s: not processed: %s", case.ct.name, "; ".join(dup))
+            results.append(_entry(case, None, [f"{case.ct.name}: duplicate input: {'; '.join(dup)}"]))
+            continue
+        results.append(process_case(case, output_dir, predictor))
     write_results(results, output_dir)
     failed = [r for r in results if not r["outputs"]]
     for r in failed:

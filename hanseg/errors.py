@@ -26,3 +26,7 @@ class ModelError(HansegError):
 
 class PlansError(ModelError):
     """``plans.json`` is missing a field or holds a value of the wrong kind."""
+
+
+class OutputError(HansegError):
+    """The output folder cannot be written."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from .checks import sanitize_ct, sanitize_mr
 from .geometry import (Box, Grid, body_box, canonical_grid, resample_from_grid, resample_to_grid,
                        subgrid, uncrop)
 from .plans import Normalization, Plans
@@ -81,11 +82,14 @@ def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, pla
 
 def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans) -> PreprocessedCase:
     """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring."""
+    ct, warnings = sanitize_ct(ct)
+    if mr is not None:
+        mr, mr_warnings = sanitize_mr(mr)
+        warnings += mr_warnings
     box = body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm)
     grid = canonical_grid(ct, box, plans.spacing_xyz_mm)
     log.info("crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
              box.lo, box.hi, grid.shape, grid.spacing_xyz)
-    warnings: list[str] = []
     ct_hu = resample_to_grid(ct, grid, default=AIR_HU)
     channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
     registration = None

@@ -85,12 +85,48 @@ def test_run_writes_outputs_and_results_json(tmp_path):
 
 def test_bad_case_does_not_stop_the_others_and_leaves_no_file(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
-    write(inp / "images/ct/a_CT.mha")
+    write(inp / "images/ct/a_CT.mha", value=100)
     (inp / "images/ct/b_CT.mha").write_bytes(b"truncated")
-    write(inp / "images/ct/c_CT.mha")
+    write(inp / "images/ct/c_CT.mha", value=200)
     assert run(inp, out, FakePredictor()) == 1
     results = json.loads((out / "results.json").read_text())
     assert [bool(r["outputs"]) for r in results] == [True, False, True]
     assert "b_CT.mha" in results[1]["error_messages"][0]
     assert results[0]["error_messages"] == ["no MR"]  # CT-only warning travels to results.json
     assert sorted(p.name for p in (out / "images/head_neck_oar").iterdir()) == ["a_seg.mha", "c_seg.mha"]
+
+
+def test_duplicate_images_are_refused_by_name(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write(inp / "images/ct/a_CT.mha", value=100)
+    write(inp / "images/ct/b_CT.mha", value=100)          # same bytes as a_CT.mha
+    write(inp / "images/t1-mri/a_T1.mha", value=7)
+    write(inp / "images/t1-mri/b_T1.mha", value=8)
+    assert run(inp, out, FakePredictor()) == 1
+    results = json.loads((out / "results.json").read_text())
+    assert bool(results[0]["outputs"]) and not results[1]["outputs"]
+    assert "b_CT.mha is identical to a_CT.mha" in results[1]["error_messages"][0]
+
+
+def test_unwritable_output_fails_before_any_case(tmp_path):
+    from hanseg.errors import OutputError
+    write(tmp_path / "in/images/ct/a_CT.mha")
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    predictor = FakePredictor()
+    with pytest.raises(OutputError, match="cannot write to the output folder"):
+        run(tmp_path / "in", tmp_path / "blocker" / "out", predictor)
+    assert predictor.calls == []
+
+
+def test_read_only_input_just_works(tmp_path):
+    import os
+    import stat
+    inp = tmp_path / "in"
+    write(inp / "images/ct/a_CT.mha")
+    for p in [inp, *inp.rglob("*")]:
+        os.chmod(p, stat.S_IREAD | stat.S_IEXEC | stat.S_IRGRP | stat.S_IXGRP)
+    try:
+        assert run(inp, tmp_path / "out", FakePredictor()) == 0
+    finally:
+        for p in [inp, *inp.rglob("*")]:
+            os.chmod(p, stat.S_IRWXU)
