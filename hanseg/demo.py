@@ -23,7 +23,7 @@ import torch
 
 from .challenge import CT_DIR, OUTPUT_DIR
 from .errors import ModelError
-from .evaluate import score_case
+from .evaluate import present_in, score_case
 from .labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES
 from .model_dir import export_model, load_model_dir
 from .networks import build_network
@@ -74,8 +74,7 @@ def scores_against(gt_path: Path, seg_path: Path) -> dict[str, tuple[float, floa
         return {}
     seg = sitk.ReadImage(str(seg_path))
     gt = sitk.GetArrayFromImage(sitk.ReadImage(str(gt_path)))
-    present = np.bincount(gt.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
-    scores = score_case("", sitk.GetArrayFromImage(seg), gt, present, tuple(reversed(seg.GetSpacing())))
+    scores = score_case("", sitk.GetArrayFromImage(seg), gt, present_in(gt), tuple(reversed(seg.GetSpacing())))
     return {s.oar: (s.dice, s.hd95) for s in scores}
 
 

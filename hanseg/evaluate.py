@@ -96,6 +96,14 @@ def _pred_files(pred_dir: Path) -> dict[str, Path]:
     return files
 
 
+def present_in(labels: np.ndarray) -> np.ndarray:
+    """(31,) bool of the labels a label-map ground truth contains (background always): with
+    no per-OAR files, an OAR absent from the map counts as not annotated."""
+    present = np.bincount(labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
+    present[0] = True
+    return present
+
+
 def ground_truths(gt_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """case key → (label map z,y,x, present (31,) bool), from either layout."""
     out = {}
@@ -106,9 +114,7 @@ def ground_truths(gt_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for path in sorted(gt_dir.iterdir()):
         if image_suffix(path):
             arr = sitk.GetArrayFromImage(read_image(path))
-            present = np.bincount(arr.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] > 0
-            present[0] = True
-            out[_key(path)] = (arr, present)
+            out[_key(path)] = (arr, present_in(arr))
     return out
 
 

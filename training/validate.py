@@ -21,10 +21,9 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dic
         if not present[c]:
             continue
         p, g = pred == c, gt == c
-        denom = p.sum() + g.sum()
-        if g.sum() == 0:
+        if not g.any():
             continue
-        out[c] = float(2 * (p & g).sum() / denom)
+        out[c] = float(2 * (p & g).sum() / (p.sum() + g.sum()))
     return out
 
 
