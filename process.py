@@ -1,9 +1,12 @@
 """Grand-Challenge entry point: segment 30 head-and-neck OARs from CT + T1 MR.
 
-    python process.py [--input /input] [--output /output] [--model model/] [--device auto|cpu|cuda]
+    python process.py [--input /input] [--output /output] [--model DIR] [--device auto|cpu|cuda]
 
-Reads ``<input>/images/ct/*`` and ``<input>/images/t1-mri/*`` (paired by sorted name), writes
+Grand-Challenge socket layout (``<input>/inputs.json``): CT and MR sockets → one label map at
+``<output>/<--output-socket>/output.mha``. Otherwise the HaN-Seg 2023 layout:
+``<input>/images/ct/*`` and ``<input>/images/t1-mri/*`` (paired by sorted name) →
 ``<output>/images/head_neck_oar/<CT name, _CT→_seg>`` and ``<output>/results.json``.
+Model: ``--model``, else an uploaded model in /opt/ml/model, else the baked ``model/``.
 All real work lives in the ``hanseg`` package; this file only wires it together.
 Exit code: 0 if every case produced its label map, 1 otherwise (reasons at the end of the log).
 """
@@ -18,6 +21,8 @@ from pathlib import Path
 from hanseg.challenge import run
 from hanseg.errors import HansegError
 from hanseg.inference import Segmenter
+from hanseg.model_dir import resolve_model_root
+from hanseg.sockets import SocketConfig
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "model"
 log = logging.getLogger("process")
@@ -27,8 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=Path("/input"), help="input folder (default /input)")
     parser.add_argument("--output", type=Path, default=Path("/output"), help="output folder (default /output)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (default: the baked model/)")
+    parser.add_argument("--model", type=Path, help="model folder (default: /opt/ml/model if it holds "
+                        "a model, else the baked model/)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--ct-socket", help="socket layout: slug of the CT input (default: the 'ct' socket)")
+    parser.add_argument("--mr-socket", help="socket layout: slug of the T1 MR input (default: the 'mri'/'t1' socket)")
+    parser.add_argument("--output-socket", default=SocketConfig.output_path,
+                        help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -38,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        segmenter = Segmenter(args.model, device=args.device)  # built once, before any case
-        return run(args.input, args.output, segmenter)
+        model = resolve_model_root(args.model, DEFAULT_MODEL)
+        segmenter = Segmenter(model, device=args.device)  # built once, before any case
+        sockets = SocketConfig(args.ct_socket, args.mr_socket, args.output_socket)
+        return run(args.input, args.output, segmenter, sockets)
     except HansegError as exc:
         log.error("FAILED: %s", exc)
         return 1

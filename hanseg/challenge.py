@@ -1,6 +1,9 @@
-"""The Grand-Challenge adapter for the HaN-Seg 2023 layout (as the official template).
+"""The Grand-Challenge adapter: both interfaces, one code path (:func:`run` picks).
 
-Input:  ``<input>/images/ct/<name>`` and ``<input>/images/t1-mri/<name>``, paired by sorted
+* Socket layout (newer phases): ``<input>/inputs.json`` is present; see :mod:`hanseg.sockets`.
+* HaN-Seg 2023 layout (the official template), used when there is no ``inputs.json``.
+
+HaN-Seg 2023 input:  ``<input>/images/ct/<name>`` and ``<input>/images/t1-mri/<name>``, paired by sorted
 file name. Output: ``<output>/images/head_neck_oar/<CT name with "_CT" → "_seg">`` (same
 ending as the CT) and ``<output>/results.json``, one entry per case as the template writes:
 ``{"outputs": [...], "inputs": [...], "error_messages": [...]}``.
@@ -24,6 +27,7 @@ import SimpleITK as sitk
 from .errors import HansegError, InputLayoutError, OutputError
 from .io import image_suffix, read_image, write_label_map
 from .model_dir import sha256_file
+from .sockets import SocketConfig, find_socket_images, has_sockets, output_file
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +94,26 @@ def _entry(case: CaseFiles, output: str | None, messages: list[str]) -> dict[str
     }
 
 
+def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
+    """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
+    ct = read_image(case.ct)
+    mr = read_image(case.mr) if case.mr is not None else None
+    prediction = predictor.predict(ct, mr)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
+    log.info("%s → %s", case.ct.name, out_path)
+    return tuple(prediction.warnings)
+
+
 def process_case(case: CaseFiles, output_dir: Path, predictor: Predictor) -> dict[str, Any]:
     """Segment one case; never raises for bad input, the entry says what went wrong."""
     out_path = output_dir / OUTPUT_DIR / output_name(case.ct)
     try:
-        ct = read_image(case.ct)
-        mr = read_image(case.mr) if case.mr is not None else None
-        prediction = predictor.predict(ct, mr)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
+        warnings = segment(case, out_path, predictor)
     except (HansegError, OSError, MemoryError) as exc:
         log.error("%s: failed: %s", case.ct.name, exc)
         return _entry(case, None, [f"{case.ct.name}: {exc}"])
-    log.info("%s → %s", case.ct.name, out_path)
-    return _entry(case, out_path.name, list(prediction.warnings))
+    return _entry(case, out_path.name, list(warnings))
 
 
 def write_results(results: list[dict[str, Any]], output_dir: Path) -> Path:
@@ -114,15 +124,15 @@ def write_results(results: list[dict[str, Any]], output_dir: Path) -> Path:
     return path
 
 
-def check_writable(output_dir: Path) -> None:
+def check_writable(folder: Path) -> None:
     """Fail before any work when the output folder cannot be written."""
     try:
-        (output_dir / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write-test-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(f"cannot write to the output folder {output_dir}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from exc
 
 
 def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
@@ -139,9 +149,36 @@ def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
     return repeats
 
 
-def run(input_dir: Path, output_dir: Path, predictor: Predictor) -> int:
-    """Process every case; 0 if each produced its output, 1 otherwise."""
+def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig()) -> int:
+    """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
+    if has_sockets(input_dir):
+        log.info("socket layout (%s/inputs.json)", input_dir)
+        return run_socket_case(input_dir, output_dir, predictor, sockets)
+    log.info("HaN-Seg 2023 layout (no inputs.json)")
+    return run_hanseg2023(input_dir, output_dir, predictor)
+
+
+def run_socket_case(input_dir: Path, output_dir: Path, predictor: Predictor, config: SocketConfig) -> int:
+    """The one case an ``inputs.json`` job holds → ``<output>/<output socket path>/output.mha``."""
+    ct, mr = find_socket_images(input_dir, config)
+    case, out_path = CaseFiles(ct, mr), output_file(output_dir, config)
+    check_writable(out_path.parent)
+    repeats = duplicates([case])
+    if repeats:
+        log.error("FAILED: %s", "; ".join(f"{p.name} is identical to {q.name}" for p, q in repeats.items()))
+        return 1
+    try:
+        segment(case, out_path, predictor)
+    except (HansegError, OSError, MemoryError) as exc:
+        log.error("FAILED %s: %s", case.ct.name, exc)
+        return 1
+    return 0
+
+
+def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor) -> int:
+    """Process every case of the 2023 layout and write ``results.json``."""
     cases = find_cases(input_dir)
+    check_writable(output_dir / OUTPUT_DIR)
     check_writable(output_dir)
     log.info("%d case(s) in %s", len(cases), input_dir)
     repeats = duplicates(cases)

@@ -98,3 +98,32 @@ def export_model(root: Path, plans: Plans, states: list[dict[str, torch.Tensor]]
     meta = {**metadata, "weights_sha256": hashes}
     (root / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_model_dir(root)
+
+
+UPLOADED_MODEL = Path("/opt/ml/model")  # where Grand-Challenge extracts a separately uploaded model tarball
+
+
+def _model_in(folder: Path) -> Path | None:
+    """``folder`` itself, or its single sub-folder, when it holds a ``plans.json`` (a tarball
+    made with ``tar -C model .`` or ``tar model/`` both work)."""
+    if (folder / "plans.json").is_file():
+        return folder
+    subs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return subs[0] if len(subs) == 1 and (subs[0] / "plans.json").is_file() else None
+
+
+def resolve_model_root(explicit: Path | None, baked: Path, uploaded: Path = UPLOADED_MODEL) -> Path:
+    """The model to run: ``--model`` if given, else an uploaded model in ``/opt/ml/model``,
+    else the model baked into the image. Logs which, so a job's log says what ran."""
+    if explicit is not None:
+        log.info("using the model given with --model: %s", explicit)
+        return Path(explicit)
+    found = _model_in(uploaded)
+    if found is not None:
+        log.info("using the uploaded model in %s (overrides the baked %s)", found, baked)
+        return found
+    if uploaded.is_dir() and any(uploaded.iterdir()):
+        log.warning("%s has files but no plans.json: ignored, using the baked model %s", uploaded, baked)
+    else:
+        log.info("using the baked model %s", baked)
+    return baked
