@@ -149,13 +149,26 @@ def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
     return repeats
 
 
+def peak_memory_gib() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB); 0 if unknown."""
+    try:
+        import resource
+    except ImportError:  # not on Linux/macOS
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig()) -> int:
     """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
     if has_sockets(input_dir):
         log.info("socket layout (%s/inputs.json)", input_dir)
-        return run_socket_case(input_dir, output_dir, predictor, sockets)
-    log.info("HaN-Seg 2023 layout (no inputs.json)")
-    return run_hanseg2023(input_dir, output_dir, predictor)
+        code = run_socket_case(input_dir, output_dir, predictor, sockets)
+    else:
+        log.info("HaN-Seg 2023 layout (no inputs.json)")
+        code = run_hanseg2023(input_dir, output_dir, predictor)
+    # The platform's memory limit is the usual reason a job dies without a message: say how close.
+    log.info("peak memory %.2f GiB (the platform's limit is often 4 GB)", peak_memory_gib())
+    return code
 
 
 def run_socket_case(input_dir: Path, output_dir: Path, predictor: Predictor, config: SocketConfig) -> int:
