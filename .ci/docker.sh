@@ -13,6 +13,7 @@ PYTHON=.venv/bin/python docker/build_local_base.sh local/hanseg-base:cpu
 echo "[ci-docker] base ready after $((SECONDS - t0)) s"
 PATH="$PWD/.venv/bin:$PATH" ./build.sh --base local/hanseg-base:cpu --wheelhouse --tag hanseg-oar:ci
 docker/check_image.sh hanseg-oar:ci
+docker/faulty_inputs.sh hanseg-oar:ci
 ./test.sh hanseg-oar:ci
 echo "[ci-docker] test.sh passed after $((SECONDS - t0)) s"
 ./export.sh hanseg-oar:ci

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--seed", type=int, default=9000, help="never one used for training data")
     ap.add_argument("--size", choices=("small", "full"), default="small")
-    ap.add_argument("--variants", nargs="+", default=["original", *GRID_VARIANTS],
+    ap.add_argument("--variants", nargs="+", default=["original", "flipped", "oblique", "respaced"],
                     choices=["original", *GRID_VARIANTS])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "phantom_eval")

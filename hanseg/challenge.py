@@ -27,6 +27,7 @@ import SimpleITK as sitk
 from .errors import HansegError, InputLayoutError, OutputError
 from .io import image_suffix, read_image, write_label_map
 from .model_dir import sha256_file
+from .resources import check_fits
 from .sockets import SocketConfig, find_socket_images, has_sockets, output_file
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def _entry(case: CaseFiles, output: str | None, messages: list[str]) -> dict[str
 
 def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
     """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
+    check_fits(case.ct)  # from the header, before the voxels are read
     ct = read_image(case.ct)
     mr = read_image(case.mr) if case.mr is not None else None
     prediction = predictor.predict(ct, mr)

@@ -29,13 +29,36 @@ def _replace_non_finite(image: sitk.Image, value: float, what: str) -> tuple[sit
     return out, [f"{what}: {n} NaN/inf voxels ({n / arr.size:.2%}) replaced by {value:g}"]
 
 
+#: Largest |DᵀD − I| accepted silently: rounding in DICOM-to-file converters stays far below.
+ORTHONORMAL_TOLERANCE = 1e-3
+
+
+def check_direction(image: sitk.Image, what: str) -> list[str]:
+    """Warn about a non-orthonormal direction matrix.
+
+    A sheared grid (e.g. a CT reconstructed with a tilted gantry) is still a valid affine
+    index→mm map: every step here works in physical space through ITK, which inverts the full
+    matrix, and the label map keeps the CT's header, so it is processed, with a warning.
+    (A singular matrix never gets here: ITK refuses it when the file is read, see
+    :func:`hanseg.io.read_image`.)
+    """
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    deviation = float(np.abs(d.T @ d - np.eye(3)).max())
+    if deviation <= ORTHONORMAL_TOLERANCE:
+        return []
+    return [f"{what}: direction matrix is not orthonormal (deviation {deviation:.3f}; a sheared grid, "
+            "e.g. a tilted gantry): segmented in physical space, the label map keeps the CT's grid"]
+
+
 def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
     """Replace NaN/inf by air; shift a CT stored as HU+1024 (no value below 0) back to HU.
 
     A head CT in Hounsfield units always holds air (−1000) or at least fat (about −100), so
     a minimum ≥ 0 means the DICOM rescale was not applied.
     """
-    ct, warnings = _replace_non_finite(ct, -1000.0, "CT")
+    warnings = check_direction(ct, "CT")
+    ct, non_finite = _replace_non_finite(ct, -1000.0, "CT")
+    warnings += non_finite
     stats = sitk.MinimumMaximumImageFilter()
     stats.Execute(ct)
     if stats.GetMinimum() >= 0:
@@ -46,5 +69,7 @@ def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
 
 
 def sanitize_mr(mr: sitk.Image) -> tuple[sitk.Image, list[str]]:
-    """Replace NaN/inf in the MR by 0 (no signal)."""
-    return _replace_non_finite(mr, 0.0, "MR")
+    """Replace NaN/inf in the MR by 0 (no signal); check its direction matrix like the CT's."""
+    warnings = check_direction(mr, "MR")
+    mr, non_finite = _replace_non_finite(mr, 0.0, "MR")
+    return mr, warnings + non_finite

@@ -30,3 +30,7 @@ class PlansError(ModelError):
 
 class OutputError(HansegError):
     """The output folder cannot be written."""
+
+
+class InputTooLargeError(HansegError):
+    """The case would not fit in the memory this process may use."""

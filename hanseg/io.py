@@ -43,10 +43,22 @@ def read_image(path: Path) -> sitk.Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
-        raise ImageReadError(f"{path.name}: cannot be read as an image ({first})") from exc
+        raise ImageReadError(f"{path.name}: cannot be read as an image ({itk_reason(exc)})") from exc
     check_3d_scalar(image, path.name)
     return image
+
+
+def itk_reason(exc: RuntimeError) -> str:
+    """The readable part of an ITK exception: the text after "ITK ERROR: Class(0x…):" if
+    there is one (the lines after it may be a matrix dump), else the last line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines:
+        if "ITK ERROR" in line:
+            reason = line.split("):", 1)[-1].strip()
+            if "determinant is 0" in reason:
+                return "its direction matrix is singular (determinant 0): the orientation header is broken"
+            return reason
+    return lines[-1] if lines else "unknown reason"
 
 
 def check_3d_scalar(image: sitk.Image, what: str) -> None:

@@ -1054,17 +1054,21 @@ if __name__ == "__main__":
 
 _OBLIQUE = math.radians(15.0)
 #: kind -> (direction matrix, row-major 3x3; spacing factor x,y,z)
+_TILT = math.radians(10.0)
 GRID_VARIANTS: dict[str, tuple[tuple[float, ...], tuple[float, float, float]]] = {
     "flipped": ((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (1.0, 1.0, 1.0)),
     "oblique": ((math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0,
                  0.0, 0.0, 1.0), (1.0, 1.0, 1.0)),
     "respaced": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 0.8)),
+    # Slices stacked along an axis tilted 10° towards y (a tilted gantry): not orthonormal.
+    "sheared": ((1.0, 0.0, 0.0, 0.0, 1.0, math.sin(_TILT), 0.0, 0.0, math.cos(_TILT)), (1.0, 1.0, 1.0)),
 }
 
 
 def regrid(image: sitk.Image, kind: str, interpolator: int = sitk.sitkLinear, default: float = -1000.0) -> sitk.Image:
     """``image`` resampled onto a grid of another ``kind`` (see :data:`GRID_VARIANTS`) around
-    the same physical centre: flipped axes, a 15° in-plane rotation, or other spacings."""
+    the same physical centre: flipped axes, a 15° in-plane rotation, other spacings, or a
+    sheared (gantry-tilt) grid."""
     if kind not in GRID_VARIANTS:
         raise PhantomError(f"unknown grid variant {kind!r}; known: {', '.join(GRID_VARIANTS)}")
     direction, factor = GRID_VARIANTS[kind]

@@ -37,3 +37,36 @@ def test_mr_non_finite_becomes_zero():
     mr, warnings = sanitize_mr(img(np.array([[[np.nan, 5.0]]], np.float32)))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(mr), [[[0.0, 5.0]]])
     assert "MR" in warnings[0]
+
+
+def test_direction_matrices_orthonormal_sheared_and_degenerate():
+    import math
+
+    import pytest
+
+    from hanseg.checks import check_direction
+    from hanseg.errors import ImageReadError
+    from hanseg.io import read_image
+    ct = img(np.zeros((4, 5, 6), np.int16))
+    ct.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))                    # permuted + flipped: fine
+    assert check_direction(ct, "CT") == []
+    ct.SetDirection((1, 0, 0, 0, 1, 1e-5, 0, 0, 1))                  # converter rounding: fine
+    assert check_direction(ct, "CT") == []
+    t = math.radians(10)
+    ct.SetDirection((1, 0, 0, 0, 1, math.sin(t), 0, 0, math.cos(t)))  # tilted gantry: warned
+    [warning] = check_direction(ct, "CT")
+    assert "not orthonormal (deviation 0.174" in warning
+    with pytest.raises(ImageReadError, match="degenerate.mha: cannot be read.*direction matrix is singular"):
+        read_image(_degenerate_mha())
+
+
+def _degenerate_mha():
+    """SimpleITK refuses to *set* a singular direction, but a file header can hold one."""
+    import tempfile
+    from pathlib import Path
+    path = Path(tempfile.mkdtemp()) / "degenerate.mha"
+    header = ("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+              "TransformMatrix = 1 0 0 0 1 0 0 1 0\nOffset = 0 0 0\nElementSpacing = 1 1 1\n"
+              "DimSize = 2 2 2\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
+    path.write_bytes(header.encode() + np.zeros(8, np.int16).tobytes())
+    return path

@@ -13,7 +13,7 @@ import pytest
 from hanseg.compare import compare_label_maps, compare_results
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh",
+SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh", "docker/faulty_inputs.sh",
            ".ci/run", ".ci/docker.sh", ".ci/docker_engine.sh", "scripts/setup_venv.sh", "scripts/run_tests.sh"]
 
 

@@ -56,7 +56,7 @@ def test_process_py_writes_a_valid_label_map_and_results_json(phantom_gc, tiny_m
     assert "MR registered to CT" in done.stderr
 
 
-@pytest.mark.parametrize("kind", ["flipped", "oblique", "respaced"])
+@pytest.mark.parametrize("kind", ["flipped", "oblique", "respaced", "sheared"])
 def test_any_ct_grid_gets_a_label_map_on_exactly_that_grid(phantom_gc, tiny_model, tmp_path, kind):
     inp = tmp_path / "in"
     (inp / "images/ct").mkdir(parents=True)
@@ -68,6 +68,8 @@ def test_any_ct_grid_gets_a_label_map_on_exactly_that_grid(phantom_gc, tiny_mode
     done = run_process(inp, tmp_path / "out", tiny_model)
     assert done.returncode == 0, done.stderr[-3000:]
     check_output(tmp_path / "out", ct, "case_01_seg.nrrd")
+    messages = json.loads((tmp_path / "out/results.json").read_text())[0]["error_messages"]
+    assert any("not orthonormal" in m for m in messages) == (kind == "sheared")
 
 
 def test_a_missing_model_stops_before_reading_any_case(phantom_gc, tmp_path):
