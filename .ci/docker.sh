@@ -18,6 +18,7 @@ docker/faulty_inputs.sh hanseg-oar:ci
 echo "[ci-docker] test.sh passed after $((SECONDS - t0)) s"
 ./export.sh hanseg-oar:ci
 gzip -t export/hanseg-oar_ci.tar.gz
-tar -tzf export/model.tar.gz | grep -qx './plans.json'
+tar -tzf export/model.tar.gz > export/model.list   # (grep -q on a pipe would SIGPIPE tar)
+grep -qx './plans.json' export/model.list || { echo "[ci-docker] model.tar.gz lacks plans.json" >&2; exit 1; }
 rm -rf export
 echo "[ci-docker] done in $((SECONDS - t0)) s"

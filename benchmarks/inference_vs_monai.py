@@ -1,0 +1,164 @@
+"""Inference benchmark: our ``process.py`` against a MONAI bundle-style baseline, same run.
+
+    python -m benchmarks.inference_vs_monai --model model --out bench/inference \
+        [--sizes small 512 1024] [--seed 4242] [--variants ours monai monai_labels]
+
+Cases (phantoms, never used in training): ``small`` (the generator's small grid), ``1024``
+(a full-size HaN-Seg-like CT, 1024×1024×~200 at ~0.6×0.6×2 mm, MR on its own grid) and ``512``
+(the same case resampled to 512×512 in-plane). Each variant runs in its own process:
+
+* ``ours``: ``process.py`` (crop to the body, per-class running argmax back to the CT grid);
+* ``monai``: :mod:`benchmarks.monai_baseline` with ``Invertd`` on all 31 probability channels;
+* ``monai_labels``: the same with argmax before ``Invertd`` (nearest-neighbour inversion).
+
+Per run: wall seconds, peak RSS of the process (``wait4``; each variant is one process), exit
+status and the error's last line if it failed; for the baselines, per-OAR Dice of their label
+map against ours. A variant may get ``--memory-cap-gib`` of address space so that a pipeline that
+cannot fit fails with MemoryError instead of taking the machine down. Writes
+``results.json`` and ``results.md`` and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from hanseg.compare import per_oar_dice
+from hanseg.phantom import make_case, write_gc
+
+log = logging.getLogger("benchmarks.inference_vs_monai")
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("ours", "monai", "monai_labels")
+
+
+def in_plane_resampled(image: sitk.Image, size_xy: int, interpolator: int, default: float) -> sitk.Image:
+    """``image`` on a grid with ``size_xy`` voxels in-plane over the same field of view."""
+    factor = image.GetSize()[0] / size_xy
+    ref = sitk.Image([size_xy, size_xy, image.GetSize()[2]], image.GetPixelID())
+    ref.SetSpacing((image.GetSpacing()[0] * factor, image.GetSpacing()[1] * factor, image.GetSpacing()[2]))
+    ref.SetDirection(image.GetDirection())
+    half = (factor - 1) / 2  # keep the outer edges of the field of view where they were
+    ref.SetOrigin(image.TransformContinuousIndexToPhysicalPoint((half, half, 0.0)))
+    return sitk.Resample(image, ref, sitk.Transform(), interpolator, default, image.GetPixelID())
+
+
+def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
+    cases = {}
+    full = make_case(seed, size="full") if {"512", "1024"} & set(sizes) else None
+    for size in sizes:
+        out = folder / f"case_{size}"
+        if not (out / "input/images/ct").is_dir():
+            case = make_case(seed, size="small") if size == "small" else full
+            write_gc(case, out)
+            if size == "512":
+                ct = in_plane_resampled(case.ct, 512, sitk.sitkLinear, -1000.0)
+                sitk.WriteImage(ct, str(out / "input/images/ct/case_01_CT.mha"), True)
+        ct = sitk.ReadImage(str(out / "input/images/ct/case_01_CT.mha"))
+        log.info("case %s: CT %s voxels (x,y,z) at %s mm", size, ct.GetSize(), tuple(round(s, 3) for s in ct.GetSpacing()))
+        cases[size] = out
+    return cases
+
+
+def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
+    if variant == "ours":
+        return [sys.executable, str(ROOT / "process.py"), "--input", str(case / "input"), "--output", str(out),
+                "--model", str(model), "--device", "cpu"]
+    invert = "probabilities" if variant == "monai" else "labels"
+    return [sys.executable, "-m", "benchmarks.monai_baseline", "--input", str(case / "input"), "--output", str(out),
+            "--model", str(model), "--invert", invert]
+
+
+def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> dict:
+    """Run ``cmd`` as its own process; wall time and peak RSS from wait4."""
+    def limit() -> None:
+        if cap_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+    start = time.perf_counter()
+    with open(log_path, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=limit)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    result = {"seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2), "exit_code": code}
+    if code != 0:
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        result["error"] = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
+    return result
+
+
+def agreement(ours: Path, other: Path) -> dict:
+    a = sitk.GetArrayViewFromImage(sitk.ReadImage(str(ours)))
+    b = sitk.GetArrayViewFromImage(sitk.ReadImage(str(other)))
+    scores = per_oar_dice(a, b)
+    return {"mean_dice": round(float(np.mean(list(scores.values()))), 4) if scores else None,
+            "min_dice": round(min(scores.values()), 4) if scores else None,
+            "per_oar": {k: round(v, 4) for k, v in scores.items()}}
+
+
+def table(results: dict) -> str:
+    rows = ["| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) | note |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for size, runs in results["cases"].items():
+        for variant, r in runs.items():
+            agree = r.get("agreement")
+            agree_txt = f"{agree['mean_dice']:.3f} ({agree['min_dice']:.3f})" if agree and agree["mean_dice"] is not None else ""
+            rows.append(f"| {size} ({r['ct_size']}) | {variant} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} | "
+                        f"{agree_txt} | {r.get('error', '')[:120]} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "model")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/inference")
+    ap.add_argument("--sizes", nargs="+", default=["small", "512", "1024"], choices=["small", "512", "1024"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--memory-cap-gib", type=float, default=20.0,
+                    help="address-space cap per baseline run, so a run that cannot fit fails cleanly")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    cases = make_cases(args.out / "cases", args.sizes, args.seed)
+    results = {"settings": {**{k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
+                            "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}, "cases": {}}
+    for size, case in cases.items():
+        runs = results["cases"][size] = {}
+        ct_size = "×".join(map(str, sitk.ReadImage(str(case / "input/images/ct/case_01_CT.mha")).GetSize()))
+        for variant in args.variants:
+            out = args.out / "outputs" / size / variant
+            cap = int(args.memory_cap_gib * 2**30) if variant != "ours" else None
+            log.info("%s / %s ...", size, variant)
+            r = run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap)
+            r["ct_size"] = ct_size
+            label_map = out / "images/head_neck_oar/case_01_seg.mha"
+            if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
+                r["agreement"] = agreement(args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map)
+            log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k != "agreement"})
+            runs[variant] = r
+            (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "results.md").write_text(table(results))
+    print(table(results))
+    for size, runs in results["cases"].items():
+        ours = runs.get("ours")
+        for variant in ("monai", "monai_labels"):
+            other = runs.get(variant)
+            if ours and other and other["exit_code"] == 0:
+                print(f"{size}: {variant} / ours: time ×{other['seconds'] / ours['seconds']:.2f}, "
+                      f"peak RSS ×{other['peak_rss_gib'] / ours['peak_rss_gib']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
