@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hanseg.challenge import run
 from hanseg.errors import HansegError
-from hanseg.inference import Segmenter
+from hanseg.inference import DEFAULT_TIME_BUDGET_S, Segmenter
 from hanseg.model_dir import resolve_model_root
 from hanseg.sockets import SocketConfig
 
@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mr-socket", help="socket layout: slug of the T1 MR input (default: the 'mri'/'t1' socket)")
     parser.add_argument("--output-socket", default=SocketConfig.output_path,
                         help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})")
+    parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
+                        help="seconds per case; chooses test-time mirroring, folds and overlap to fit "
+                             f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 = the richest settings, no budget)")
+    parser.add_argument("--no-mirroring", action="store_true", help="no test-time left-right mirroring")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         model = resolve_model_root(args.model, DEFAULT_MODEL)
-        segmenter = Segmenter(model, device=args.device)  # built once, before any case
+        # built once, before any case
+        segmenter = Segmenter(model, args.device, args.time_budget or None, not args.no_mirroring)
         sockets = SocketConfig(args.ct_socket, args.mr_socket, args.output_socket)
         return run(args.input, args.output, segmenter, sockets)
     except HansegError as exc:

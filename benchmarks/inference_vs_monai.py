@@ -72,7 +72,7 @@ def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
 def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
     if variant == "ours":
         return [sys.executable, str(ROOT / "process.py"), "--input", str(case / "input"), "--output", str(out),
-                "--model", str(model), "--device", "cpu"]
+                "--model", str(model), "--device", "cpu", "--no-mirroring"]  # the same passes as the baseline
     invert = "probabilities" if variant == "monai" else "labels"
     return [sys.executable, "-m", "benchmarks.monai_baseline", "--input", str(case / "input"), "--output", str(out),
             "--model", str(model), "--invert", invert]
@@ -98,8 +98,8 @@ def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> dict:
 
 
 def agreement(ours: Path, other: Path) -> dict:
-    a = sitk.GetArrayViewFromImage(sitk.ReadImage(str(ours)))
-    b = sitk.GetArrayViewFromImage(sitk.ReadImage(str(other)))
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(ours)))  # a copy: a view dies with its image
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(other)))
     scores = per_oar_dice(a, b)
     return {"mean_dice": round(float(np.mean(list(scores.values()))), 4) if scores else None,
             "min_dice": round(min(scores.values()), 4) if scores else None,

@@ -46,11 +46,14 @@ log = logging.getLogger("benchmarks.monai_baseline")
 
 
 def mr_on_ct_grid(ct: sitk.Image, mr: sitk.Image, plans: Plans, folder: Path) -> Path:
-    """Register (as process.py does) and resample the MR onto the CT's grid, 0 outside its FOV."""
+    """Register (as process.py does) and resample the MR onto the CT's grid, 0 outside its FOV;
+    all 0 when the registration fails its sanity check (process.py's CT-only fallback)."""
     result = register_mr_to_ct(ct, mr, body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm),
                                plans.body_threshold_hu)
-    transform = result.transform if result.ok else sitk.Transform()
-    on_ct = sitk.Resample(mr, ct, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    on_ct = sitk.Resample(mr, ct, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    if not result.ok:
+        log.warning("MR not used (CT-only fallback): %s", result.message)
+        on_ct *= 0.0
     path = folder / "mr_on_ct.mha"
     sitk.WriteImage(on_ct, str(path))
     return path

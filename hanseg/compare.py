@@ -40,8 +40,9 @@ def grid_differences(image: sitk.Image, expected: sitk.Image, tol: float = 1e-4)
 
 def per_oar_dice(labels: np.ndarray, expected: np.ndarray) -> dict[str, float]:
     """Dice per OAR present in either map (an OAR absent from both is not scored)."""
-    counts = np.bincount(labels.ravel().astype(np.int64) * 32 + expected.ravel(), minlength=32 * 32)
-    joint = counts.reshape(32, 32)
+    n = int(max(labels.max(initial=0), expected.max(initial=0), len(OAR_NAMES))) + 1  # any stray id counts too
+    counts = np.bincount(labels.ravel().astype(np.int64) * n + expected.ravel(), minlength=n * n)
+    joint = counts.reshape(n, n)
     scores = {}
     for i, name in enumerate(OAR_NAMES, start=1):
         a, b, both = joint[i, :].sum(), joint[:, i].sum(), joint[i, i]

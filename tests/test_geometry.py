@@ -162,3 +162,22 @@ def test_labels_on_a_sheared_grid_round_trip_through_the_canonical_grid():
     np.testing.assert_allclose(got_mm, want_mm, atol=0.3)
     back = resample_from_grid(on_grid.astype(np.uint8), grid, subgrid(ct, box), sitk.sitkNearestNeighbor)
     np.testing.assert_array_equal(back, labels)
+
+
+def test_min_pool_keeps_a_thin_gap_that_striding_would_skip():
+    from hanseg.geometry import min_pool
+    arr = np.arange(2 * 5 * 7, dtype=np.int16).reshape(2, 5, 7)
+    pooled = min_pool(arr, (2, 2, 3))
+    assert pooled.shape == (1, 3, 3)
+    assert pooled[0, 0, 0] == 0 and pooled[0, 2, 2] == arr[0, 4, 6]  # partial blocks count
+    np.testing.assert_array_equal(pooled[0], arr[0, ::2, ::3])       # monotone array: block min = corner
+
+
+def test_body_box_excludes_a_couch_two_millimetres_below_the_body():
+    """A 2 mm air gap that a 4 mm strided copy would skip (samples at rows 40 and 44 only)."""
+    ct = np.full((40, 80, 100), -1000, np.int16)
+    ct[5:35, 10:41, 30:70] = 40          # body: rows 10..40, 31 mm thick
+    ct[:, 43:61, 2:98] = 100             # couch: rows 43..60, 18 mm thick, 96 mm wide; gap rows 41-42
+    box = body_box(image(ct), threshold_hu=-500, margin_mm=0, work_mm=4)
+    assert box.lo[1] <= 10 and 41 <= box.hi[1] <= 44      # ends at the body (within one block), not row 61
+    assert box.lo[2] >= 26 and box.hi[2] <= 74             # the couch's width is not in the box

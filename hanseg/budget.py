@@ -1,0 +1,80 @@
+"""Choose test-time mirroring, folds and overlap so a case fits a time budget.
+
+The cost of the sliding window is (windows at an overlap) × (folds) × (1 + mirrored passes)
+× (seconds per window). Seconds per window are measured once when the :class:`Segmenter`
+is built (the machine decides: a T4, an H100 or two CPU cores differ by 100×); the window
+count comes from the case's grid. The richest setting of :func:`ladder` whose estimate fits
+the seconds left is used, and the choice is logged. If even the leanest does not fit, the
+leanest runs, with a warning (a slow answer beats no answer).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: Array axes (z, y, x) mirrored at test time: only x, patient left-right, the one mirror
+#: training augments with (with the L/R label swap, see training/data.py). The network never
+#: saw upside-down or back-to-front heads, so z or y mirrors would only add errors.
+MIRROR_AXES = (2,)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    n_folds: int
+    mirror_axes: tuple[int, ...]  # array axes (z=0, y=1, x=2) flipped, one extra pass each
+    overlap: float
+
+    @property
+    def passes(self) -> int:
+        return self.n_folds * (1 + len(self.mirror_axes))
+
+    def describe(self) -> str:
+        mirrors = "+".join("zyx"[a] for a in self.mirror_axes) or "none"
+        return f"{self.n_folds} fold(s), mirroring {mirrors}, overlap {self.overlap:g}"
+
+
+def windows_per_axis(size: int, roi: int, overlap: float) -> int:
+    """Sliding windows along one axis, counted as MONAI places them."""
+    if size <= roi:
+        return 1
+    interval = max(int(roi * (1 - overlap)), 1)
+    return math.ceil((size - roi) / interval) + 1
+
+
+def n_windows(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], overlap: float) -> int:
+    return math.prod(windows_per_axis(s, r, overlap) for s, r in zip(shape_zyx, patch_zyx))
+
+
+def ladder(n_folds: int, overlap: float, mirroring: bool = True) -> list[RunSettings]:
+    """From the richest setting to the leanest: mirrors go first, then folds, then overlap."""
+    steps = []
+    for folds in range(n_folds, 0, -1):
+        if mirroring:
+            steps.append(RunSettings(folds, MIRROR_AXES, overlap))
+        steps.append(RunSettings(folds, (), overlap))
+    for lower in (0.25, 0.0):
+        if lower < overlap:
+            steps.append(RunSettings(1, (), lower))
+    return steps
+
+
+def choose(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], n_folds: int, overlap: float,
+           seconds_per_window: float, seconds_left: float | None,
+           mirroring: bool = True) -> tuple[RunSettings, float]:
+    """The richest setting whose estimated seconds fit ``seconds_left`` (None: no budget)."""
+    options = ladder(n_folds, overlap, mirroring)
+    if seconds_left is None:
+        return options[0], n_windows(shape_zyx, patch_zyx, overlap) * options[0].passes * seconds_per_window
+    for option in options:
+        estimate = n_windows(shape_zyx, patch_zyx, option.overlap) * option.passes * seconds_per_window
+        if estimate <= seconds_left:
+            return option, estimate
+    lean = options[-1]
+    estimate = n_windows(shape_zyx, patch_zyx, lean.overlap) * lean.passes * seconds_per_window
+    log.warning("even %s needs about %.0f s, more than the %.0f s left of the time budget: running it anyway",
+                lean.describe(), estimate, seconds_left)
+    return lean, estimate
