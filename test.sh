@@ -14,8 +14,8 @@ cd "$(dirname "$0")"
 IMAGE="${1:-hanseg-oar:latest}"
 MIN_DICE="${MIN_DICE:-0.99}"
 EXPECTED_MAP=test/expected_output/images/head_neck_oar/case_01_seg.mha
-FLAGS=(--rm --memory=4g --memory-swap=4g --network=none --cap-drop=ALL
-       --security-opt=no-new-privileges --shm-size=128m --pids-limit=256)
+source docker/platform_flags.sh
+FLAGS=("${PLATFORM_FLAGS[@]}")
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     FLAGS+=(--gpus all); echo "[test] GPU found: running with --gpus all"
 else

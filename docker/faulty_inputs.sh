@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE="${1:-hanseg-oar:latest}"
-FLAGS=(--rm --memory=4g --memory-swap=4g --network=none --cap-drop=ALL
-       --security-opt=no-new-privileges --shm-size=128m --pids-limit=256)
+source docker/platform_flags.sh
+FLAGS=("${PLATFORM_FLAGS[@]}")
 W=$(mktemp -d /tmp/hanseg-faulty.XXXXXX)
 trap 'rm -rf "$W" 2>/dev/null || docker run --rm -v "$W:/w" --entrypoint sh "$IMAGE" -c "rm -rf /w/*"; rm -rf "$W" 2>/dev/null || true' EXIT
 fails=0

@@ -66,15 +66,16 @@ def choose(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], n_folds: int,
            seconds_per_window: float, seconds_left: float | None,
            mirroring: bool = True) -> tuple[RunSettings, float]:
     """The richest setting whose estimated seconds fit ``seconds_left`` (None: no budget)."""
+    def seconds(option: RunSettings) -> float:
+        return n_windows(shape_zyx, patch_zyx, option.overlap) * option.passes * seconds_per_window
+
     options = ladder(n_folds, overlap, mirroring)
     if seconds_left is None:
-        return options[0], n_windows(shape_zyx, patch_zyx, overlap) * options[0].passes * seconds_per_window
+        return options[0], seconds(options[0])
     for option in options:
-        estimate = n_windows(shape_zyx, patch_zyx, option.overlap) * option.passes * seconds_per_window
-        if estimate <= seconds_left:
-            return option, estimate
+        if seconds(option) <= seconds_left:
+            return option, seconds(option)
     lean = options[-1]
-    estimate = n_windows(shape_zyx, patch_zyx, lean.overlap) * lean.passes * seconds_per_window
     log.warning("even %s needs about %.0f s, more than the %.0f s left of the time budget: running it anyway",
-                lean.describe(), estimate, seconds_left)
-    return lean, estimate
+                lean.describe(), seconds(lean), seconds_left)
+    return lean, seconds(lean)

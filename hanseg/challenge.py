@@ -25,9 +25,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import HansegError, InputLayoutError, OutputError
-from .io import image_suffix, read_image, write_label_map
+from .io import image_files, image_suffix, read_image, write_label_map
 from .model_dir import sha256_file
-from .resources import check_fits
+from .resources import check_fits, peak_memory_gib
 from .sockets import SocketConfig, find_socket_images, has_sockets, output_file
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,10 @@ def output_name(ct_path: Path) -> str:
     return f"{name[: len(name) - len(suffix)]}_seg{suffix}"
 
 
-def _image_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    skipped = [p.name for p in files if image_suffix(p) is None]
-    if skipped:
-        log.warning("ignoring non-image files in %s: %s", folder, ", ".join(skipped))
-    return [p for p in files if image_suffix(p) is not None]
-
-
 def find_cases(input_dir: Path) -> list[CaseFiles]:
     """CT/MR pairs by sorted file name; CT-only cases when there is no MR at all."""
-    cts = _image_files(input_dir / CT_DIR)
-    mrs = _image_files(input_dir / MR_DIR)
+    cts = image_files(input_dir / CT_DIR)
+    mrs = image_files(input_dir / MR_DIR)
     if not cts:
         raise InputLayoutError(f"no CT image found in {input_dir / CT_DIR} "
                                "(expected the Grand-Challenge layout images/ct/, images/t1-mri/)")
@@ -149,15 +139,6 @@ def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
         else:
             first[digest] = path
     return repeats
-
-
-def peak_memory_gib() -> float:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB); 0 if unknown."""
-    try:
-        import resource
-    except ImportError:  # not on Linux/macOS
-        return 0.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig()) -> int:

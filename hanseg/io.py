@@ -35,6 +35,23 @@ def image_suffix(path: Path) -> str | None:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files in ``folder``, sorted by name; hidden files are skipped and other
+    files are named in a warning. An absent folder has none."""
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    skipped = [p.name for p in files if image_suffix(p) is None]
+    if skipped:
+        log.warning("ignoring non-image files in %s: %s", folder, ", ".join(skipped))
+    return [p for p in files if image_suffix(p) is not None]
+
+
+def read_error(path: Path, exc: RuntimeError) -> ImageReadError:
+    """The error for a file SimpleITK could not read (its header or its voxels)."""
+    return ImageReadError(f"{path.name}: cannot be read as an image ({itk_reason(exc)})")
+
+
 def read_image(path: Path) -> sitk.Image:
     """Read a 3D scalar image, raising a named error that says what is wrong with the file."""
     path = Path(path)
@@ -43,7 +60,7 @@ def read_image(path: Path) -> sitk.Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
-        raise ImageReadError(f"{path.name}: cannot be read as an image ({itk_reason(exc)})") from exc
+        raise read_error(path, exc) from exc
     check_3d_scalar(image, path.name)
     return image
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .errors import ImageReadError, InputTooLargeError
-from .io import itk_reason
+from .errors import InputTooLargeError
+from .io import read_error
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,22 @@ def current_rss_bytes() -> int:
         return 0
 
 
+def peak_memory_gib() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB); 0 if unknown."""
+    try:
+        import resource
+    except ImportError:  # not on Linux/macOS
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def header_voxels(path: Path) -> int:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()  # the header only: no voxel data is read
     except RuntimeError as exc:
-        raise ImageReadError(f"{path.name}: cannot be read as an image ({itk_reason(exc)})") from exc
+        raise read_error(path, exc) from exc
     n = 1
     for s in reader.GetSize():
         n *= s

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputLayoutError
-from .io import image_suffix
+from .io import image_files, image_suffix
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,7 @@ def image_file(input_dir: Path, value: SocketValue) -> Path:
     folder = input_dir / value.relative_path
     if folder.is_file() and image_suffix(folder) is not None:
         return folder
-    files = sorted(p for p in folder.glob("*") if p.is_file() and image_suffix(p) is not None) \
-        if folder.is_dir() else []
+    files = image_files(folder)
     if len(files) != 1:
         raise InputLayoutError(f"socket {value.slug!r}: expected one image in {folder}, found "
                                f"{[p.name for p in files] or 'none'}")

@@ -24,12 +24,18 @@ def test_loss_with_all_classes_present_is_dice_plus_ce_by_hand():
     assert abs(dice_ce_loss(logits, target, present, smooth=0).item() - expected) < 1e-5
 
 
-def test_predicting_an_absent_class_is_free():
+def cube_and_perfect_logits() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2×2×2 cube of class 1 in a 4³ patch, and 3-class logits that predict it exactly."""
     target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
     target[0, 1:3, 1:3, 1:3] = 1
-    good = torch.full((1, 3, 4, 4, 4), -10.0)
-    good[:, 0][target == 0] = 10
-    good[:, 1][target == 1] = 10
+    logits = torch.full((1, 3, 4, 4, 4), -10.0)
+    logits[:, 0][target == 0] = 10
+    logits[:, 1][target == 1] = 10
+    return target, logits
+
+
+def test_predicting_an_absent_class_is_free():
+    target, good = cube_and_perfect_logits()
     absent_predicted = good.clone()
     absent_predicted[:, 0][target == 0] = -10
     absent_predicted[:, 2][target == 0] = 10      # class 2 everywhere the GT says background
@@ -44,11 +50,7 @@ def test_predicting_an_absent_class_is_free():
 def test_dice_ignores_classes_outside_the_patch_but_ce_still_sees_them():
     """Class 2 is annotated in the case but not in this patch: a small false-positive
     probability for it must not turn the Dice term into ~1 (the collapse to background)."""
-    target = torch.zeros(1, 4, 4, 4, dtype=torch.long)
-    target[0, 1:3, 1:3, 1:3] = 1
-    logits = torch.full((1, 3, 4, 4, 4), -10.0)
-    logits[:, 0][target == 0] = 10
-    logits[:, 1][target == 1] = 10
+    target, logits = cube_and_perfect_logits()
     noisy = logits.clone()
     noisy[:, 2] = 0.0                              # a little probability for class 2 everywhere
     present = torch.tensor([[True, True, True]])
