@@ -9,6 +9,7 @@ Axis conventions follow :mod:`hanseg.io`: ``spacing_xyz_mm`` is SimpleITK order 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -63,6 +64,28 @@ class NetworkSpec:
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    def patch_divisor(self) -> int:
+        """Every patch axis must be a multiple of this for the network to run; 1 where the
+        network adapts (DynUNet: its strides are planned from the patch)."""
+        kw = self.kwargs
+        if self.name == "UNet":
+            return int(math.prod(max(s) if isinstance(s, (list, tuple)) else int(s) for s in kw.get("strides", [])))
+        if self.name == "UNETR":
+            return 16   # ViT patches of 16 voxels
+        if self.name == "SwinUNETR":
+            return 32   # five stages that halve the grid
+        if self.name == "SegResNet":
+            return 2 ** (len(kw.get("blocks_down", (1, 2, 2, 4))) - 1)
+        return 1
+
+    def check_patch(self, patch_zyx: tuple[int, ...]) -> None:
+        div = self.patch_divisor()
+        if any(p % div for p in patch_zyx):
+            raise PlansError(f"{self.name}: every patch axis must be a multiple of {div}, got {patch_zyx}")
+        img = self.kwargs.get("img_size")
+        if self.name == "UNETR" and (img is None or tuple(int(v) for v in img) != tuple(patch_zyx)):
+            raise PlansError(f"UNETR: network img_size {img} must equal patch_size_zyx {patch_zyx}")
+
 
 @dataclass(frozen=True)
 class Plans:
@@ -92,6 +115,7 @@ class Plans:
             raise PlansError(f"spacing_xyz_mm must be 3 positive numbers, got {self.spacing_xyz_mm}")
         if len(self.patch_size_zyx) != 3 or min(self.patch_size_zyx) < 8:
             raise PlansError(f"patch_size_zyx must be 3 ints >= 8, got {self.patch_size_zyx}")
+        self.network.check_patch(self.patch_size_zyx)
         if not 0 <= self.overlap < 1:
             raise PlansError(f"overlap must be in [0, 1), got {self.overlap}")
         if not self.folds:

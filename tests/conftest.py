@@ -36,3 +36,13 @@ def write_tiny_model(root: Path, folds: tuple[int, ...] = (0,), channels: tuple[
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> Path:
     return write_tiny_model(tmp_path / "model")
+
+
+@pytest.fixture(scope="session")
+def raw_phantoms(tmp_path_factory) -> Path:
+    """Two small phantom cases in the HaN-Seg raw layout (shared by the training tests)."""
+    from hanseg.phantom import make_case, write_raw
+    root = tmp_path_factory.mktemp("raw") / "raw"
+    for i, seed in enumerate((31, 32)):
+        write_raw(make_case(seed, "small", f"case_{i + 1:02d}"), root)
+    return root

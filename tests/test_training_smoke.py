@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from hanseg.labels import OAR_NAMES
 from hanseg.model_dir import load_model_dir
 from hanseg.plans import load_plans
-from hanseg.phantom import make_case, write_gc, write_raw
+from hanseg.phantom import make_case, write_gc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,14 +25,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, raw_phantoms):
     root = tmp_path_factory.mktemp("train")
-    for i, seed in enumerate((31, 32)):
-        write_raw(make_case(seed, "small", f"case_{i + 1:02d}"), root / "raw")
     work = root / "work"
-    cli("-m", "training.plan", "--data", str(root / "raw"), "--work", str(work), "--preset", "tiny",
+    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
         "--spacing", "3", "3", "4", "--folds", "2")
-    common = ["-m", "training.train", "--data", str(root / "raw"), "--work", str(work), "--fold", "0",
+    common = ["-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
               "--iters", "6", "--batch", "2", "--lr", "3e-3", "--val-every", "2", "--device", "cpu"]
     cli(*common, "--epochs", "3")
     resumed = cli(*common, "--epochs", "4")

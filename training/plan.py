@@ -25,7 +25,7 @@ from scipy import ndimage
 from hanseg.dataset import RawCase, find_raw_cases, label_map
 from hanseg.io import read_image
 from hanseg.labels import OAR_NAMES
-from hanseg.plans import Plans, plans_from_json, save_plans
+from hanseg.plans import NetworkSpec, Plans, plans_from_json, save_plans
 
 log = logging.getLogger("training.plan")
 
@@ -91,10 +91,50 @@ def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filte
             "filters": list(filters), "norm_name": "instance", "res_block": res_block}
 
 
+#: ``--network`` choices: MONAI classes and their keyword arguments per preset size.
+#: ``resunet`` is exactly the architecture of MONAI's spleen_ct_segmentation bundle at every
+#: preset (so the bundle's ``model.pt`` loads with ``--init-from``).
+NETWORK_KINDS = ("dynunet", "resunet", "unetr", "swinunetr", "segresnet")
+SPLEEN_BUNDLE_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
+                      "num_res_units": 2, "norm": "batch"}
+_SIZE = {"tiny": 0, "small": 1, "default": 2}
+
+
+def network_spec(kind: str, preset: str, patch: Sequence[int], spacing_xyz: Sequence[float]) -> dict[str, Any]:
+    """``{"name", "kwargs"}`` of the plan's network. The patch must already fit the network
+    (:func:`fit_patch`)."""
+    size = _SIZE[preset]
+    if kind == "dynunet":
+        return {"name": "DynUNet", "kwargs": dynunet_kwargs(patch, spacing_xyz, PRESETS[preset]["filters"],
+                                                            PRESETS[preset]["res_block"])}
+    if kind == "resunet":  # at every preset: checkpoints of the bundle must fit it
+        return {"name": "UNet", "kwargs": dict(SPLEEN_BUNDLE_UNET)}
+    if kind == "unetr":
+        dims = [(8, 96, 192, 4), (16, 192, 768, 6), (16, 768, 3072, 12)][size]  # MONAI defaults at 'default'
+        return {"name": "UNETR", "kwargs": {"img_size": list(patch), "feature_size": dims[0], "hidden_size": dims[1],
+                                            "mlp_dim": dims[2], "num_heads": dims[3], "norm_name": "instance"}}
+    if kind == "swinunetr":
+        return {"name": "SwinUNETR", "kwargs": {"feature_size": [12, 24, 48][size], "norm_name": "instance"}}
+    if kind == "segresnet":
+        return {"name": "SegResNet", "kwargs": {"init_filters": [8, 16, 32][size]}}
+    raise ValueError(f"unknown network kind {kind!r}; known: {', '.join(NETWORK_KINDS)}")
+
+
+def fit_patch(spec: dict[str, Any], patch: Sequence[int]) -> list[int]:
+    """Round each patch axis up to the multiple the network needs (UNETR 16, SwinUNETR 32,
+    the residual UNet 2^levels; DynUNet plans its strides around any patch)."""
+    div = NetworkSpec(spec["name"], spec["kwargs"]).patch_divisor()
+    return [int(-(-p // div) * div) for p in patch]
+
+
 def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | None,
-               patch_zyx: Sequence[int] | None, folds: Sequence[int]) -> Plans:
+               patch_zyx: Sequence[int] | None, folds: Sequence[int], network: str = "dynunet") -> Plans:
     spacing = list(spacing_xyz or fp["median_spacing_xyz"])
     patch = list(patch_zyx or PRESETS[preset]["patch"])
+    fitted = fit_patch(network_spec(network, preset, patch, spacing), patch)
+    if fitted != patch:
+        log.info("patch %s rounded up to %s for %s", patch, fitted, network)
+    patch = fitted
     hu = fp["hu"]
     return plans_from_json({
         "labels": list(OAR_NAMES),
@@ -103,8 +143,7 @@ def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | N
                                              "mean": hu["mean"], "std": hu["std"]}},
             {"name": "MR_T1", "normalization": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}],
         "spacing_xyz_mm": spacing, "patch_size_zyx": patch,
-        "network": {"name": "DynUNet", "kwargs": dynunet_kwargs(patch, spacing, PRESETS[preset]["filters"],
-                                                               PRESETS[preset]["res_block"])},
+        "network": network_spec(network, preset, patch, spacing),
         "folds": list(folds), "overlap": 0.5,
         "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
     })
@@ -126,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
     ap.add_argument("--work", type=Path, required=True, help="work folder for plans, cache, runs")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument("--network", choices=NETWORK_KINDS, default="dynunet",
+                    help="network family (sized by --preset); resunet = the MONAI spleen bundle's UNet")
     ap.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="target spacing, mm")
     ap.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size, voxels")
     ap.add_argument("--folds", type=int, default=5, help="number of folds for splits.json (1 = all)")
@@ -138,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.work / "fingerprint.json").write_text(json.dumps(fp, indent=1))
     splits = make_splits(fp["cases"], args.folds, args.seed)
     (args.work / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": splits}, indent=1))
-    plans = make_plans(fp, args.preset, args.spacing, args.patch, folds=[0])
+    plans = make_plans(fp, args.preset, args.spacing, args.patch, folds=[0], network=args.network)
     save_plans(plans, args.work / "plans.json")
-    log.info("planned %d cases: spacing %s mm, patch %s, HU window [%.0f, %.0f]", len(cases),
-             plans.spacing_xyz_mm, plans.patch_size_zyx, fp["hu"]["p0_5"], fp["hu"]["p99_5"])
+    log.info("planned %d cases: %s, spacing %s mm, patch %s, HU window [%.0f, %.0f]", len(cases),
+             plans.network.name, plans.spacing_xyz_mm, plans.patch_size_zyx, fp["hu"]["p0_5"], fp["hu"]["p99_5"])
     return 0
 
 

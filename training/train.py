@@ -2,6 +2,12 @@
 
     python -m training.train --data DATA_RAW --work WORK [--fold 0|all] [--epochs 100]
         [--iters 250] [--batch 2] [--lr 1e-3] [--val-every 5] [--seed 0] [--device auto]
+        [--loss dice_ce|dynamic|tvmf|bce] [--optimizer adamw|adam|sgd]
+        [--init-from PATH [--input-init zero|replicate]] [--freeze none|encoder|all-but-last:N]
+
+Multi-process: ``torchrun --standalone --nproc_per_node N -m training.train ...`` (see
+:mod:`training.distributed`). Transfer learning: :mod:`training.transfer`. Losses:
+:mod:`training.losses`.
 
 Resumes from ``WORK/fold_<k>/checkpoint_last.pt`` when it exists (``--restart`` to start
 over). Writes per fold: ``checkpoint_last.pt``, ``checkpoint_best.pt`` (best mean validation
@@ -16,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +34,10 @@ from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans
 
+from . import distributed as ddp
 from .data import CachedCase, augment, cache_case, load_cached, sample_patch
-from .losses import dice_ce_loss
+from .losses import LOSSES, SegLoss, make_loss
+from .transfer import FREEZE_HELP, apply_freeze, frozen_parameter_names, init_from, train_mode
 from .validate import validate
 
 log = logging.getLogger("training.train")
@@ -45,6 +53,11 @@ class TrainConfig:
     fg_fraction: float = 0.67
     val_every: int = 5
     seed: int = 0
+    loss: str = "dice_ce"
+    optimizer: str = "adamw"
+    init_from: str | None = None
+    input_init: str = "zero"
+    freeze: str = "none"
 
 
 def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
@@ -109,23 +122,38 @@ def poly_lr(base: float, step: int, total: int) -> float:
     return base * (1 - min(step, total - 1) / total) ** 0.9
 
 
-def train_epoch(net, opt, scaler, cases, plans, cfg, rng, gen, device, epoch) -> float:
-    net.train()
+@dataclass
+class Trainer:
+    """What one training step needs; ``net`` may be DDP-wrapped."""
+
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss: SegLoss
+    frozen_norms: list[str]
+    device: torch.device
+
+
+def train_epoch(tr: Trainer, cases, plans, cfg, rng, gen, epoch) -> float:
+    train_mode(tr.net, [f"module.{n}" if isinstance(tr.net, torch.nn.parallel.DistributedDataParallel) else n
+                        for n in tr.frozen_norms])
+    params = [p for p in tr.net.parameters() if p.requires_grad]
     losses = []
     for it in progress(range(cfg.iters), f"epoch {epoch + 1}/{cfg.epochs}"):
-        for group in opt.param_groups:
-            group["lr"] = poly_lr(cfg.lr, epoch * cfg.iters + it, cfg.epochs * cfg.iters)
+        step, total = epoch * cfg.iters + it, cfg.epochs * cfg.iters
+        for group in tr.opt.param_groups:
+            group["lr"] = poly_lr(cfg.lr, step, total)
         image, label, present = make_batch(cases, plans, cfg, rng, gen)
-        image, label, present = image.to(device), label.long().to(device), present.to(device)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            logits = net(image)
-        loss = dice_ce_loss(logits.float(), label, present)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
-        scaler.step(opt)
-        scaler.update()
+        image, label, present = image.to(tr.device), label.long().to(tr.device), present.to(tr.device)
+        tr.opt.zero_grad(set_to_none=True)
+        with torch.autocast(tr.device.type, dtype=torch.float16, enabled=tr.device.type == "cuda"):
+            logits = tr.net(image)
+        loss = tr.loss(logits.float(), label, present, step / total)
+        tr.scaler.scale(loss).backward()
+        tr.scaler.unscale_(tr.opt)
+        torch.nn.utils.clip_grad_norm_(params, 12.0)
+        tr.scaler.step(tr.opt)
+        tr.scaler.update()
         losses.append(loss.item())
     return float(np.mean(losses))
 
@@ -164,52 +192,144 @@ def plot_curves(folder: Path) -> None:
     plt.close(fig)
 
 
+def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Only the trainable parameters: frozen ones get neither steps nor weight decay."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=3e-5)  # nnU-Net's
+
+
+def build_model(plans: Plans, cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
+    """The plan's network, initialised (``--init-from``) and frozen (``--freeze``)."""
+    n_in = len(plans.channels)
+    net = build_network(plans.network, n_in, NUM_CLASSES)
+    if cfg.init_from:
+        init_from(net, lambda i, o: build_network(plans.network, i, o), n_in, NUM_CLASSES,
+                  Path(cfg.init_from), cfg.input_init)
+    frozen_norms = apply_freeze(net, frozen_parameter_names(net, plans.network.name, cfg.freeze))
+    return net.to(device), frozen_norms
+
+
+def class_counts(cases: list[CachedCase]) -> np.ndarray:
+    """Voxels per class over the training cases (sets the weighted-CE weights)."""
+    return sum(np.bincount(c.labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for c in cases)
+
+
+RESUME_MUST_MATCH = ("loss", "optimizer", "freeze")
+
+
+def resume(tr: Trainer, state: dict, rng, gen, ctx: ddp.DistContext, cfg: TrainConfig) -> tuple[int, float]:
+    before = state.get("config") or {}
+    changed = [f"--{k} {before[k]} (now {getattr(cfg, k)})" for k in RESUME_MUST_MATCH
+               if k in before and before[k] != getattr(cfg, k)]
+    if changed:
+        raise SystemExit(f"the checkpoint was trained with {', '.join(changed)}: resume with the same "
+                         "settings, or start over with --restart")
+    ddp.unwrap(tr.net).load_state_dict(state["model"]), tr.opt.load_state_dict(state["optimizer"])
+    tr.scaler.load_state_dict(state["scaler"]), tr.loss.load_state_dict(state.get("loss", {}))
+    rngs = state.get("rank_rng") or [{"np": state["np_rng"], "torch": state["torch_gen"]}]
+    if len(rngs) == ctx.world:
+        rng.bit_generator.state, _ = rngs[ctx.rank]["np"], gen.set_state(rngs[ctx.rank]["torch"])
+    else:
+        log.warning("checkpoint from %d process(es), now %d: the patch streams restart from the seed",
+                    len(rngs), ctx.world)
+    return state["epoch"] + 1, state["best"]
+
+
+def save_epoch(tr: Trainer, ckpt: Checkpoints, folder: Path, epoch: int, cfg: TrainConfig, fold: str,
+               best: float, scores: dict | None, rank_info: list[dict]) -> float:
+    """Checkpoints (last, and best when validation improved) and the validation file; rank 0."""
+    state = {"epoch": epoch, "model": ddp.unwrap(tr.net).state_dict(), "optimizer": tr.opt.state_dict(),
+             "scaler": tr.scaler.state_dict(), "loss": tr.loss.state_dict(),
+             "np_rng": rank_info[0]["rng"]["np"], "torch_gen": rank_info[0]["rng"]["torch"],
+             "rank_rng": [r["rng"] for r in rank_info],
+             "ranks": [{k: v for k, v in r.items() if k != "rng"} for r in rank_info],
+             "best": best, "config": vars(cfg), "fold": fold}
+    if scores is not None and scores["mean"] > best:
+        best = state["best"] = scores["mean"]
+        ckpt.save("checkpoint_best.pt", state)
+        (folder / "val_dice.json").write_text(json.dumps({"epoch": epoch, **scores}, indent=1))
+    ckpt.save("checkpoint_last.pt", state)
+    return best
+
+
 def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(args.epochs, args.iters, args.batch, args.lr, val_every=args.val_every, seed=args.seed)
+    cfg = TrainConfig(args.epochs, args.iters, args.batch, args.lr, val_every=args.val_every, seed=args.seed,
+                      loss=args.loss, optimizer=args.optimizer, init_from=args.init_from and str(args.init_from),
+                      input_init=args.input_init, freeze=args.freeze)
     plans = load_plans(args.work / "plans.json")
     device, warning = resolve_device(args.device)
     if warning:
         log.warning(warning)
+    ctx = ddp.init_distributed(device)
+    device = ddp.rank_device(device, ctx)
+    try:
+        return train_fold(args, cfg, plans, device, ctx)
+    finally:
+        ddp.shutdown(ctx)
+
+
+def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device: torch.device,
+               ctx: ddp.DistContext) -> int:
     train_ids, val_ids = fold_cases(args.work, args.fold)
-    train_cases = load_cases(args.data, args.work, plans, train_ids)
-    val_cases = load_cases(args.data, args.work, plans, val_ids)
+    if ctx.active:  # rank 0 fills the cache first; the others then only read it
+        if ctx.is_main:
+            load_cases(args.data, args.work, plans, train_ids + val_ids)
+        ddp.barrier(ctx)
+    train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx))
+    val_cases = load_cases(args.data, args.work, plans, val_ids) if ctx.is_main else []
     folder = args.work / f"fold_{args.fold}"
     ckpt = Checkpoints(folder)
-    torch.manual_seed(cfg.seed)
-    net = build_network(plans.network, len(plans.channels), NUM_CLASSES).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
-    rng, gen = np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    start, best = 0, -1.0
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP broadcasts them anyway)
     state = None if args.restart else ckpt.load_last()
+    if state is not None and cfg.init_from:
+        log.info("resuming: --init-from is not applied again (the checkpoint holds the weights)")
+    net, frozen_norms = build_model(plans, cfg if state is None else replace(cfg, init_from=None), device)
+    counts = ddp.sum_over_ranks(class_counts(train_cases), ctx) if cfg.loss == "dynamic" else None
+    loss = make_loss(cfg.loss, NUM_CLASSES, counts)
+    tr = Trainer(ddp.wrap(net, ctx, device), make_optimizer(net, cfg),
+                 torch.amp.GradScaler(enabled=device.type == "cuda"), loss, frozen_norms, device)
+    rng = np.random.default_rng(cfg.seed if ctx.rank == 0 else [cfg.seed, ctx.rank])
+    gen = torch.Generator().manual_seed(cfg.seed + 1000 * ctx.rank)
+    start, best = 0, -1.0
     if state is not None:
-        net.load_state_dict(state["model"]), opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        rng.bit_generator.state, _ = state["np_rng"], gen.set_state(state["torch_gen"])
-        start, best = state["epoch"] + 1, state["best"]
+        start, best = resume(tr, state, rng, gen, ctx, cfg)
         log.info("resuming fold %s at epoch %d (best mean Dice so far %.3f)", args.fold, start, best)
     for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        loss = train_epoch(net, opt, scaler, train_cases, plans, cfg, rng, gen, device, epoch)
-        val_dice, scores = "", None
-        last = epoch == cfg.epochs - 1
-        if val_cases and ((epoch + 1) % cfg.val_every == 0 or last):
-            scores = validate(net, val_cases, plans, device)
+        best = run_epoch(tr, train_cases, val_cases, plans, cfg, rng, gen, epoch, ckpt, folder, args.fold, ctx, best)
+    return 0
+
+
+def run_epoch(tr: Trainer, train_cases, val_cases, plans, cfg, rng, gen, epoch, ckpt, folder, fold,
+              ctx: ddp.DistContext, best: float) -> float:
+    """One epoch: train, then (rank 0) validate, checkpoint and log. Returns the best Dice."""
+    t0 = time.perf_counter()
+    own_loss = train_epoch(tr, train_cases, plans, cfg, rng, gen, epoch)
+    loss = ddp.mean_over_ranks(own_loss, ctx)
+    rank_info = ddp.gather({"rank": ctx.rank, "loss": own_loss, "param_sha256": ddp.param_digest(tr.net),
+                            "rng": {"np": rng.bit_generator.state, "torch": gen.get_state()}}, ctx)
+    val_dice, scores = "", None
+    if ctx.is_main:
+        if len({r["param_sha256"] for r in rank_info}) != 1:
+            log.error("ranks hold different weights after epoch %d: %s", epoch, rank_info)
+        if val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
+            scores = validate(ddp.unwrap(tr.net), val_cases, plans, tr.device)
             val_dice = scores["mean"]
-        state = {"epoch": epoch, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                 "scaler": scaler.state_dict(), "np_rng": rng.bit_generator.state,
-                 "torch_gen": gen.get_state(), "best": best, "config": vars(cfg), "fold": args.fold}
-        if scores is not None and scores["mean"] > best:
-            best = state["best"] = scores["mean"]
-            ckpt.save("checkpoint_best.pt", state)
-            (folder / "val_dice.json").write_text(json.dumps({"epoch": epoch, **scores}, indent=1))
-        ckpt.save("checkpoint_last.pt", state)
+        best = save_epoch(tr, ckpt, folder, epoch, cfg, fold, best, scores, rank_info)
         write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice and f"{val_dice:.4f}",
-                           "lr": f"{opt.param_groups[0]['lr']:.2e}", "seconds": f"{time.perf_counter() - t0:.1f}"})
+                           "lr": f"{tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{time.perf_counter() - t0:.1f}"})
         plot_curves(folder)
         log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, cfg.epochs, loss,
                  f" val mean Dice {val_dice:.3f}" if val_dice != "" else "", time.perf_counter() - t0)
-    return 0
+    # every rank's adaptive loss learns from rank 0's validation, so all ranks keep one loss
+    per_class = ddp.gather(scores["per_class"] if scores else None, ctx)[0]
+    if per_class:
+        tr.loss.on_validation({int(c): d for c, d in per_class.items()})
+    ddp.barrier(ctx)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +345,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
+    ap.add_argument("--loss", choices=LOSSES, default="dice_ce",
+                    help="dice_ce (default); dynamic = generalised Dice + weighted CE→focal; "
+                         "tvmf = adaptive t-vMF Dice; bce = per-class binary CE")
+    ap.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default="adamw")
+    ap.add_argument("--init-from", type=Path, help="weights to start from: a MONAI bundle folder or "
+                    "model.pt, one of our model folders, or a training checkpoint")
+    ap.add_argument("--input-init", choices=("zero", "replicate"), default="zero",
+                    help="how input channels the source lacks start (see training/transfer.py)")
+    ap.add_argument("--freeze", default="none", help=FREEZE_HELP)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)

@@ -38,11 +38,17 @@ def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device:
 
 
 def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device) -> dict:
+    """``mean`` (over OARs), ``per_oar`` (by name) and ``per_class`` (by label, background 0
+    included: the adaptive t-vMF loss sets a κ for every class)."""
     net.eval()
     per_class: dict[int, list[float]] = {}
     for case in cases:
-        for c, d in dice_per_class(predict_cached(net, case, plans, device), case.labels, case.present).items():
+        pred = predict_cached(net, case, plans, device)
+        per_class.setdefault(0, []).append(float(2 * ((pred == 0) & (case.labels == 0)).sum()
+                                                 / ((pred == 0).sum() + (case.labels == 0).sum())))
+        for c, d in dice_per_class(pred, case.labels, case.present).items():
             per_class.setdefault(c, []).append(d)
     net.train()
-    per_oar = {LABEL_NAMES[c]: float(np.mean(v)) for c, v in sorted(per_class.items())}
-    return {"mean": float(np.mean(list(per_oar.values()))) if per_oar else 0.0, "per_oar": per_oar}
+    per_oar = {LABEL_NAMES[c]: float(np.mean(v)) for c, v in sorted(per_class.items()) if c}
+    return {"mean": float(np.mean(list(per_oar.values()))) if per_oar else 0.0, "per_oar": per_oar,
+            "per_class": {str(c): float(np.mean(v)) for c, v in sorted(per_class.items())}}
