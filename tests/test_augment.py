@@ -19,7 +19,7 @@ def test_mirroring_swaps_left_and_right_labels():
     gen = torch.Generator().manual_seed(0)
     import training.data as data
     original = data._random_affine
-    data._random_affine = lambda i, l, g: (i, l)
+    data._random_affine = lambda i, l, g, **kw: (i, l)
     try:
         _, out, pres = augment(image.clone(), labels.clone(), present.clone(), gen)
     finally:
@@ -45,3 +45,28 @@ def test_patches_are_centred_on_small_organs_as_often_as_on_large_ones():
     rng = np.random.default_rng(0)
     hits = sum((sample_patch(case, (16, 16, 16), rng, fg_fraction=1.0)[1] == 8).any() for _ in range(200))
     assert 70 < hits < 130               # about half the patches contain it (2 classes, uniform)
+
+
+def test_elastic_deformation_is_smooth_bounded_and_keeps_labels_valid():
+    gen = torch.Generator().manual_seed(0)
+    field = data_module().elastic_field(2, (16, 32, 32), gen, max_voxels=4.0)
+    assert field.shape == (2, 16, 32, 32, 3)
+    in_voxels = field * torch.tensor([32 / 2, 32 / 2, 16 / 2])
+    assert in_voxels.abs().max() <= 4.0 + 1e-5 and in_voxels.abs().max() > 1.0
+    assert (in_voxels[:, :, :, 1:] - in_voxels[:, :, :, :-1]).abs().max() < 1.0  # < 1 voxel between neighbours
+    labels = torch.zeros(4, 16, 32, 32, dtype=torch.uint8)
+    labels[:, 4:12, 8:24, 8:24] = LABEL_IDS["Brainstem"]
+    image = labels[:, None].float().repeat(1, 2, 1, 1, 1)
+    present = torch.ones(4, 31, dtype=torch.bool)
+    out_img, out_lab, _ = augment(image.clone(), labels.clone(), present, torch.Generator().manual_seed(1), elastic=1.0)
+    assert set(out_lab.unique().tolist()) <= {0, LABEL_IDS["Brainstem"]}
+    assert not torch.equal(out_lab, labels)
+    # without elastic the augmentation draws exactly what it drew before (old runs reproduce)
+    a = augment(image.clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(2))
+    b = augment(image.clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(2), elastic=0.0)
+    assert torch.equal(a[1], b[1])
+
+
+def data_module():
+    import training.data as data
+    return data

@@ -88,3 +88,19 @@ def test_exported_model_runs_in_process_py(trained, tmp_path):
     ct = sitk.ReadImage(str(tmp_path / "gc/input/images/ct/case_09_CT.mha"))
     assert seg.GetSize() == ct.GetSize() and seg.GetPixelID() == sitk.sitkUInt8
     assert json.loads((tmp_path / "out/results.json").read_text())[0]["outputs"]
+
+
+def test_adaptive_tvmf_kappa_is_learnt_from_validation_and_checkpointed(raw_phantoms, tmp_path):
+    work = tmp_path / "work"
+    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
+        "--spacing", "4", "4", "5", "--folds", "2")
+    cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
+        "--iters", "2", "--val-every", "1", "--device", "cpu", "--loss", "tvmf", "--elastic", "0.5")
+    import torch
+    state = torch.load(work / "fold_0" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    val = json.loads((work / "fold_0" / "val_dice.json").read_text())
+    kappa, dice = state["loss"]["kappa"], val["per_class"]
+    assert len(dice) > 3 and dice["0"] > 0
+    for c in range(len(kappa)):   # κ = 32 × validation Dice; 0 for classes not validated yet
+        assert kappa[c] == pytest.approx(32 * dice.get(str(c), 0.0), rel=1e-5, abs=1e-6)
+    assert state["config"]["loss"] == "tvmf" and state["config"]["elastic"] == 0.5

@@ -114,20 +114,21 @@ SWAP = torch.tensor(lr_swap_table())
 
 
 def augment(image: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
-            mr_dropout: float = 0.2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            mr_dropout: float = 0.2, elastic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch augmentation on (B,C,Z,Y,X) images and (B,Z,Y,X) labels.
 
     Left-right mirroring flips the x axis (patient left-right on the canonical LPS grid) AND
     swaps every L/R label pair, so a mirrored left parotid is labelled as a right one. Random
     rotation/scaling (nearest for labels), CT intensity shift/scale and noise, and MR dropout
-    (zeroed channel, the network's CT-only path)."""
+    (zeroed channel, the network's CT-only path). ``elastic``: probability per sample of an
+    elastic deformation on top of the affine one (same resampling, see :func:`elastic_field`)."""
     b = image.shape[0]
     flip = torch.rand(b, generator=gen) < 0.5
     if flip.any():
         image[flip] = image[flip].flip(-1)
         labels[flip] = SWAP[labels[flip].long()].to(labels.dtype).flip(-1)
         present[flip] = present[flip][:, SWAP]
-    image, labels = _random_affine(image, labels, gen)
+    image, labels = _random_affine(image, labels, gen, elastic=elastic)
     scale = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)
     shift = 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)
     image[:, 0] = image[:, 0] * scale + shift + 0.05 * torch.randn(image[:, 0].shape, generator=gen)
@@ -137,8 +138,20 @@ def augment(image: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, ge
     return image, labels, present
 
 
+def elastic_field(n: int, shape_zyx: tuple[int, int, int], gen: torch.Generator, max_voxels: float = 4.0,
+                  control: int = 5) -> torch.Tensor:
+    """Smooth random displacements, (n, Z, Y, X, 3) in grid_sample's normalised x,y,z units:
+    uniform in ±``max_voxels`` on a ``control``³ lattice, trilinearly interpolated, so the
+    deformation bends organs over ~patch/4 without tearing them."""
+    coarse = (torch.rand(n, 3, control, control, control, generator=gen) * 2 - 1) * max_voxels
+    field = F.interpolate(coarse, size=shape_zyx, mode="trilinear", align_corners=True)
+    per_voxel = torch.tensor([2.0 / shape_zyx[2], 2.0 / shape_zyx[1], 2.0 / shape_zyx[0]])  # x, y, z
+    return field.permute(0, 2, 3, 4, 1) * per_voxel
+
+
 def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generator,
-                   max_deg: float = 10.0, max_scale: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_deg: float = 10.0, max_scale: float = 0.1,
+                   elastic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     b = image.shape[0]
     theta = torch.zeros(b, 3, 4)
     for i in range(b):
@@ -152,6 +165,10 @@ def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generat
         rx = torch.tensor([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
         theta[i, :, :3] = (rz @ ry @ rx) * s
     grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    if elastic > 0:  # no random draws otherwise, so runs without it are reproduced exactly
+        bend = torch.rand(b, generator=gen) < elastic
+        if bend.any():
+            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), tuple(image.shape[2:]), gen)
     image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
     lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return image, lab[:, 0].to(labels.dtype)

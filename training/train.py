@@ -58,6 +58,7 @@ class TrainConfig:
     init_from: str | None = None
     input_init: str = "zero"
     freeze: str = "none"
+    elastic: float = 0.0
 
 
 def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
@@ -89,7 +90,7 @@ def make_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: np.
     image = torch.from_numpy(np.stack(images))
     label = torch.from_numpy(np.stack(labels))
     pres = torch.from_numpy(np.stack(present))
-    return augment(image, label, pres, gen)
+    return augment(image, label, pres, gen, elastic=cfg.elastic)
 
 
 class Checkpoints:
@@ -259,7 +260,7 @@ def save_epoch(tr: Trainer, ckpt: Checkpoints, folder: Path, epoch: int, cfg: Tr
 def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(args.epochs, args.iters, args.batch, args.lr, val_every=args.val_every, seed=args.seed,
                       loss=args.loss, optimizer=args.optimizer, init_from=args.init_from and str(args.init_from),
-                      input_init=args.input_init, freeze=args.freeze)
+                      input_init=args.input_init, freeze=args.freeze, elastic=args.elastic)
     plans = load_plans(args.work / "plans.json")
     device, warning = resolve_device(args.device)
     if warning:
@@ -311,23 +312,23 @@ def run_epoch(tr: Trainer, train_cases, val_cases, plans, cfg, rng, gen, epoch, 
     loss = ddp.mean_over_ranks(own_loss, ctx)
     rank_info = ddp.gather({"rank": ctx.rank, "loss": own_loss, "param_sha256": ddp.param_digest(tr.net),
                             "rng": {"np": rng.bit_generator.state, "torch": gen.get_state()}}, ctx)
-    val_dice, scores = "", None
-    if ctx.is_main:
-        if len({r["param_sha256"] for r in rank_info}) != 1:
-            log.error("ranks hold different weights after epoch %d: %s", epoch, rank_info)
-        if val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
-            scores = validate(ddp.unwrap(tr.net), val_cases, plans, tr.device)
-            val_dice = scores["mean"]
-        best = save_epoch(tr, ckpt, folder, epoch, cfg, fold, best, scores, rank_info)
-        write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice and f"{val_dice:.4f}",
-                           "lr": f"{tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{time.perf_counter() - t0:.1f}"})
-        plot_curves(folder)
-        log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, cfg.epochs, loss,
-                 f" val mean Dice {val_dice:.3f}" if val_dice != "" else "", time.perf_counter() - t0)
-    # every rank's adaptive loss learns from rank 0's validation, so all ranks keep one loss
+    scores = None
+    if ctx.is_main and val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
+        scores = validate(ddp.unwrap(tr.net), val_cases, plans, tr.device)
+    # every rank's adaptive loss learns from rank 0's validation (before the checkpoint keeps it)
     per_class = ddp.gather(scores["per_class"] if scores else None, ctx)[0]
     if per_class:
         tr.loss.on_validation({int(c): d for c, d in per_class.items()})
+    if ctx.is_main:
+        if len({r["param_sha256"] for r in rank_info}) != 1:
+            log.error("ranks hold different weights after epoch %d: %s", epoch, rank_info)
+        best = save_epoch(tr, ckpt, folder, epoch, cfg, fold, best, scores, rank_info)
+        val_dice = f"{scores['mean']:.4f}" if scores else ""
+        write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice,
+                           "lr": f"{tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{time.perf_counter() - t0:.1f}"})
+        plot_curves(folder)
+        log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, cfg.epochs, loss,
+                 f" val mean Dice {val_dice}" if val_dice else "", time.perf_counter() - t0)
     ddp.barrier(ctx)
     return best
 
@@ -354,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input-init", choices=("zero", "replicate"), default="zero",
                     help="how input channels the source lacks start (see training/transfer.py)")
     ap.add_argument("--freeze", default="none", help=FREEZE_HELP)
+    ap.add_argument("--elastic", type=float, default=0.0, metavar="P",
+                    help="probability of an elastic deformation per patch (on top of the affine one)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)
