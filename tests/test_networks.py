@@ -61,3 +61,19 @@ def test_fold_ensemble_is_the_mean_of_its_folds(tmp_path):
     assert not np.allclose(p0, p1, atol=1e-3)
     np.testing.assert_allclose(both.probabilities(image, RunSettings(2, (), 0.25)), (p0 + p1) / 2, atol=1e-6)
     np.testing.assert_allclose(both.probabilities(image, RunSettings(1, (), 0.25)), p0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["unetr", "resunet"])
+def test_the_container_runs_a_model_of_another_network(tmp_path, kind):
+    """A model folder whose plan names UNETR (fixed input size) or the bundle UNet (batch norm)
+    runs through the Segmenter like the default DynUNet, on an image smaller than the patch."""
+    from hanseg.model_dir import export_model
+    plans = make_plans(FINGERPRINT, "tiny", (4.0, 4.0, 4.0), None, [0], kind)
+    torch.manual_seed(0)
+    state = build_network(plans.network, 2, NUM_CLASSES).state_dict()
+    export_model(tmp_path / "m", plans, [state], {"version": "test"})
+    seg = Segmenter(tmp_path / "m", device="cpu", time_budget_s=None)
+    image = np.random.default_rng(0).normal(size=(2, 20, 50, 40)).astype(np.float32)
+    p = seg.probabilities(image, RunSettings(1, (2,), 0.25))
+    assert p.shape == (NUM_CLASSES, 20, 50, 40)
+    np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
