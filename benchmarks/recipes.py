@@ -83,12 +83,13 @@ def run(cmd: list[str], log_file: Path) -> float:
     return time.perf_counter() - start
 
 
-def plan(data: Path, out: Path, name: str, preset: str, folds: int, spacing: list[float] | None) -> Path:
+def plan(data: Path, out: Path, name: str, args: argparse.Namespace) -> Path:
     work = out / name
     if not (work / "plans.json").is_file():
-        run([sys.executable, "-m", "training.plan", "--data", str(data), "--work", str(work), "--preset", preset,
-             "--network", RECIPES[name].network, "--folds", str(folds),
-             *(["--spacing", *map(str, spacing)] if spacing else [])], out / "recipes.log")
+        run([sys.executable, "-m", "training.plan", "--data", str(data), "--work", str(work), "--preset", args.preset,
+             "--network", RECIPES[name].network, "--folds", str(args.folds),
+             *(["--spacing", *map(str, args.spacing)] if args.spacing else []),
+             *(["--patch", *map(str, args.patch)] if args.patch else [])], out / "recipes.log")
     cache = work / "cache"  # one preprocessing cache for all recipes (same spacing and normalisation)
     if not cache.exists():
         (out / "cache").mkdir(exist_ok=True)
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     ap.add_argument("--preset", default="small", choices=("tiny", "small", "default"))
     ap.add_argument("--spacing", type=float, nargs=3, help="target spacing x y z in mm (default: planned)")
+    ap.add_argument("--patch", type=int, nargs=3, help="patch z y x in voxels (default: the preset's)")
     ap.add_argument("--folds", type=int, default=6, help="folds of splits.json (fold 0 is used)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--iters", type=int, default=100)
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    works = {name: plan(args.data, args.out, name, args.preset, args.folds, args.spacing) for name in args.recipes}
+    works = {name: plan(args.data, args.out, name, args) for name in args.recipes}
     bundle = None
     if any(RECIPES[n].from_bundle for n in args.recipes):
         first = next(n for n in args.recipes if RECIPES[n].from_bundle)
