@@ -12,6 +12,8 @@ Recipes (the command lines each one runs are written to ``commands.sh``):
 - ``res3dunet_dynamic``: the same residual 3D U-Net from the same checkpoint with the encoder
   frozen, generalised Dice + weighted CE → focal (dynamic schedule).
 - ``tvmf``: DynUNet with the adaptive t-vMF Dice loss.
+- ``dynunet_dynamic``: DynUNet from scratch with the dynamic loss (separates the loss's effect
+  from the transfer's).
 
 Nothing is downloaded, so the bundle ``model.pt`` is a stand-in built here with the bundle's
 exact network definition, pretrained on the phantoms' CT (fold-0 training cases only) to
@@ -69,6 +71,9 @@ RECIPES = {
                                 "residual 3D U-Net, frozen encoder, GDice + wCE→focal, AdamW 1e-3"),
     "tvmf": Recipe("dynunet", ("--loss", "tvmf", "--optimizer", "adamw", "--lr", "2e-3"),
                    description="DynUNet, adaptive t-vMF Dice, AdamW 2e-3"),
+    # Ablation: the dynamic loss without transfer or freezing, on the default network.
+    "dynunet_dynamic": Recipe("dynunet", ("--loss", "dynamic", "--optimizer", "adamw", "--lr", "2e-3"),
+                              description="DynUNet from scratch, GDice + wCE→focal, AdamW 2e-3 (ablation)"),
 }
 
 

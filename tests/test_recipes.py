@@ -21,7 +21,7 @@ def test_recipes_script_trains_every_recipe_and_writes_the_table(raw_phantoms, t
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads((out / "results.json").read_text())
-    assert list(rows) == ["default", "spleen_finetune", "res3dunet_dynamic", "tvmf"]
+    assert list(rows) == ["default", "spleen_finetune", "res3dunet_dynamic", "tvmf", "dynunet_dynamic"]
     assert all(0 <= r["mean"] <= 1 and r["steps"] == 2 for r in rows.values())
     table = (out / "results.md").read_text()
     assert all(f"| {oar} |" in table for oar in OAR_NAMES)
