@@ -181,3 +181,32 @@ def test_body_box_excludes_a_couch_two_millimetres_below_the_body():
     box = body_box(image(ct), threshold_hu=-500, margin_mm=0, work_mm=4)
     assert box.lo[1] <= 10 and 41 <= box.hi[1] <= 44      # ends at the body (within one block), not row 61
     assert box.lo[2] >= 26 and box.hi[2] <= 74             # the couch's width is not in the box
+
+
+def reference_argmax_on_ct(probs, grid, ct, box):
+    """The unoptimised inverse: every class resampled onto the whole CT sub-grid, then argmax."""
+    target = subgrid(ct, box)
+    stack = np.stack([resample_from_grid(probs[c], grid, target, default=1.0 if c == 0 else 0.0)
+                      for c in range(probs.shape[0])])
+    return stack.argmax(0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("direction", [None, (0.966, -0.259, 0, 0.259, 0.966, 0, 0, 0, 1)])
+def test_per_class_regions_give_exactly_the_full_argmax(direction):
+    """Each class is resampled only where it can win (winning_region); the label map must be
+    the argmax of all classes resampled everywhere, on an oblique CT grid too."""
+    rng = np.random.default_rng(3)
+    ct = image(np.zeros((30, 40, 50), np.int16), spacing=(0.6, 0.6, 1.5), origin=(-3, 5, 2), direction=direction)
+    box = Box((2, 3, 4), (28, 37, 46))
+    grid = canonical_grid(ct, box, (1.7, 1.3, 2.9))
+    logits = rng.normal(0, 0.5, (31, *grid.shape)).astype(np.float32)
+    logits[0] += 3.0                                          # background almost everywhere
+    for c in range(1, 31):                                    # each OAR a random small blob
+        z, y, x = (rng.integers(1, s - 1) for s in grid.shape)
+        logits[c, max(z - 1, 0):z + 2, max(y - 2, 0):y + 2, max(x - 2, 0):x + 3] += rng.uniform(2, 6)
+    probs = np.exp(logits - logits.max(0))
+    probs /= probs.sum(0)
+    full = uncrop(reference_argmax_on_ct(probs, grid, ct, box), box, (30, 40, 50))
+    fast = probabilities_to_ct(probs, grid, ct, box)
+    assert len(np.unique(fast)) > 10
+    np.testing.assert_array_equal(fast, full)
