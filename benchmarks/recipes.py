@@ -33,7 +33,6 @@ import logging
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,15 +76,14 @@ RECIPES = {
 }
 
 
-def run(cmd: list[str], log_file: Path) -> float:
-    """Run a command (output to ``log_file``); seconds taken. Raises on failure."""
+def run(cmd: list[str], log_file: Path) -> None:
+    """Run a command (output to ``log_file``); raises on failure. Training times come from
+    each run's ``log.csv``, so a resumed run still counts its whole training."""
     log.info("$ %s", shlex.join(cmd))
-    start = time.perf_counter()
     with open(log_file, "a") as fh:
         done = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     if done.returncode:
         raise SystemExit(f"failed ({done.returncode}): {shlex.join(cmd)}; see {log_file}")
-    return time.perf_counter() - start
 
 
 def plan(data: Path, out: Path, name: str, args: argparse.Namespace) -> Path:

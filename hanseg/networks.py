@@ -78,7 +78,6 @@ def is_encoder_parameter(network_name: str, parameter: str) -> bool:
     return parameter.startswith(ENCODER_PREFIXES[network_name])
 
 
-
 def build_network(spec: NetworkSpec, in_channels: int, out_channels: int) -> torch.nn.Module:
     """Instantiate the plan's network; a clear error names a bad class or argument."""
     if spec.name not in NETWORKS:

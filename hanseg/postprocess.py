@@ -15,14 +15,13 @@ on a 1024² CT a small OAR then costs a small box instead of the whole body box.
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import Box, Grid, resample_from_grid, subgrid, uncrop
+from .geometry import Box, Grid, physical_corners, resample_from_grid, subgrid, uncrop
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +36,9 @@ def probabilities_to_ct(probs: np.ndarray, grid: Grid, ct: sitk.Image, box: Box,
     best_label = np.zeros(best_p.shape, np.uint8)
     threshold = 1.0 / n_classes
     skipped = 0
+    grid_image = grid.reference()
     for c in range(1, n_classes):
-        region = winning_region(probs[c] >= threshold, grid, target)
+        region = winning_region(probs[c] >= threshold, grid_image, target)
         if region is None:
             skipped += 1
             continue
@@ -53,9 +53,10 @@ def probabilities_to_ct(probs: np.ndarray, grid: Grid, ct: sitk.Image, box: Box,
     return uncrop(best_label, box, tuple(reversed(ct.GetSize())))  # type: ignore[arg-type]
 
 
-def winning_region(mask: np.ndarray, grid: Grid, target: sitk.Image) -> Box | None:
-    """The box of ``target`` voxels (z,y,x indices) whose linear interpolation from ``grid``
-    reads at least one voxel of ``mask``; None when the mask is empty.
+def winning_region(mask: np.ndarray, grid_image: sitk.Image, target: sitk.Image) -> Box | None:
+    """The box of ``target`` voxels (z,y,x indices) whose linear interpolation from the grid
+    of ``grid_image`` (e.g. :meth:`Grid.reference`) reads at least one voxel of ``mask``; None
+    when the mask is empty.
 
     Linear interpolation reads the grid voxels around a point, so only points whose continuous
     grid index lies within one voxel of the mask's bounding box can read the mask. That box's
@@ -65,12 +66,10 @@ def winning_region(mask: np.ndarray, grid: Grid, target: sitk.Image) -> Box | No
     found = ndimage.find_objects(mask.astype(np.uint8))
     if not found or found[0] is None:
         return None
-    lo_zyx = np.array([s.start - 1 for s in found[0]], float)
-    hi_zyx = np.array([s.stop for s in found[0]], float)          # last index + 1
-    origin, spacing = np.array(grid.origin_xyz), np.array(grid.spacing_xyz)
-    corners = [origin + np.where(sel, hi_zyx[::-1], lo_zyx[::-1]) * spacing
-               for sel in itertools.product((0, 1), repeat=3)]
-    idx_xyz = np.array([target.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in corners])
+    # grown by a voxel each side; its outer voxel edges then reach half a voxel beyond that
+    reads = Box(tuple(s.start - 1 for s in found[0]), tuple(s.stop + 1 for s in found[0]))  # type: ignore[arg-type]
+    idx_xyz = np.array([target.TransformPhysicalPointToContinuousIndex(c.tolist())
+                        for c in physical_corners(grid_image, reads)])
     size_xyz = np.array(target.GetSize())
     lo = np.clip(np.floor(idx_xyz.min(0)) - 1, 0, size_xyz).astype(int)
     hi = np.clip(np.ceil(idx_xyz.max(0)) + 2, 0, size_xyz).astype(int)

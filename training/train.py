@@ -72,12 +72,17 @@ def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
     return splits[k]["train"], splits[k]["val"]
 
 
-def load_cases(data: Path, work: Path, plans: Plans, ids: list[str]) -> list[CachedCase]:
+def cache_cases(data: Path, work: Path, plans: Plans, ids: list[str]) -> list[Path]:
+    """The preprocessed cache file of each case, made where it is missing or stale."""
     raw = {c.case_id: c for c in find_raw_cases(data)}
     missing = [i for i in ids if i not in raw]
     if missing:
         raise SystemExit(f"cases in splits.json not found in {data}: {', '.join(missing)}")
-    return [load_cached(cache_case(raw[i], plans, work / "cache")) for i in ids]
+    return [cache_case(raw[i], plans, work / "cache") for i in ids]
+
+
+def load_cases(data: Path, work: Path, plans: Plans, ids: list[str]) -> list[CachedCase]:
+    return [load_cached(path) for path in cache_cases(data, work, plans, ids)]
 
 
 def make_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: np.random.Generator,
@@ -136,8 +141,8 @@ class Trainer:
 
 
 def train_epoch(tr: Trainer, cases, plans, cfg, rng, gen, epoch) -> float:
-    train_mode(tr.net, [f"module.{n}" if isinstance(tr.net, torch.nn.parallel.DistributedDataParallel) else n
-                        for n in tr.frozen_norms])
+    tr.net.train()
+    train_mode(ddp.unwrap(tr.net), tr.frozen_norms)
     params = [p for p in tr.net.parameters() if p.requires_grad]
     losses = []
     for it in progress(range(cfg.iters), f"epoch {epoch + 1}/{cfg.epochs}"):
@@ -231,6 +236,7 @@ def resume(tr: Trainer, state: dict, rng, gen, ctx: ddp.DistContext, cfg: TrainC
                          "settings, or start over with --restart")
     ddp.unwrap(tr.net).load_state_dict(state["model"]), tr.opt.load_state_dict(state["optimizer"])
     tr.scaler.load_state_dict(state["scaler"]), tr.loss.load_state_dict(state.get("loss", {}))
+    # checkpoints written before multi-process training kept one RNG pair
     rngs = state.get("rank_rng") or [{"np": state["np_rng"], "torch": state["torch_gen"]}]
     if len(rngs) == ctx.world:
         rng.bit_generator.state, _ = rngs[ctx.rank]["np"], gen.set_state(rngs[ctx.rank]["torch"])
@@ -245,7 +251,6 @@ def save_epoch(tr: Trainer, ckpt: Checkpoints, folder: Path, epoch: int, cfg: Tr
     """Checkpoints (last, and best when validation improved) and the validation file; rank 0."""
     state = {"epoch": epoch, "model": ddp.unwrap(tr.net).state_dict(), "optimizer": tr.opt.state_dict(),
              "scaler": tr.scaler.state_dict(), "loss": tr.loss.state_dict(),
-             "np_rng": rank_info[0]["rng"]["np"], "torch_gen": rank_info[0]["rng"]["torch"],
              "rank_rng": [r["rng"] for r in rank_info],
              "ranks": [{k: v for k, v in r.items() if k != "rng"} for r in rank_info],
              "best": best, "config": vars(cfg), "fold": fold}
@@ -278,7 +283,7 @@ def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device:
     train_ids, val_ids = fold_cases(args.work, args.fold)
     if ctx.active:  # rank 0 fills the cache first; the others then only read it
         if ctx.is_main:
-            load_cases(args.data, args.work, plans, train_ids + val_ids)
+            cache_cases(args.data, args.work, plans, train_ids + val_ids)
         ddp.barrier(ctx)
     train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx))
     val_cases = load_cases(args.data, args.work, plans, val_ids) if ctx.is_main else []

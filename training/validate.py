@@ -14,6 +14,11 @@ from hanseg.plans import Plans
 from .data import CachedCase
 
 
+def dice(p: np.ndarray, g: np.ndarray) -> float:
+    """Dice of two boolean masks (g is not empty)."""
+    return float(2 * (p & g).sum() / (p.sum() + g.sum()))
+
+
 def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dict[int, float]:
     """Dice of each annotated foreground class; classes not annotated in the case are skipped."""
     out = {}
@@ -23,7 +28,7 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dic
         p, g = pred == c, gt == c
         if not g.any():
             continue
-        out[c] = float(2 * (p & g).sum() / (p.sum() + g.sum()))
+        out[c] = dice(p, g)
     return out
 
 
@@ -44,8 +49,7 @@ def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device
     per_class: dict[int, list[float]] = {}
     for case in cases:
         pred = predict_cached(net, case, plans, device)
-        per_class.setdefault(0, []).append(float(2 * ((pred == 0) & (case.labels == 0)).sum()
-                                                 / ((pred == 0).sum() + (case.labels == 0).sum())))
+        per_class.setdefault(0, []).append(dice(pred == 0, case.labels == 0))
         for c, d in dice_per_class(pred, case.labels, case.present).items():
             per_class.setdefault(c, []).append(d)
     net.train()
