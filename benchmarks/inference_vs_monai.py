@@ -13,7 +13,9 @@ Cases (phantoms, never used in training): ``small`` (the generator's small grid)
 
 Per run: wall seconds, peak RSS of the process (``wait4``; each variant is one process), exit
 status and the error's last line if it failed; for the baselines, per-OAR Dice of their label
-map against ours. A variant may get ``--memory-cap-gib`` of address space so that a pipeline that
+map against ours; for every variant, mean Dice against the phantom's ground truth (brought onto
+the case's CT grid by nearest neighbour for the 512² case), which says whose differences are
+errors. A variant may get ``--memory-cap-gib`` of address space so that a pipeline that
 cannot fit fails with MemoryError instead of taking the machine down. Writes
 ``results.json`` and ``results.md`` and prints the ratios.
 """
@@ -106,15 +108,25 @@ def agreement(ours: Path, other: Path) -> dict:
             "per_oar": {k: round(v, 4) for k, v in scores.items()}}
 
 
+def accuracy(prediction: Path, truth: Path) -> float:
+    """Mean per-OAR Dice of a label map against the ground truth, on the prediction's grid."""
+    pred, gt = sitk.ReadImage(str(prediction)), sitk.ReadImage(str(truth))
+    if pred.GetSize() != gt.GetSize() or not np.allclose(pred.GetSpacing(), gt.GetSpacing()):
+        gt = sitk.Resample(gt, pred, sitk.Transform(), sitk.sitkNearestNeighbor, 0, gt.GetPixelID())
+    scores = per_oar_dice(sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(gt))
+    return round(float(np.mean(list(scores.values()))), 4)
+
+
 def table(results: dict) -> str:
-    rows = ["| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) | note |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) "
+            "| mean Dice vs truth | note |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size, runs in results["cases"].items():
         for variant, r in runs.items():
             agree = r.get("agreement")
             agree_txt = f"{agree['mean_dice']:.3f} ({agree['min_dice']:.3f})" if agree and agree["mean_dice"] is not None else ""
             rows.append(f"| {size} ({r['ct_size']}) | {variant} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} | "
-                        f"{agree_txt} | {r.get('error', '')[:120]} |")
+                        f"{agree_txt} | {r.get('truth_dice', '')} | {r.get('error', '')[:120]} |")
     return "\n".join(rows) + "\n"
 
 
@@ -145,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             label_map = out / "images/head_neck_oar/case_01_seg.mha"
             if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
                 r["agreement"] = agreement(args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map)
+            if r["exit_code"] == 0:
+                r["truth_dice"] = accuracy(label_map, case / "ground_truth/case_01_seg.mha")
             log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k != "agreement"})
             runs[variant] = r
             (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

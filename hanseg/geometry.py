@@ -160,25 +160,121 @@ def physical_corners(image: sitk.Image, box: Box) -> np.ndarray:
     return np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
 
 
-def canonical_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3) -> Grid:
-    """Identity-direction grid at ``spacing_xyz`` covering the physical extent of ``box``."""
+def lattice_anchor(image: sitk.Image) -> np.ndarray:
+    """The voxel centre of ``image`` with the smallest physical x, y and z (per axis), mm x,y,z.
+
+    For an axis-aligned CT (any flips or axis permutation) this is the first voxel centre after
+    reorienting to LPS, which is where MONAI's ``Orientationd`` + ``Spacingd`` put the first
+    voxel of their resampled grid: anchoring our lattice there makes our network grid a sub-block
+    of a bundle pipeline's, so both see the same input values (see issue 5's agreement).
+    """
+    n = np.array(image.GetSize(), float) - 1
+    centres = [image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
+               for sel in itertools.product((0, 1), repeat=3)]
+    return np.min(centres, axis=0)
+
+
+def _lattice_range(image: sitk.Image, box: Box, spacing: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last lattice indices (x,y,z) whose cells hold the box's outer edges."""
     corners = physical_corners(image, box)
-    spacing = np.asarray(spacing_xyz, float)
     lo, hi = corners.min(axis=0), corners.max(axis=0)
-    size = np.maximum(1, np.ceil((hi - lo) / spacing - 1e-6)).astype(int)
-    origin = lo + spacing / 2  # first voxel centre half a voxel inside the outer edge
-    return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in size))  # type: ignore[arg-type]
+    k0 = np.floor((lo - anchor) / spacing + 0.5 + 1e-6)
+    k1 = np.ceil((hi - anchor) / spacing - 0.5 - 1e-6)
+    return k0.astype(int), np.maximum(k0, k1).astype(int)
+
+
+def canonical_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3) -> Grid:
+    """Identity-direction grid at ``spacing_xyz`` covering the physical extent of ``box``.
+
+    Its voxel centres lie on the lattice ``lattice_anchor(image) + k * spacing`` (k integer);
+    the first and last voxels are those whose cells hold the box's outer edges, so the grid
+    covers the box and overhangs it by less than one voxel per side.
+    """
+    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image)
+    k0, k1 = _lattice_range(image, box, spacing, anchor)
+    origin = anchor + k0 * spacing
+    return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in k1 - k0 + 1))  # type: ignore[arg-type]
+
+
+def lattice_size(image: sitk.Image, spacing_xyz: Vec3) -> np.ndarray:
+    """Voxels per axis (x,y,z) of the whole field of view resampled onto the lattice: MONAI
+    ``Spacingd``'s output shape: round(extent / spacing + 1), extent between the outer voxel
+    centres (rounded as MONAI does, half to even *after* adding 1: 39.5 + 1 → 40)."""
+    n = np.array(image.GetSize(), float) - 1
+    centres = np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
+                        for sel in itertools.product((0, 1), repeat=3)])
+    return np.round(np.ptp(centres, axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+
+
+def window_starts(n: int, roi: int, overlap: float) -> list[int]:
+    """Sliding-window starts along one axis of length ``n`` as MONAI places them: every
+    ``int(roi * (1 - overlap))`` voxels from 0, the last one moved back to end at ``n``.
+    An axis no longer than the window has one (MONAI pads it): start 0."""
+    if n <= roi:
+        return [0]
+    step = max(int(roi * (1 - overlap)), 1)
+    count = next(d for d in range(n) if d * step + roi >= n) + 1
+    return [min(d * step, n - roi) for d in range(count)]
+
+
+def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[int, ...], overlap: float) -> Grid:
+    """The :func:`canonical_grid` of ``box`` widened to the union of the sliding windows that a
+    pass over the *whole* field of view (on the same lattice) would place over the box.
+
+    Run over this grid, MONAI's sliding window places exactly those windows (its starts from 0
+    every step, the last one clamped, reproduce the whole-FOV layout on this sub-range), so the
+    blended logits on the box equal a whole-field-of-view pass's (what a bundle pipeline with
+    ``Spacingd`` computes) while only the windows near the body are run. The box is grown by
+    one voxel first, since resampling back interpolates grid voxels just outside it.
+    """
+    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image)
+    k0, k1 = _lattice_range(image, box, spacing, anchor)
+    n = lattice_size(image, spacing_xyz)
+    lo, hi = np.maximum(k0 - 1, 0), np.minimum(k1 + 1, n - 1)
+    first, last = lo.copy(), hi.copy()
+    for axis, roi in enumerate(reversed(roi_zyx)):  # x,y,z
+        if n[axis] <= roi:
+            first[axis], last[axis] = 0, n[axis] - 1
+            continue
+        spans = [(s, s + roi - 1) for s in window_starts(int(n[axis]), int(roi), overlap)
+                 if s <= hi[axis] and s + roi - 1 >= lo[axis]]
+        first[axis], last[axis] = spans[0][0], spans[-1][1]
+    origin = anchor + first * spacing
+    return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in last - first + 1))  # type: ignore[arg-type]
 
 
 # --- resample / resample back ---------------------------------------------------------------
 
+def pad_to_cover(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None) -> sitk.Image:
+    """``image`` with its edge voxels repeated outwards (physical positions unchanged) until its
+    voxel centres span every point of ``grid``: linear interpolation there then reads the value
+    at the coordinate clamped to the image, per axis (MONAI's bilinear ``border`` padding).
+    Returns ``image`` itself, not a copy, when the grid already lies inside its voxel centres."""
+    corners = physical_corners(grid.reference(), Box((0, 0, 0), grid.shape))
+    corners += (np.array(grid.spacing_xyz) / 2) * np.sign(corners.mean(axis=0) - corners)  # edges → centres
+    if transform is not None:
+        corners = np.array([transform.TransformPoint(c.tolist()) for c in corners])
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in corners])
+    lower = np.ceil(np.maximum(0.0, -index.min(axis=0)) - 1e-6).astype(int)
+    upper = np.ceil(np.maximum(0.0, index.max(axis=0) - (np.array(image.GetSize()) - 1)) - 1e-6).astype(int)
+    if not (lower.any() or upper.any()):
+        return image
+    return sitk.ZeroFluxNeumannPad(image, [int(v) for v in lower], [int(v) for v in upper])
+
+
 def resample_to_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None,
-                     interpolator: int = sitk.sitkLinear, default: float = 0.0) -> np.ndarray:
+                     interpolator: int = sitk.sitkLinear, default: float = 0.0,
+                     extend_edges: bool = False) -> np.ndarray:
     """Sample ``image`` at the voxel centres of ``grid``; returns float32 z,y,x.
 
     ``transform`` maps grid (CT) physical points to ``image`` physical points, the
     convention of ``sitk.Resample`` and of a registration with fixed=CT, moving=image.
+    Points outside ``image`` get ``default``, or with ``extend_edges`` the nearest edge voxel
+    (MONAI's ``padding_mode="border"``: a field of view that ends inside the body, as CTs do
+    at the neck, continues instead of meeting a wall of air).
     """
+    if extend_edges:
+        image = pad_to_cover(image, grid, transform)
     out = sitk.Resample(image, grid.reference(), transform or sitk.Transform(),
                         interpolator, float(default), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out)

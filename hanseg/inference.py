@@ -150,7 +150,7 @@ class Segmenter:
 
     def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Prediction:
         start = time.perf_counter()
-        case = preprocess_case(ct, mr, self.plans)
+        case = preprocess_case(ct, mr, self.plans, windows=True)
         settings = self.settings_for(case.image.shape[1:], time.perf_counter() - start)
         probs = self.probabilities(case.image, settings)
         labels = probabilities_to_ct(probs, case.grid, ct, case.box, self.plans.max_components)

@@ -5,7 +5,10 @@ Forward order (inference undoes 1 and 2 in :mod:`hanseg.postprocess`):
 1. crop: body box on the CT, in CT voxel indices (:func:`geometry.body_box`);
 2. resample: CT, and the MR through the MR→CT rigid transform, onto one identity-direction
    grid at the plan's spacing covering that box (:func:`geometry.canonical_grid`) — the MR is
-   interpolated once, straight from its own grid;
+   interpolated once, straight from its own grid. The grid's voxel centres lie on a lattice
+   anchored at the CT's corner voxel (where MONAI's ``Spacingd`` puts its grid); at inference
+   the grid is widened to whole sliding windows of that lattice (:func:`geometry.window_grid`),
+   so the result does not depend on where the crop falls;
 3. normalise each channel as the plan says.
 """
 
@@ -19,7 +22,7 @@ import SimpleITK as sitk
 
 from .checks import sanitize_ct, sanitize_mr
 from .geometry import (Box, Grid, body_box, canonical_grid, resample_from_grid, resample_to_grid,
-                       subgrid, uncrop)
+                       subgrid, uncrop, window_grid)
 from .plans import Normalization, Plans
 from .registration import RegistrationResult, register_mr_to_ct
 
@@ -80,17 +83,24 @@ def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, pla
     return normalize_zscore(values, norm, inside & (values > 0)), result
 
 
-def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans) -> PreprocessedCase:
-    """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring."""
+def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
+                    windows: bool = False) -> PreprocessedCase:
+    """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring.
+
+    ``windows=True`` (inference): the grid spans the plan's sliding windows over the box, so
+    the blended prediction on the box equals that of a pass over the whole field of view.
+    Training leaves it off: patches are sampled, not tiled.
+    """
     ct, warnings = sanitize_ct(ct)
     if mr is not None:
         mr, mr_warnings = sanitize_mr(mr)
         warnings += mr_warnings
     box = body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm)
-    grid = canonical_grid(ct, box, plans.spacing_xyz_mm)
+    grid = (window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap) if windows
+            else canonical_grid(ct, box, plans.spacing_xyz_mm))
     log.info("crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
              box.lo, box.hi, grid.shape, grid.spacing_xyz)
-    ct_hu = resample_to_grid(ct, grid, default=AIR_HU)
+    ct_hu = resample_to_grid(ct, grid, default=AIR_HU, extend_edges=True)
     channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
     registration = None
     if plans.uses_mr:
