@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from hanseg.geometry import (Box, body_box, canonical_grid, crop, resample_from_grid, resample_to_grid,
+from hanseg.geometry import (Box, Grid, body_box, canonical_grid, crop, pad_to_cover, resample_from_grid, resample_to_grid,
                              subgrid, uncrop)
 from hanseg.postprocess import probabilities_to_ct
 
@@ -210,3 +210,16 @@ def test_per_class_regions_give_exactly_the_full_argmax(direction):
     fast = probabilities_to_ct(probs, grid, ct, box)
     assert len(np.unique(fast)) > 10
     np.testing.assert_array_equal(fast, full)
+
+
+def test_extend_edges_reads_the_value_at_the_clamped_coordinate():
+    """Beyond the last voxel centre the value is that at the nearest point of the image along
+    the axis that overshoots, still interpolated along the others (MONAI's ``border``)."""
+    arr = np.arange(24, dtype=np.float32).reshape(2, 3, 4)  # z,y,x: value = 12 z + 4 y + x
+    image = sitk.GetImageFromArray(arr)
+    grid = Grid((2.5, 0.5, 0.0), (1.0, 1.0, 1.0), (3, 1, 1))  # x = 2.5, 3.5, 4.5 (last centre: 3)
+    edged = resample_to_grid(image, grid, extend_edges=True)
+    np.testing.assert_allclose(edged[0, 0], [2.5 + 2, 3 + 2, 3 + 2])  # y = 0.5 → +2, x clamped at 3
+    assert pad_to_cover(image, Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (4, 3, 2))) is image  # inside: no copy
+    plain = resample_to_grid(image, grid, default=-7.0)
+    assert plain[0, 0, 2] == -7.0  # without it, the default beyond the image
