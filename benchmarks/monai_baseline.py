@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, Invertd, Lambdad, LoadImaged,
                               Orientationd, Spacingd, Transposed)
@@ -70,16 +71,28 @@ def normalise(plans: Plans):
     return apply
 
 
-def preprocessing(plans: Plans) -> Compose:
+def preprocessing(plans: Plans, load: bool = True) -> Compose:
+    """The bundle chain up to the network. ``load=False`` starts from a channel-first
+    ``MetaTensor`` instead of a file (tests build it without ITK, see :func:`metatensor`)."""
     # MONAI arrays are (C, X, Y, Z); the network was trained on (C, Z, Y, X) in LPS.
-    return Compose([
-        LoadImaged("image", reader="ITKReader", image_only=True),
-        EnsureChannelFirstd("image"),
+    head = [LoadImaged("image", reader="ITKReader", image_only=True), EnsureChannelFirstd("image")] if load else []
+    return Compose(head + [
         Orientationd("image", axcodes="LPS"),
         Spacingd("image", pixdim=plans.spacing_xyz_mm, mode="bilinear"),
         Lambdad("image", normalise(plans)),
         Transposed("image", (0, 3, 2, 1)),
     ])
+
+
+def metatensor(image: sitk.Image) -> MetaTensor:
+    """``image`` as MONAI's ITKReader + EnsureChannelFirst give it: (1, X, Y, Z) with the RAS
+    affine (LPS → RAS flips the first two rows)."""
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    affine = np.eye(4)
+    affine[:3, :3] = lps_to_ras @ np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())
+    affine[:3, 3] = lps_to_ras @ np.array(image.GetOrigin())
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)[None].astype(np.float32)
+    return MetaTensor(torch.from_numpy(np.ascontiguousarray(array)), affine=torch.from_numpy(affine))
 
 
 def load_network(model: Path) -> tuple[Plans, torch.nn.Module]:

@@ -17,7 +17,7 @@ import torch
 from monai.data.utils import dense_patch_slices
 from monai.inferers import SlidingWindowInferer
 
-from benchmarks.monai_baseline import preprocessing
+from benchmarks.monai_baseline import metatensor, preprocessing
 from hanseg.geometry import body_box, canonical_grid, lattice_size, window_grid, window_starts
 from hanseg.inference import Segmenter
 from hanseg.preprocess import preprocess_case
@@ -53,13 +53,11 @@ IDENTITY = (1.0, 0, 0, 0, 1, 0, 0, 0, 1)
 @pytest.mark.parametrize("direction", [IDENTITY, FLIP_X], ids=["identity", "flipped-x"])
 def test_grids_lie_on_the_spacingd_lattice(tmp_path: Path, direction):
     ct = synthetic_ct(direction)
-    path = tmp_path / "ct.mha"
-    sitk.WriteImage(ct, str(path))
     spacing = (2.0, 2.5, 3.0)
     model = write_tiny_model(tmp_path / "model", channels=("CT",), spacing=spacing, patch=(16, 16, 16))
     from hanseg.model_dir import load_model_dir
     plans = load_model_dir(model).plans
-    monai = preprocessing(plans)({"image": str(path)})["image"]  # (C, Z, Y, X) after Transposed
+    monai = preprocessing(plans, load=False)({"image": metatensor(ct)})["image"]  # (C, Z, Y, X) after Transposed
     origin_lps = monai.affine.numpy()[:3, 3] * np.array([-1, -1, 1])  # MONAI's affine is RAS
     assert tuple(monai.shape[1:][::-1]) == tuple(lattice_size(ct, spacing))
     box = body_box(ct, -500.0, 4.0)
@@ -73,12 +71,10 @@ def test_grids_lie_on_the_spacingd_lattice(tmp_path: Path, direction):
 @pytest.mark.parametrize("direction", [IDENTITY, FLIP_X], ids=["identity", "flipped-x"])
 def test_softmax_on_the_body_equals_a_whole_field_of_view_pass(tmp_path: Path, direction):
     ct = synthetic_ct(direction)
-    path = tmp_path / "ct.mha"
-    sitk.WriteImage(ct, str(path))
     model = write_tiny_model(tmp_path / "model", channels=("CT",), spacing=(2.0, 2.0, 2.0), patch=(16, 16, 16))
     seg = Segmenter(model, "cpu", time_budget_s=None, mirroring=False)
     plans = seg.plans
-    monai_in = preprocessing(plans)({"image": str(path)})["image"]
+    monai_in = preprocessing(plans, load=False)({"image": metatensor(ct)})["image"]
     origin_lps = monai_in.affine.numpy()[:3, 3] * np.array([-1, -1, 1])
     inferer = SlidingWindowInferer(roi_size=plans.patch_size_zyx, sw_batch_size=1, overlap=plans.overlap,
                                    mode="gaussian")
