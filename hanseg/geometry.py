@@ -168,10 +168,14 @@ def lattice_anchor(image: sitk.Image) -> np.ndarray:
     voxel of their resampled grid: anchoring our lattice there makes our network grid a sub-block
     of a bundle pipeline's, so both see the same input values (see issue 5's agreement).
     """
+    return corner_centres(image).min(axis=0)
+
+
+def corner_centres(image: sitk.Image) -> np.ndarray:
+    """The 8 corner voxel *centres* of ``image`` in physical mm, (8, 3) x,y,z."""
     n = np.array(image.GetSize(), float) - 1
-    centres = [image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
-               for sel in itertools.product((0, 1), repeat=3)]
-    return np.min(centres, axis=0)
+    return np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
+                     for sel in itertools.product((0, 1), repeat=3)])
 
 
 def _lattice_range(image: sitk.Image, box: Box, spacing: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,10 +204,7 @@ def lattice_size(image: sitk.Image, spacing_xyz: Vec3) -> np.ndarray:
     """Voxels per axis (x,y,z) of the whole field of view resampled onto the lattice: MONAI
     ``Spacingd``'s output shape: round(extent / spacing + 1), extent between the outer voxel
     centres (rounded as MONAI does, half to even *after* adding 1: 39.5 + 1 → 40)."""
-    n = np.array(image.GetSize(), float) - 1
-    centres = np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
-                        for sel in itertools.product((0, 1), repeat=3)])
-    return np.round(np.ptp(centres, axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+    return np.round(np.ptp(corner_centres(image), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
 
 
 def window_starts(n: int, roi: int, overlap: float) -> list[int]:
