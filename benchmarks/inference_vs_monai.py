@@ -99,22 +99,16 @@ def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> dict:
     return result
 
 
-def agreement(ours: Path, other: Path) -> dict:
-    a = sitk.GetArrayFromImage(sitk.ReadImage(str(ours)))  # a copy: a view dies with its image
-    b = sitk.GetArrayFromImage(sitk.ReadImage(str(other)))
-    scores = per_oar_dice(a, b)
+def agreement(first: Path, second: Path) -> dict:
+    """Per-OAR Dice of two label maps, on the first one's grid (the second is brought there by
+    nearest neighbour when its grid differs: the 1024² truth for the 512² case)."""
+    a, b = sitk.ReadImage(str(first)), sitk.ReadImage(str(second))
+    if a.GetSize() != b.GetSize() or not np.allclose(a.GetSpacing(), b.GetSpacing()):
+        b = sitk.Resample(b, a, sitk.Transform(), sitk.sitkNearestNeighbor, 0, b.GetPixelID())
+    scores = per_oar_dice(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))  # copies: views die with images
     return {"mean_dice": round(float(np.mean(list(scores.values()))), 4) if scores else None,
             "min_dice": round(min(scores.values()), 4) if scores else None,
             "per_oar": {k: round(v, 4) for k, v in scores.items()}}
-
-
-def accuracy(prediction: Path, truth: Path) -> float:
-    """Mean per-OAR Dice of a label map against the ground truth, on the prediction's grid."""
-    pred, gt = sitk.ReadImage(str(prediction)), sitk.ReadImage(str(truth))
-    if pred.GetSize() != gt.GetSize() or not np.allclose(pred.GetSpacing(), gt.GetSpacing()):
-        gt = sitk.Resample(gt, pred, sitk.Transform(), sitk.sitkNearestNeighbor, 0, gt.GetPixelID())
-    scores = per_oar_dice(sitk.GetArrayFromImage(pred), sitk.GetArrayFromImage(gt))
-    return round(float(np.mean(list(scores.values()))), 4)
 
 
 def table(results: dict) -> str:
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
                 r["agreement"] = agreement(args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map)
             if r["exit_code"] == 0:
-                r["truth_dice"] = accuracy(label_map, case / "ground_truth/case_01_seg.mha")
+                r["truth_dice"] = agreement(label_map, case / "ground_truth/case_01_seg.mha")["mean_dice"]
             log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k != "agreement"})
             runs[variant] = r
             (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

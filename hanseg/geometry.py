@@ -251,8 +251,7 @@ def pad_to_cover(image: sitk.Image, grid: Grid, transform: sitk.Transform | None
     voxel centres span every point of ``grid``: linear interpolation there then reads the value
     at the coordinate clamped to the image, per axis (MONAI's bilinear ``border`` padding).
     Returns ``image`` itself, not a copy, when the grid already lies inside its voxel centres."""
-    corners = physical_corners(grid.reference(), Box((0, 0, 0), grid.shape))
-    corners += (np.array(grid.spacing_xyz) / 2) * np.sign(corners.mean(axis=0) - corners)  # edges → centres
+    corners = corner_centres(grid.reference())
     if transform is not None:
         corners = np.array([transform.TransformPoint(c.tolist()) for c in corners])
     index = np.array([image.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in corners])

@@ -20,8 +20,9 @@ from monai.inferers import SlidingWindowInferer
 from benchmarks.monai_baseline import metatensor, preprocessing
 from hanseg.geometry import body_box, canonical_grid, lattice_size, window_grid, window_starts
 from hanseg.inference import Segmenter
+from hanseg.model_dir import load_model_dir
 from hanseg.preprocess import preprocess_case
-from tests.conftest import write_tiny_model
+from conftest import write_tiny_model
 
 
 @pytest.mark.parametrize("n,roi,overlap", [(100, 32, 0.5), (97, 32, 0.25), (33, 32, 0.5), (32, 32, 0.5),
@@ -55,7 +56,6 @@ def test_grids_lie_on_the_spacingd_lattice(tmp_path: Path, direction):
     ct = synthetic_ct(direction)
     spacing = (2.0, 2.5, 3.0)
     model = write_tiny_model(tmp_path / "model", channels=("CT",), spacing=spacing, patch=(16, 16, 16))
-    from hanseg.model_dir import load_model_dir
     plans = load_model_dir(model).plans
     monai = preprocessing(plans, load=False)({"image": metatensor(ct)})["image"]  # (C, Z, Y, X) after Transposed
     origin_lps = monai.affine.numpy()[:3, 3] * np.array([-1, -1, 1])  # MONAI's affine is RAS
