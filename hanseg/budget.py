@@ -10,9 +10,15 @@ leanest runs, with a warning (a slow answer beats no answer).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import window_starts
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,14 @@ def n_windows(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], overlap: f
     return math.prod(windows_per_axis(s, r, overlap) for s, r in zip(shape_zyx, patch_zyx))
 
 
+def body_windows(body: np.ndarray, patch_zyx: tuple[int, ...], overlap: float) -> int:
+    """Windows, placed as MONAI places them over ``body``'s grid, that hold a body voxel: the
+    ones inference runs (see :meth:`hanseg.inference.Segmenter.probabilities`)."""
+    starts = [window_starts(n, roi, overlap) for n, roi in zip(body.shape, patch_zyx)]
+    return sum(bool(body[tuple(slice(s, s + r) for s, r in zip(corner, patch_zyx))].any())
+               for corner in itertools.product(*starts))
+
+
 def ladder(n_folds: int, overlap: float, mirroring: bool = True) -> list[RunSettings]:
     """From the richest setting to the leanest: mirrors go first, then folds, then overlap."""
     steps = []
@@ -64,10 +78,12 @@ def ladder(n_folds: int, overlap: float, mirroring: bool = True) -> list[RunSett
 
 def choose(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], n_folds: int, overlap: float,
            seconds_per_window: float, seconds_left: float | None,
-           mirroring: bool = True) -> tuple[RunSettings, float]:
-    """The richest setting whose estimated seconds fit ``seconds_left`` (None: no budget)."""
+           mirroring: bool = True, windows_at: Callable[[float], int] | None = None) -> tuple[RunSettings, float]:
+    """The richest setting whose estimated seconds fit ``seconds_left`` (None: no budget).
+    ``windows_at(overlap)`` counts the windows that will run, if not all of the grid's."""
     def seconds(option: RunSettings) -> float:
-        return n_windows(shape_zyx, patch_zyx, option.overlap) * option.passes * seconds_per_window
+        count = windows_at(option.overlap) if windows_at else n_windows(shape_zyx, patch_zyx, option.overlap)
+        return count * option.passes * seconds_per_window
 
     options = ladder(n_folds, overlap, mirroring)
     if seconds_left is None:

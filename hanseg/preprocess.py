@@ -38,6 +38,7 @@ class PreprocessedCase:
     box: Box                     # crop box in CT voxel indices (z,y,x)
     registration: RegistrationResult | None
     warnings: tuple[str, ...]    # for results.json error_messages and the log
+    body: np.ndarray | None = None  # (Z, Y, X) bool on ``grid``: CT above the plan's body threshold
 
 
 def normalize_ct(hu: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -109,7 +110,8 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
     for w in warnings:
         log.warning(w)
     image = np.stack(channels).astype(np.float32, copy=False)
-    return PreprocessedCase(image, grid, box, registration, tuple(warnings))
+    body = ct_hu > plans.body_threshold_hu  # lets inference skip windows of pure air
+    return PreprocessedCase(image, grid, box, registration, tuple(warnings), body)
 
 
 def labels_to_grid(labels: sitk.Image, case: PreprocessedCase) -> np.ndarray:

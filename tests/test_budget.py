@@ -9,8 +9,8 @@ import torch
 from monai.data.utils import dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
-from hanseg.budget import RunSettings, choose, ladder, n_windows
-from hanseg.inference import Segmenter
+from hanseg.budget import RunSettings, body_windows, choose, ladder, n_windows
+from hanseg.inference import Feed, Segmenter
 from hanseg.labels import LABEL_IDS
 
 
@@ -64,3 +64,59 @@ def test_budget_choice_is_logged(tiny_model, caplog):
     with caplog.at_level(logging.INFO):
         Segmenter(tiny_model, device="cpu", mirroring=False).predict(ct, None)
     assert "mirroring none" in caplog.text
+
+
+def _image_with_body(patch: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of 3×3×3 patches with a body (CT above threshold) in one corner only."""
+    rng = np.random.default_rng(1)
+    shape = tuple(3 * p for p in patch)
+    image = rng.normal(size=(2, *shape)).astype(np.float32)
+    body = np.zeros(shape, bool)
+    body[: patch[0], : patch[1] + 3, 2: patch[2]] = True
+    return image, body
+
+
+def test_pure_air_windows_are_skipped_and_body_voxels_unchanged(tiny_model):
+    seg = Segmenter(tiny_model, device="cpu", time_budget_s=None)
+    patch = seg.plans.patch_size_zyx
+    image, body = _image_with_body(patch)
+    settings = RunSettings(1, (2,), 0.25)
+    full = seg.probabilities(image, settings)
+    assert seg.windows_skipped == 0
+    fast = seg.probabilities(image, settings, body)
+    windows = n_windows(body.shape, patch, 0.25)
+    assert seg.windows_skipped > windows  # over both passes (plain and x-mirrored)
+    run = 2 * windows - seg.windows_skipped
+    assert run == body_windows(body, patch, 0.25) + body_windows(body[:, :, ::-1], patch, 0.25)
+    np.testing.assert_allclose(fast[:, body], full[:, body], atol=1e-6)  # exact on the body
+    far = fast[0, -patch[0] // 2:, -patch[1] // 2:, -patch[2] // 2:]  # only skipped windows reach here
+    assert far.min() > 0.99 and not np.allclose(fast, full, atol=1e-3)
+
+
+def test_body_windows_counts_windows_holding_body():
+    body = np.zeros((20, 20, 20), bool)
+    assert body_windows(body, (10, 10, 10), 0.0) == 0
+    body[0, 0, 0] = True
+    assert body_windows(body, (10, 10, 10), 0.0) == 1
+    assert body_windows(body, (10, 10, 10), 0.5) == 1  # starts 0, 5, 10 per axis: only (0,0,0)
+    body[9, 9, 9] = True
+    assert body_windows(body, (10, 10, 10), 0.5) == 8  # (0 or 5) on each axis
+
+
+def test_window_feeds_give_the_same_probabilities(tiny_model):
+    """Batched, channels-last windows (what _tune may pick) change only the speed."""
+    seg = Segmenter(tiny_model, device="cpu")
+    assert seg.feed.seconds_per_window > 0 and seg.feed.batch in {1, 2}
+    image, _ = _image_with_body(seg.plans.patch_size_zyx)
+    results = []
+    for batch, channels_last in ((1, False), (2, True), (4, True)):
+        seg.feed = Feed(batch, channels_last, 0.0)
+        seg._layout(channels_last)
+        results.append(seg.probabilities(image, RunSettings(1, (), 0.25)))
+    np.testing.assert_allclose(results[1], results[0], atol=1e-5)
+    np.testing.assert_allclose(results[2], results[0], atol=1e-5)
+
+
+def test_budget_counts_only_the_windows_that_run():
+    shape, patch = (142, 148, 172), (48, 96, 96)  # 45 windows at overlap 0.5, but 10 hold the body
+    assert choose(shape, patch, 2, 0.5, 1.0, 40.0, windows_at=lambda overlap: 10) == (RunSettings(2, (2,), 0.5), 40.0)

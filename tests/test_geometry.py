@@ -223,3 +223,22 @@ def test_extend_edges_reads_the_value_at_the_clamped_coordinate():
     assert pad_to_cover(image, Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (4, 3, 2))) is image  # inside: no copy
     plain = resample_to_grid(image, grid, default=-7.0)
     assert plain[0, 0, 2] == -7.0  # without it, the default beyond the image
+
+
+def test_extend_edges_pads_only_the_region_read_and_matches_padding_the_whole_image():
+    """pad_to_cover crops to the grid's index hull before padding (no full-CT copy); the
+    sampled values are those of padding the whole image, also through a rotation."""
+    rng = np.random.default_rng(3)
+    image = sitk.GetImageFromArray(rng.normal(size=(30, 40, 50)).astype(np.float32))
+    image.SetSpacing((0.7, 0.8, 2.0))
+    image.SetOrigin((-5.0, 3.0, 1.0))
+    grid = Grid((2.0, 9.0, 30.0), (1.5, 1.5, 2.5), (12, 10, 20))  # overhangs the last z centre (59)
+    rotation = sitk.Euler3DTransform((10.0, 20.0, 40.0), 0.05, -0.03, 0.08)
+    for transform in (None, rotation):
+        whole = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], [0, 0, 20])
+        assert pad_to_cover(image, grid, transform).GetNumberOfPixels() < whole.GetNumberOfPixels() / 2
+        expected = sitk.GetArrayFromImage(sitk.Resample(whole, grid.reference(), transform or sitk.Transform(),
+                                                        sitk.sitkLinear, -99.0, sitk.sitkFloat32))
+        got = resample_to_grid(image, grid, transform, default=-99.0, extend_edges=True)
+        assert (expected != -99.0).all()
+        np.testing.assert_allclose(got, expected, atol=1e-6)

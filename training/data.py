@@ -41,7 +41,7 @@ def preprocessing_key(plans: Plans) -> str:
     fields = {"channels": [c.name for c in plans.channels],
               "norm": [vars(c.normalization) for c in plans.channels],
               "spacing": plans.spacing_xyz_mm, "margin": plans.crop_margin_mm,
-              "threshold": plans.body_threshold_hu, "v": 3}  # v: bump when preprocessing code changes (3: min-pooled body box)
+              "threshold": plans.body_threshold_hu, "v": 4}  # v: bump when preprocessing code changes (3: min-pooled body box; 4: grid on the Spacingd lattice, CT border-extended)
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
