@@ -16,6 +16,8 @@ docker/check_image.sh hanseg-oar:ci
 docker/faulty_inputs.sh hanseg-oar:ci
 ./test.sh hanseg-oar:ci
 echo "[ci-docker] test.sh passed after $((SECONDS - t0)) s"
+PYTHON=.venv/bin/python docker/full_size.sh hanseg-oar:ci
+echo "[ci-docker] full-size case passed after $((SECONDS - t0)) s"
 ./export.sh hanseg-oar:ci
 gzip -t export/hanseg-oar_ci.tar.gz
 tar -tzf export/model.tar.gz > export/model.list   # (grep -q on a pipe would SIGPIPE tar)

@@ -1,9 +1,9 @@
 """The :class:`Segmenter`: built once from a model folder, then one call per case.
 
-``predict(ct, mr)`` = preprocess (shared with training) → sliding-window inference on the
-canonical grid (MONAI, gaussian blending, the plan's patch and overlap), softmax averaged
-over the plan's folds with one network instance whose weights are swapped → probabilities
-back onto the CT grid as labels (:mod:`hanseg.postprocess`).
+``predict(ct, mr)`` = preprocess (shared with training) → one sliding-window pass on the
+canonical grid (MONAI, gaussian blending, the plan's patch and overlap) whose windows' logits
+are averaged over the plan's folds and the left-right mirror → softmax → probabilities back
+onto the CT grid as labels (:mod:`hanseg.postprocess`).
 """
 
 from __future__ import annotations
@@ -94,18 +94,22 @@ class Segmenter:
         self.device, self.device_warning = resolve_device(device)
         if self.device_warning:
             log.warning(self.device_warning)
-        self.network = build_network(self.plans.network, len(self.plans.channels), NUM_CLASSES)
-        self.state_dicts = [load_state_dict(p) for p in files.weight_paths]
-        for path, state in zip(files.weight_paths, self.state_dicts):
-            try:  # fail at start-up, not after the first case has been read
-                self.network.load_state_dict(state)
-            except RuntimeError as exc:
-                raise ModelError(f"{path.name} does not fit the network in plans.json: {exc}") from exc
-        self.network.to(self.device).eval()
+        self.networks = [self._load(path) for path in files.weight_paths]
         self.feed = self._tune() if time_budget_s is not None else Feed(self.plans.sw_batch_size, False, 0.0)
         self.seconds_per_window = self.feed.seconds_per_window
         log.info("model %s: %s, %d fold(s), device %s, %.2f s per window (%s)", files.root, self.plans.network.name,
-                 len(self.state_dicts), self.device, self.seconds_per_window, self.feed.describe())
+                 len(self.networks), self.device, self.seconds_per_window, self.feed.describe())
+
+    def _load(self, path: Path) -> torch.nn.Module:
+        """One fold's network. Each fold keeps its own instance (20 MB for the default UNet)
+        so that every window can be averaged over folds at once: one 31-channel volume per
+        case instead of one per fold (1.5 GB each on a full-size grid)."""
+        network = build_network(self.plans.network, len(self.plans.channels), NUM_CLASSES)
+        try:  # fail at start-up, not after the first case has been read
+            network.load_state_dict(load_state_dict(path))
+        except RuntimeError as exc:
+            raise ModelError(f"{path.name} does not fit the network in plans.json: {exc}") from exc
+        return network.to(self.device).eval()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
@@ -114,7 +118,8 @@ class Segmenter:
 
     def _layout(self, channels_last: bool) -> None:
         fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-        self.network.to(memory_format=fmt)  # 5-D weights only; load_state_dict keeps the layout
+        for network in self.networks:
+            network.to(memory_format=fmt)  # converts the 5-D weights only
 
     @torch.inference_mode()
     def _seconds_per_window(self, batch: int, channels_last: bool) -> float:
@@ -125,11 +130,11 @@ class Segmenter:
         if channels_last:
             patch = patch.contiguous(memory_format=torch.channels_last_3d)
         with self._autocast():
-            self.network(patch)
+            self.networks[0](patch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            self.network(patch)
+            self.networks[0](patch)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
         return (time.perf_counter() - start) / batch
@@ -155,87 +160,79 @@ class Segmenter:
         left = None if self.time_budget_s is None else self.time_budget_s * (1 - RESERVE) - seconds_used
         patch = self.plans.patch_size_zyx
         windows_at = (lambda overlap: body_windows(body, patch, overlap)) if _can_skip(body, patch) else None
-        settings, estimate = choose(shape_zyx, patch, len(self.state_dicts), self.plans.overlap,
+        settings, estimate = choose(shape_zyx, patch, len(self.networks), self.plans.overlap,
                                     self.seconds_per_window, left, self.mirroring, windows_at)
         budget = "no time budget" if left is None else f"{left:.0f} s left of the {self.time_budget_s:.0f} s budget"
         log.info("inference: %s (about %.0f s; %s)", settings.describe(), estimate, budget)
         return settings
 
-    def _predictor(self, body: torch.Tensor | None) -> Callable[..., torch.Tensor]:
-        """The network as MONAI's sliding window calls it (in the tuned memory layout), and,
-        given the grid's body mask, answering windows without a single body voxel with
-        background logits instead of running the network. Exact on every body voxel: each
-        window holding one is still run, and a window writes only its own voxels. Only air
-        (below the body threshold) can change."""
-        def run(windows: torch.Tensor) -> torch.Tensor:
-            if self.feed.channels_last:
-                windows = windows.contiguous(memory_format=torch.channels_last_3d)
-            return self.network(windows)
+    def _logits(self, windows: torch.Tensor, settings: RunSettings) -> torch.Tensor:
+        """Logits of a batch of windows averaged over the settings' folds and mirrors, as
+        nnU-Net v2 averages them. A mirrored input's logits are flipped back and, for the x
+        axis (patient left-right), their L/R channels swapped: the network calls a mirrored
+        left parotid a right one. Blending is linear, so this equals averaging whole-volume
+        passes over folds, while only one 31-channel volume is ever held."""
+        if self.feed.channels_last:
+            windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        swap = torch.as_tensor(lr_swap_table(), device=windows.device)
+        total: torch.Tensor | None = None
+        for network in self.networks[: settings.n_folds]:
+            out = network(windows).float()
+            total = out if total is None else total.add_(out)
+            for axis in settings.mirror_axes:
+                mirrored = network(windows.flip(axis + 2)).float().flip(axis + 2)
+                total.add_(mirrored[:, swap] if axis == 2 else mirrored)
+        assert total is not None
+        return total.div_(settings.passes)
 
+    def _predictor(self, settings: RunSettings, body: torch.Tensor | None) -> Callable[..., torch.Tensor]:
+        """:meth:`_logits` as MONAI's sliding window calls it, and, given the grid's body mask,
+        answering windows without a single body voxel with background logits instead of
+        running the network. Exact on every body voxel: each window holding one is still run,
+        and a window writes only its own voxels. Only air (below the body threshold) can change."""
         if body is None:
-            return run
+            return lambda windows: self._logits(windows, settings)
 
         def predict(windows: torch.Tensor, coords: list[list[slice]]) -> torch.Tensor:
             keep = [i for i, c in enumerate(coords) if bool(body[tuple(c[2:])].any())]
             self.windows_skipped += len(coords) - len(keep)
             if len(keep) == len(coords):
-                return run(windows)
-            out = torch.zeros((len(coords), NUM_CLASSES, *windows.shape[2:]), dtype=windows.dtype,
-                              device=windows.device)
+                return self._logits(windows, settings)
+            out = torch.zeros((len(coords), NUM_CLASSES, *windows.shape[2:]), device=windows.device)
             out[:, 0] = AIR_LOGIT
             if keep:
-                out[keep] = run(windows[keep]).to(out.dtype)
+                out[keep] = self._logits(windows[keep], settings)
             return out
         return predict
-
-    def _window_pass(self, inputs: torch.Tensor, overlap: float, body: torch.Tensor | None = None) -> torch.Tensor:
-        """Softmax (C,Z,Y,X) of one sliding-window pass, computed in place: a 31-channel volume
-        is ~1 GB on a full-size case, and ``torch.softmax`` would hold a second one."""
-        with self._autocast():
-            logits = sliding_window_inference(
-                inputs, roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
-                predictor=self._predictor(body), overlap=overlap, mode="gaussian",
-                sw_device=self.device, device=torch.device("cpu"), with_coord=body is not None)
-        probs = logits.float()[0]  # no copy when the output is already float32 (always on CPU)
-        probs -= probs.amax(dim=0, keepdim=True)
-        probs.exp_()
-        probs /= probs.sum(dim=0, keepdim=True)
-        return probs
 
     @torch.inference_mode()
     def probabilities(self, image: np.ndarray, settings: RunSettings | None = None,
                       body: np.ndarray | None = None) -> np.ndarray:
-        """Softmax (C,Z,Y,X) float32 on the input's grid, averaged over folds and mirrors.
+        """Softmax (C,Z,Y,X) float32 on the input's grid of the logits averaged over the
+        settings' folds and mirrors (:meth:`_logits`), in one sliding-window pass.
 
-        A mirrored pass flips the input along an array axis and flips the softmax back; for
-        the x axis (patient left-right) the L/R channels are swapped too, since the network
-        calls a mirrored left parotid a right one. With ``body`` (Z,Y,X bool), windows that
-        hold none of it are not run (:meth:`_predictor`); a grid smaller than the patch, which
-        MONAI pads, runs every window.
+        With ``body`` (Z,Y,X bool), windows that hold none of it are not run
+        (:meth:`_predictor`); a grid smaller than the patch, which MONAI pads, runs every window.
+        The softmax is computed in place: a 31-channel volume is ~1.5 GB on a full-size case,
+        and ``torch.softmax`` would hold a second one.
         """
-        settings = settings or RunSettings(len(self.state_dicts), (), self.plans.overlap)
-        inputs = torch.from_numpy(image[None])
+        settings = settings or RunSettings(len(self.networks), (), self.plans.overlap)
+        if settings.n_folds > len(self.networks):
+            raise ValueError(f"{settings.n_folds} folds asked for, the model has {len(self.networks)}")
         mask = torch.from_numpy(body) if _can_skip(body, self.plans.patch_size_zyx) else None
         self.windows_skipped = 0
-        swap = torch.as_tensor(lr_swap_table())
-        total: torch.Tensor | None = None
-        for state in self.state_dicts[: settings.n_folds]:
-            if len(self.state_dicts) > 1:
-                self.network.load_state_dict(state)
-            probs = self._window_pass(inputs, settings.overlap, mask)
-            total = probs if total is None else total.add_(probs)
-            del probs  # accumulate pass by pass: at most two 31-channel volumes at a time
-            for axis in settings.mirror_axes:
-                mirrored = self._window_pass(inputs.flip(axis + 2), settings.overlap,
-                                             None if mask is None else mask.flip(axis))
-                # Flip back one channel at a time (a whole-volume flip would be a third copy).
-                for c in range(mirrored.shape[0]):
-                    total[int(swap[c]) if axis == 2 else c].add_(mirrored[c].flip(axis))
-                del mirrored
-        assert total is not None
+        with self._autocast():
+            logits = sliding_window_inference(
+                torch.from_numpy(image[None]), roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
+                predictor=self._predictor(settings, mask), overlap=settings.overlap, mode="gaussian",
+                sw_device=self.device, device=torch.device("cpu"), with_coord=mask is not None)
         if self.windows_skipped:
             log.info("skipped %d window(s) of pure air", self.windows_skipped)
-        return total.div_(settings.passes).numpy()
+        probs = logits.float()[0]  # no copy when the output is already float32 (always on CPU)
+        probs -= probs.amax(dim=0, keepdim=True)
+        probs.exp_()
+        probs /= probs.sum(dim=0, keepdim=True)
+        return probs.numpy()
 
     def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Prediction:
         start = time.perf_counter()

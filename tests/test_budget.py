@@ -85,9 +85,7 @@ def test_pure_air_windows_are_skipped_and_body_voxels_unchanged(tiny_model):
     assert seg.windows_skipped == 0
     fast = seg.probabilities(image, settings, body)
     windows = n_windows(body.shape, patch, 0.25)
-    assert seg.windows_skipped > windows  # over both passes (plain and x-mirrored)
-    run = 2 * windows - seg.windows_skipped
-    assert run == body_windows(body, patch, 0.25) + body_windows(body[:, :, ::-1], patch, 0.25)
+    assert 0 < body_windows(body, patch, 0.25) == windows - seg.windows_skipped < windows
     np.testing.assert_allclose(fast[:, body], full[:, body], atol=1e-6)  # exact on the body
     far = fast[0, -patch[0] // 2:, -patch[1] // 2:, -patch[2] // 2:]  # only skipped windows reach here
     assert far.min() > 0.99 and not np.allclose(fast, full, atol=1e-3)

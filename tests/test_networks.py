@@ -50,8 +50,16 @@ def test_a_patch_the_network_cannot_take_is_refused_at_load(network, patch, mess
         plans_from_json(plans)
 
 
-def test_fold_ensemble_is_the_mean_of_its_folds(tmp_path):
-    """Two folds in one model folder: one network instance, weights swapped per fold."""
+def _softmax_of_mean_log(*probs: np.ndarray) -> np.ndarray:
+    """softmax(mean of log p): the softmax of the folds' mean logits (log p = logits − lse)."""
+    mean = np.mean([np.log(p) for p in probs], axis=0)
+    e = np.exp(mean - mean.max(0))
+    return e / e.sum(0)
+
+
+def test_fold_ensemble_averages_its_folds_logits(tmp_path):
+    """Two folds in one model folder: the softmax of their mean logits (nnU-Net v2's average),
+    blended windows included, since blending is linear."""
     both = Segmenter(write_tiny_model(tmp_path / "both", folds=(0, 1)), device="cpu", time_budget_s=None)
     first = Segmenter(write_tiny_model(tmp_path / "f0", seed=0), device="cpu", time_budget_s=None)
     second = Segmenter(write_tiny_model(tmp_path / "f1", seed=1), device="cpu", time_budget_s=None)
@@ -59,7 +67,8 @@ def test_fold_ensemble_is_the_mean_of_its_folds(tmp_path):
     p0 = first.probabilities(image, RunSettings(1, (), 0.25))
     p1 = second.probabilities(image, RunSettings(1, (), 0.25))
     assert not np.allclose(p0, p1, atol=1e-3)
-    np.testing.assert_allclose(both.probabilities(image, RunSettings(2, (), 0.25)), (p0 + p1) / 2, atol=1e-6)
+    np.testing.assert_allclose(both.probabilities(image, RunSettings(2, (), 0.25)), _softmax_of_mean_log(p0, p1),
+                               atol=1e-5)
     np.testing.assert_allclose(both.probabilities(image, RunSettings(1, (), 0.25)), p0, atol=1e-6)
 
 

@@ -79,7 +79,7 @@ def test_softmax_on_the_body_equals_a_whole_field_of_view_pass(tmp_path: Path, d
     inferer = SlidingWindowInferer(roi_size=plans.patch_size_zyx, sw_batch_size=1, overlap=plans.overlap,
                                    mode="gaussian")
     with torch.inference_mode():
-        reference = torch.softmax(inferer(monai_in[None].as_tensor(), seg.network)[0], 0).numpy()
+        reference = torch.softmax(inferer(monai_in[None].as_tensor(), seg.networks[0])[0], 0).numpy()
 
     def on_box(windows: bool) -> tuple[np.ndarray, np.ndarray]:
         """Our softmax and the reference's on the lattice voxels of the body box."""
