@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -220,12 +220,12 @@ class Segmenter:
         if settings.n_folds > len(self.networks):
             raise ValueError(f"{settings.n_folds} folds asked for, the model has {len(self.networks)}")
         mask = torch.from_numpy(body) if _can_skip(body, self.plans.patch_size_zyx) else None
-        self.windows_skipped = 0
-        with self._autocast():
-            logits = sliding_window_inference(
-                torch.from_numpy(image[None]), roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
-                predictor=self._predictor(settings, mask), overlap=settings.overlap, mode="gaussian",
-                sw_device=self.device, device=torch.device("cpu"), with_coord=mask is not None)
+        while True:
+            try:
+                logits = self._sliding_window(image, settings, mask)
+                break
+            except torch.cuda.OutOfMemoryError:
+                self._after_out_of_memory()
         if self.windows_skipped:
             log.info("skipped %d window(s) of pure air", self.windows_skipped)
         probs = logits.float()[0]  # no copy when the output is already float32 (always on CPU)
@@ -233,6 +233,32 @@ class Segmenter:
         probs.exp_()
         probs /= probs.sum(dim=0, keepdim=True)
         return probs.numpy()
+
+    def _sliding_window(self, image: np.ndarray, settings: RunSettings, mask: torch.Tensor | None) -> torch.Tensor:
+        """Blended logits (1,C,Z,Y,X), accumulated in CPU memory whatever the device: a
+        full-size grid's 31 channels (1.5 GB) stay off a GPU that has the network to run."""
+        self.windows_skipped = 0
+        with self._autocast():
+            return sliding_window_inference(
+                torch.from_numpy(image[None]), roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
+                predictor=self._predictor(settings, mask), overlap=settings.overlap, mode="gaussian",
+                sw_device=self.device, device=torch.device("cpu"), with_coord=mask is not None)
+
+    def _after_out_of_memory(self) -> None:
+        """A GPU ran out of memory (another process on it, a large network): retry with one
+        window per call, then on the CPU, rather than fail the case. Re-raises on the CPU."""
+        if self.device.type == "cpu":
+            raise torch.cuda.OutOfMemoryError("out of memory on the CPU fallback too")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.feed.batch > 1:
+            log.warning("GPU out of memory with %d windows per call: retrying with 1", self.feed.batch)
+            self.feed = replace(self.feed, batch=1)
+            return
+        log.warning("GPU out of memory with 1 window per call: continuing on the CPU (slower)")
+        self.device = torch.device("cpu")
+        for network in self.networks:
+            network.to(self.device)
 
     def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Prediction:
         start = time.perf_counter()

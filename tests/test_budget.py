@@ -118,3 +118,29 @@ def test_window_feeds_give_the_same_probabilities(tiny_model):
 def test_budget_counts_only_the_windows_that_run():
     shape, patch = (142, 148, 172), (48, 96, 96)  # 45 windows at overlap 0.5, but 10 hold the body
     assert choose(shape, patch, 2, 0.5, 1.0, 40.0, windows_at=lambda overlap: 10) == (RunSettings(2, (2,), 0.5), 40.0)
+
+
+def test_gpu_out_of_memory_retries_with_one_window_then_on_the_cpu(tiny_model, caplog, monkeypatch):
+    """A GPU out-of-memory error (simulated: this machine has no GPU) is answered by one window
+    per call, then by the CPU, with the same probabilities; on the CPU it is re-raised."""
+    seg = Segmenter(tiny_model, device="cpu", time_budget_s=None)
+    image, body = _image_with_body(seg.plans.patch_size_zyx)
+    settings = RunSettings(1, (2,), 0.25)
+    reference = seg.probabilities(image, settings, body)
+    seg.feed, seg.device = Feed(2, False, 0.0), torch.device("meta")  # pretend: a GPU, 2 per call
+    real, seen = seg._sliding_window, []
+
+    def on_a_full_gpu(*args):
+        seen.append((seg.device.type, seg.feed.batch))
+        if seg.device.type != "cpu":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args)
+    monkeypatch.setattr(seg, "_sliding_window", on_a_full_gpu)
+    with caplog.at_level(logging.WARNING):
+        out = seg.probabilities(image, settings, body)
+    assert seen == [("meta", 2), ("meta", 1), ("cpu", 1)]
+    assert "retrying with 1" in caplog.text and "continuing on the CPU" in caplog.text
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+    monkeypatch.setattr(seg, "_sliding_window", lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        seg.probabilities(image, settings, body)
