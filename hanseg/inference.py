@@ -86,7 +86,10 @@ class Segmenter:
     """Loads and checks the model once; :meth:`predict` segments one case."""
 
     def __init__(self, model_dir: Path, device: str = "auto",
-                 time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, mirroring: bool = True) -> None:
+                 time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, mirroring: bool = True,
+                 tune: bool = True) -> None:
+        """``time_budget_s`` None: the richest settings, whatever they cost. ``tune`` False:
+        windows go to the network as the plan says, untimed (tests that compare runs)."""
         files = load_model_dir(Path(model_dir))
         self.time_budget_s, self.mirroring = time_budget_s, mirroring
         self.windows_skipped = 0  # by the last probabilities() call (pure-air windows)
@@ -95,7 +98,7 @@ class Segmenter:
         if self.device_warning:
             log.warning(self.device_warning)
         self.networks = [self._load(path) for path in files.weight_paths]
-        self.feed = self._tune() if time_budget_s is not None else Feed(self.plans.sw_batch_size, False, 0.0)
+        self.feed = self._tune() if tune else Feed(self.plans.sw_batch_size, False, 0.0)
         self.seconds_per_window = self.feed.seconds_per_window
         log.info("model %s: %s, %d fold(s), device %s, %.2f s per window (%s)", files.root, self.plans.network.name,
                  len(self.networks), self.device, self.seconds_per_window, self.feed.describe())
