@@ -144,3 +144,15 @@ def test_gpu_out_of_memory_retries_with_one_window_then_on_the_cpu(tiny_model, c
     monkeypatch.setattr(seg, "_sliding_window", lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x")))
     with pytest.raises(torch.cuda.OutOfMemoryError):
         seg.probabilities(image, settings, body)
+
+
+def test_a_feed_the_backend_cannot_run_is_skipped(tiny_model, monkeypatch):
+    real = Segmenter._seconds_per_window
+
+    def no_channels_last(self, batch, channels_last):
+        if channels_last:
+            raise RuntimeError("channels-last 3-D convolution not supported (simulated)")
+        return real(self, batch, channels_last)
+    monkeypatch.setattr(Segmenter, "_seconds_per_window", no_channels_last)
+    seg = Segmenter(tiny_model, device="cpu")
+    assert seg.feed.channels_last is False and seg.feed.seconds_per_window > 0
