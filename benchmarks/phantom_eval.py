@@ -59,8 +59,8 @@ def run_variant(folder: Path, model: Path, device: str) -> float:
 
 def table(summary: dict) -> str:
     base = summary["original"]["mean_dice"] if "original" in summary else None
-    rows = ["| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case "
-            "| mean Dice, nearest-neighbour truth |",
+    rows = [("| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case "
+             "| mean Dice, nearest-neighbour truth |"),
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for variant, s in summary.items():
         delta = f"{s['mean_dice'] - base:+.3f}" if base is not None else ""

@@ -43,16 +43,9 @@ class RunSettings:
         return f"{self.n_folds} fold(s), mirroring {mirrors}, overlap {self.overlap:g}"
 
 
-def windows_per_axis(size: int, roi: int, overlap: float) -> int:
-    """Sliding windows along one axis, counted as MONAI places them."""
-    if size <= roi:
-        return 1
-    interval = max(int(roi * (1 - overlap)), 1)
-    return math.ceil((size - roi) / interval) + 1
-
-
 def n_windows(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], overlap: float) -> int:
-    return math.prod(windows_per_axis(s, r, overlap) for s, r in zip(shape_zyx, patch_zyx))
+    """Sliding windows over a grid, counted as MONAI places them (:func:`geometry.window_starts`)."""
+    return math.prod(len(window_starts(s, r, overlap)) for s, r in zip(shape_zyx, patch_zyx))
 
 
 def body_windows(body: np.ndarray, patch_zyx: tuple[int, ...], overlap: float) -> int:

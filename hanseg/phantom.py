@@ -1091,21 +1091,19 @@ def regrid_labels(labels: sitk.Image, kind: str) -> sitk.Image:
     the old voxels' staircase onto the new grid, and on a coarser grid moves small structures'
     boundaries by up to half an old voxel: a reference that penalises a smooth prediction."""
     array = sitk.GetArrayViewFromImage(labels)
+    values = [v for v in np.unique(array) if v != 0]
+    if not values:
+        return regrid(labels, kind, sitk.sitkNearestNeighbor, 0)
     out: np.ndarray | None = None
-    best: np.ndarray | None = None
-    for value in np.unique(array):
-        if value == 0:
-            continue
+    for value in values:
         mask = sitk.GetImageFromArray((array == value).astype(np.float32))
         mask.CopyInformation(labels)
-        p = sitk.GetArrayFromImage(regrid(mask, kind, sitk.sitkLinear, 0.0))
-        if out is None or best is None:
-            out, best = np.zeros(p.shape, np.uint8), np.full(p.shape, 0.5, np.float32)
+        moved = regrid(mask, kind, sitk.sitkLinear, 0.0)
+        p = sitk.GetArrayViewFromImage(moved)
+        if out is None:  # the first label's grid gives the shape and geometry of the result
+            out, best, geometry = np.zeros(p.shape, array.dtype), np.full(p.shape, 0.5, np.float32), moved
         wins = p >= best
         out[wins], best[wins] = value, p[wins]
-    ref = regrid(labels, kind, sitk.sitkNearestNeighbor, 0)
-    if out is None:
-        return ref
-    result = sitk.GetImageFromArray(out.astype(sitk.GetArrayViewFromImage(ref).dtype))
-    result.CopyInformation(ref)
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(geometry)
     return result
