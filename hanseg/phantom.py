@@ -27,7 +27,9 @@ import argparse
 import csv
 import logging
 import math
+import multiprocessing as mp
 import re
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -951,7 +953,7 @@ def _write(img: sitk.Image, path: Path) -> None:
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
-def _update_oar_csv(path: Path, case: PhantomCase) -> None:
+def _update_oar_csv(path: Path, case_id: str, present: Sequence[str]) -> None:
     """Add or replace this case's row in ``OAR_data.csv`` (one row per case, sorted), so
     cases written one at a time still end up in a single table as in HaN-Seg."""
     rows: dict[str, list[str]] = {}
@@ -962,7 +964,7 @@ def _update_oar_csv(path: Path, case: PhantomCase) -> None:
             if header != ["id", *OAR_NAMES]:
                 raise PhantomError(f"{path} exists but is not an OAR table written by this tool")
             rows = {r[0]: r for r in reader if r}
-    rows[case.case_id] = [case.case_id, *("1" if n in case.present else "0" for n in OAR_NAMES)]
+    rows[case_id] = [case_id, *("1" if n in present else "0" for n in OAR_NAMES)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -977,9 +979,10 @@ def _out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def write_raw(case: PhantomCase, out_dir: Path) -> Path:
+def write_raw(case: PhantomCase, out_dir: Path, table: bool = True) -> Path:
     """HaN-Seg layout: ``out_dir/<id>/<id>_IMG_CT.nrrd``, ``<id>_IMG_MR_T1.nrrd``, one binary
-    ``<id>_OAR_<name>.seg.nrrd`` per annotated OAR, and ``out_dir/OAR_data.csv``."""
+    ``<id>_OAR_<name>.seg.nrrd`` per annotated OAR, and (``table``) the case's row of
+    ``out_dir/OAR_data.csv``."""
     out_dir = _out_dir(out_dir)
     folder = out_dir / case.case_id
     _write(case.ct, folder / f"{case.case_id}_IMG_CT.nrrd")
@@ -987,19 +990,21 @@ def write_raw(case: PhantomCase, out_dir: Path) -> Path:
     for name in case.present:
         mask = sitk.Cast(sitk.Equal(case.labels, LABEL_IDS[name]), sitk.sitkUInt8)
         _write(mask, folder / oar_file_name(case.case_id, name))
-    _update_oar_csv(out_dir / OAR_CSV, case)
+    if table:
+        _update_oar_csv(out_dir / OAR_CSV, case.case_id, case.present)
     return folder
 
 
-def write_gc(case: PhantomCase, out_dir: Path) -> None:
+def write_gc(case: PhantomCase, out_dir: Path, table: bool = True) -> None:
     """Container input layout: ``input/images/ct/<id>_CT.mha``,
     ``input/images/t1-mri/<id>_T1.mha``; ground truth ``ground_truth/<id>_seg.mha`` (the
-    name the container gives its output) and ``ground_truth/OAR_data.csv``."""
+    name the container gives its output) and (``table``) ``ground_truth/OAR_data.csv``."""
     out_dir = _out_dir(out_dir)
     _write(case.ct, out_dir / "input" / "images" / "ct" / f"{case.case_id}_CT.mha")
     _write(case.mr, out_dir / "input" / "images" / "t1-mri" / f"{case.case_id}_T1.mha")
     _write(case.labels, out_dir / "ground_truth" / f"{case.case_id}_seg.mha")
-    _update_oar_csv(out_dir / "ground_truth" / OAR_CSV, case)
+    if table:
+        _update_oar_csv(out_dir / "ground_truth" / OAR_CSV, case.case_id, case.present)
 
 
 # =========================================================================================
@@ -1019,26 +1024,39 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="base seed; case i uses a seed derived from it")
     p.add_argument("--layout", choices=("raw", "gc"), default="raw", help="HaN-Seg raw or container input layout")
     p.add_argument("--size", choices=tuple(_SIZES), default="small", help="grid size")
+    p.add_argument("--workers", type=int, default=1, help="processes (cases are made independently)")
     args = p.parse_args(argv)
     if args.cases < 1 or args.seed < 0:
         p.error("--cases must be >= 1 and --seed >= 0")
     return args
 
 
+def _make_and_write(seed: int, size: str, case_id: str, layout: str, out: Path) -> tuple[str, tuple[str, ...], str]:
+    """One case made and written without its ``OAR_data.csv`` row (a worker process must not
+    race others on the shared table); returns its id, annotated OARs and a log line."""
+    case = make_case(seed, size, case_id)
+    (write_raw if layout == "raw" else write_gc)(case, out, table=False)
+    missing = sorted(set(OAR_NAMES) - set(case.present))
+    line = (f"{case_id}: CT {case.ct.GetSize()}, MR {case.mr.GetSize()}, {len(case.present)} OARs"
+            + (f" (not annotated: {', '.join(missing)})" if missing else ""))
+    return case_id, tuple(case.present), line
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse(argv)
     width = max(2, len(str(args.cases)))
-    for i in range(args.cases):
-        case_id = f"case_{i + 1:0{width}d}"
-        case = make_case(case_seed(args.seed, i), args.size, case_id)
-        if args.layout == "raw":
-            write_raw(case, args.out)
-        else:
-            write_gc(case, args.out)
-        missing = sorted(set(OAR_NAMES) - set(case.present))
-        log.info("%s: CT %s, MR %s, %d OARs%s", case_id, case.ct.GetSize(), case.mr.GetSize(),
-                 len(case.present), f" (not annotated: {', '.join(missing)})" if missing else "")
+    jobs = [(case_seed(args.seed, i), args.size, f"case_{i + 1:0{width}d}", args.layout, Path(args.out))
+            for i in range(args.cases)]
+    if args.workers > 1:  # cases are independent: the same files, in any number of processes
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(_make_and_write, *zip(*jobs)))
+    else:
+        done = [_make_and_write(*job) for job in jobs]
+    table = Path(args.out) / (OAR_CSV if args.layout == "raw" else f"ground_truth/{OAR_CSV}")
+    for case_id, present, line in done:
+        _update_oar_csv(table, case_id, present)
+        log.info(line)
     log.info("wrote %d %s case(s) to %s (%s layout)", args.cases, args.size, args.out, args.layout)
     return 0
 

@@ -114,38 +114,72 @@ SWAP = torch.tensor(lr_swap_table())
 
 
 def augment(image: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
-            mr_dropout: float = 0.2, elastic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            mr_dropout: float = 0.2, elastic: float = 0.0, lowres: float = 0.0
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch augmentation on (B,C,Z,Y,X) images and (B,Z,Y,X) labels.
 
     Left-right mirroring flips the x axis (patient left-right on the canonical LPS grid) AND
     swaps every L/R label pair, so a mirrored left parotid is labelled as a right one. Random
     rotation/scaling (nearest for labels), CT intensity shift/scale and noise, and MR dropout
     (zeroed channel, the network's CT-only path). ``elastic``: probability per sample of an
-    elastic deformation on top of the affine one (same resampling, see :func:`elastic_field`)."""
-    b = image.shape[0]
-    flip = torch.rand(b, generator=gen) < 0.5
+    elastic deformation on top of the affine one (same resampling, see :func:`elastic_field`).
+    ``lowres``: probability per sample of a coarser acquisition (see :func:`simulate_low_resolution`).
+
+    The tensors may live on a GPU: the work (resampling, noise) then runs there, while every
+    random parameter is still drawn from the CPU generator ``gen``, so a run's draws do not
+    depend on the device and a checkpoint's generator state resumes them."""
+    b, dev = image.shape[0], image.device
+    flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
     if flip.any():
         image[flip] = image[flip].flip(-1)
-        labels[flip] = SWAP[labels[flip].long()].to(labels.dtype).flip(-1)
-        present[flip] = present[flip][:, SWAP]
+        labels[flip] = SWAP.to(dev)[labels[flip].long()].to(labels.dtype).flip(-1)
+        present[flip] = present[flip][:, SWAP.to(present.device)]
     image, labels = _random_affine(image, labels, gen, elastic=elastic)
-    scale = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)
-    shift = 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)
-    image[:, 0] = image[:, 0] * scale + shift + 0.05 * torch.randn(image[:, 0].shape, generator=gen)
+    if lowres > 0:  # no random draws otherwise, so runs without it are reproduced exactly
+        image = simulate_low_resolution(image, gen, lowres)
+    scale = (1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)).to(dev)
+    shift = (0.1 * (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1)).to(dev)
+    image[:, 0] = image[:, 0] * scale + shift + 0.05 * _noise(image[:, 0].shape, gen, dev)
     if image.shape[1] > 1:
-        drop = torch.rand(b, generator=gen) < mr_dropout
+        drop = (torch.rand(b, generator=gen) < mr_dropout).to(dev)
         image[drop, 1:] = 0
     return image, labels, present
 
 
+def _noise(shape: torch.Size, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard normal noise on ``device``. On the CPU it comes straight from ``gen`` (as it
+    always has, so CPU runs reproduce); on a GPU from a generator there seeded by one draw of
+    ``gen``: drawing a batch's millions of normals on the CPU would cost as much as the step."""
+    if device.type == "cpu":
+        return torch.randn(shape, generator=gen)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+
+
+def simulate_low_resolution(image: torch.Tensor, gen: torch.Generator, p: float,
+                            min_zoom: float = 0.5) -> torch.Tensor:
+    """Each sample with probability ``p``: every channel down-sampled by one zoom factor drawn
+    in [``min_zoom``, 1] (area average) and up-sampled back (trilinear), as from a scan with
+    coarser voxels resampled to the network grid (nnU-Net's low-resolution simulation).
+    The labels keep their resolution: the network learns to recover it."""
+    b, shape = image.shape[0], image.shape[2:]
+    pick = torch.rand(b, generator=gen) < p
+    zoom = min_zoom + (1 - min_zoom) * torch.rand(b, generator=gen)
+    for i in torch.nonzero(pick).flatten().tolist():
+        small = [max(1, round(n * float(zoom[i]))) for n in shape]
+        coarse = F.interpolate(image[i : i + 1], size=small, mode="area")
+        image[i : i + 1] = F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=False)
+    return image
+
+
 def elastic_field(n: int, shape_zyx: tuple[int, int, int], gen: torch.Generator, max_voxels: float = 4.0,
-                  control: int = 5) -> torch.Tensor:
+                  control: int = 5, device: torch.device | str = "cpu") -> torch.Tensor:
     """Smooth random displacements, (n, Z, Y, X, 3) in grid_sample's normalised x,y,z units:
     uniform in ±``max_voxels`` on a ``control``³ lattice, trilinearly interpolated, so the
     deformation bends organs over ~patch/4 without tearing them."""
     coarse = (torch.rand(n, 3, control, control, control, generator=gen) * 2 - 1) * max_voxels
-    field = F.interpolate(coarse, size=shape_zyx, mode="trilinear", align_corners=True)
-    per_voxel = torch.tensor([2.0 / shape_zyx[2], 2.0 / shape_zyx[1], 2.0 / shape_zyx[0]])  # x, y, z
+    field = F.interpolate(coarse.to(device), size=shape_zyx, mode="trilinear", align_corners=True)
+    per_voxel = torch.tensor([2.0 / shape_zyx[2], 2.0 / shape_zyx[1], 2.0 / shape_zyx[0]], device=device)  # x, y, z
     return field.permute(0, 2, 3, 4, 1) * per_voxel
 
 
@@ -164,11 +198,13 @@ def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generat
         ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
         rx = torch.tensor([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
         theta[i, :, :3] = (rz @ ry @ rx) * s
-    grid = F.affine_grid(theta, list(image.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(image.device), list(image.shape), align_corners=False)
     if elastic > 0:  # no random draws otherwise, so runs without it are reproduced exactly
         bend = torch.rand(b, generator=gen) < elastic
         if bend.any():
-            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), tuple(image.shape[2:]), gen)
+            bend = bend.to(image.device)
+            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), tuple(image.shape[2:]), gen,
+                                                    device=image.device)
     image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
     lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return image, lab[:, 0].to(labels.dtype)
