@@ -359,7 +359,7 @@ def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device:
                ctx: ddp.DistContext, t_start: float | None = None) -> int:
     train_ids, val_ids = fold_cases(args.work, args.fold)
     if ctx.is_main:  # rank 0 fills the cache first; the others then only read it
-        cache_cases(args.data, args.work, plans, train_ids + val_ids, getattr(args, "workers", 1))
+        cache_cases(args.data, args.work, plans, train_ids + val_ids, args.workers)
     ddp.barrier(ctx)
     train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx))
     val_cases = load_cases(args.data, args.work, plans, val_ids) if ctx.is_main else []
@@ -502,9 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="auto: fp16 autocast on CUDA, fp32 on the CPU; bf16: bfloat16 autocast "
                          "(about 1.4x faster steps on CPUs with AVX-512 BF16); off: fp32")
     ap.add_argument("--time-budget", type=float, metavar="SECONDS",
-                    help="end this run within about SECONDS (caching included): after each epoch, "
-                         "--epochs is lowered to what still fits, so the learning rate still decays "
-                         "to zero and the last epoch validates and saves")
+                    help="end this run within about SECONDS (caching included): before each epoch, "
+                         "the epoch count is set to what still fits (at most --epochs), so the learning "
+                         "rate still decays to zero and the last epoch validates and saves")
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for preprocessing the cache (each case is independent)")
     args = ap.parse_args(argv)
