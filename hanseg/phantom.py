@@ -1078,6 +1078,9 @@ GRID_VARIANTS: dict[str, tuple[tuple[float, ...], tuple[float, float, float]]] =
     "oblique": ((math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0,
                  0.0, 0.0, 1.0), (1.0, 1.0, 1.0)),
     "respaced": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 0.8)),
+    # "respaced" one axis group at a time, to tell which one costs (benchmarks.phantom_eval)
+    "respaced_xy": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 1.0)),
+    "respaced_z": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.0, 1.0, 0.8)),
     # Slices stacked along an axis tilted 10° towards y (a tilted gantry): not orthonormal.
     "sheared": ((1.0, 0.0, 0.0, 0.0, 1.0, math.sin(_TILT), 0.0, 0.0, math.cos(_TILT)), (1.0, 1.0, 1.0)),
 }

@@ -1,5 +1,5 @@
 """The training loop's scheduling pieces: the time budget, the patch prefetcher, mixed
-precision, warm-up, low-resolution simulation, and the parallel data preparation (phantoms,
+precision, warm-up, low-resolution and re-slicing simulation, and the parallel data preparation (phantoms,
 cache) that must give the same files as the sequential path."""
 
 import csv
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 import training.train as train
-from training.data import _noise, augment, simulate_low_resolution
+from training.data import _noise, augment, linear_along, simulate_low_resolution, simulate_reslicing
 from training.distributed import DistContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +102,54 @@ def test_low_resolution_simulation_blurs_picked_samples_only_and_keeps_the_mean(
     a = augment(image[:2].clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(1))
     b = augment(image[:2].clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(1), lowres=0.0)
     assert torch.equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("factor,phase", [(0.8, 0.3), (1.2, 0.0), (0.625, 0.9)])
+def test_reslicing_is_simpleitks_two_linear_resamplings(factor, phase):
+    # the same profile through SimpleITK as inference sees a re-gridded CT: onto slices
+    # (j + phase) * factor, then back onto the unit lattice; equal away from the edges
+    # (SimpleITK pads with 0 there, the augmentation with the edge value)
+    n = 20
+    a = np.random.RandomState(0).randn(n, 3, 3)
+    m = int(np.floor((n - 1) / factor - phase)) + 1
+    ref = sitk.Image([3, 3, m], sitk.sitkFloat64)
+    ref.SetSpacing((1.0, 1.0, factor))
+    ref.SetOrigin((0.0, 0.0, phase * factor))
+    image = sitk.GetImageFromArray(a)
+    between = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkLinear, 0.0)
+    expected = sitk.GetArrayFromImage(sitk.Resample(between, image, sitk.Transform(), sitk.sitkLinear, 0.0))
+    there = (torch.arange(m, dtype=torch.float64) + phase) * factor
+    back = torch.arange(n, dtype=torch.float64) / factor - phase
+    ours = linear_along(linear_along(torch.from_numpy(a), there, 0), back, 0).numpy()
+    np.testing.assert_allclose(ours[2:-2], expected[2:-2], atol=1e-12)
+
+
+def test_linear_along_is_exact_on_the_lattice_and_on_ramps():
+    x = torch.randn(2, 7, 5)
+    assert torch.equal(linear_along(x, torch.arange(7, dtype=torch.float64), 1), x)
+    ramp = torch.arange(9, dtype=torch.float32).view(1, 9, 1).expand(2, 9, 3)
+    pos = torch.tensor([0.0, 0.25, 3.5, 7.9, 8.0, 9.5, -1.0], dtype=torch.float64)
+    got = linear_along(ramp, pos, 1)[0, :, 0]
+    assert torch.allclose(got, torch.tensor([0.0, 0.25, 3.5, 7.9, 8.0, 8.0, 0.0]))  # edges clamp
+
+
+def test_reslicing_blurs_picked_samples_only_keeps_the_mean_and_is_off_by_default():
+    gen = torch.Generator().manual_seed(3)
+    image = torch.randn(8, 2, 12, 16, 16, generator=gen)
+    out = simulate_reslicing(image.clone(), torch.Generator().manual_seed(4), p=0.5)
+    changed = [not torch.equal(out[i], image[i]) for i in range(8)]
+    assert 0 < sum(changed) < 8
+    for i in range(8):
+        if changed[i]:  # white noise between lattices loses contrast, not its level
+            assert out[i].std() < 0.95 * image[i].std()
+            assert float(out[i].mean()) == pytest.approx(float(image[i].mean()), abs=0.05)
+    labels = torch.randint(0, 31, (2, 12, 16, 16), generator=gen, dtype=torch.uint8)
+    present = torch.ones(2, 31, dtype=torch.bool)
+    a = augment(image[:2].clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(1))
+    b = augment(image[:2].clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(1), reslice=0.0)
+    assert torch.equal(a[0], b[0])
+    c = augment(image[:2].clone(), labels.clone(), present.clone(), torch.Generator().manual_seed(1), reslice=1.0)
+    assert not torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])  # the labels are not moved
 
 
 def test_warmup_ramps_the_learning_rate_linearly_then_the_poly_decay_takes_over():

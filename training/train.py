@@ -67,6 +67,7 @@ class TrainConfig:
     freeze: str = "none"
     elastic: float = 0.0
     lowres: float = 0.0
+    reslice: float = 0.0
     warmup: int = 0  # steps of linear learning-rate warm-up at the start of training
     amp: str = "auto"
     time_budget: float | None = None  # seconds for this run; lowers ``epochs`` to fit (see fit_epochs)
@@ -130,7 +131,8 @@ def augment_batch(batch: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: TrainCo
     """The batch moved to ``device`` and augmented there (on a GPU the resampling would
     otherwise starve the network)."""
     image, label, pres = (torch.from_numpy(a).to(device) for a in batch)
-    return augment(image, label, pres, gen, elastic=cfg.elastic, lowres=cfg.lowres)
+    return augment(image, label, pres, gen, elastic=cfg.elastic, lowres=cfg.lowres,
+                   reslice=cfg.reslice)
 
 
 def prefetched(make: Callable[[], T], n: int, depth: int = 3) -> Iterator[T]:
@@ -340,7 +342,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(args.epochs, args.iters, args.batch, args.lr, val_every=args.val_every, seed=args.seed,
                       loss=args.loss, optimizer=args.optimizer, init_from=args.init_from and str(args.init_from),
                       input_init=args.input_init, freeze=args.freeze, elastic=args.elastic,
-                      lowres=args.lowres, warmup=args.warmup, amp=args.amp, time_budget=args.time_budget)
+                      lowres=args.lowres, reslice=args.reslice, warmup=args.warmup, amp=args.amp,
+                      time_budget=args.time_budget)
     plans = load_plans(args.work / "plans.json")
     device, warning = resolve_device(args.device)
     if warning:
@@ -495,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="probability of an elastic deformation per patch (on top of the affine one)")
     ap.add_argument("--lowres", type=float, default=0.0, metavar="P",
                     help="probability of a simulated coarser scan per patch (down- and up-sampled)")
+    ap.add_argument("--reslice", type=float, default=0.0, metavar="P",
+                    help="probability of a patch resampled as from another voxel lattice (slice spacing "
+                         "and phase; see training.data.simulate_reslicing)")
     ap.add_argument("--warmup", type=int, default=0, metavar="STEPS",
                     help="linear learning-rate warm-up over the first STEPS steps (useful with "
                          "--init-from: fresh Adam moments would otherwise move every weight by ~lr at once)")
