@@ -1073,14 +1073,15 @@ if __name__ == "__main__":
 _OBLIQUE = math.radians(15.0)
 #: kind -> (direction matrix, row-major 3x3; spacing factor x,y,z)
 _TILT = math.radians(10.0)
+_AXES = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # identity direction
 GRID_VARIANTS: dict[str, tuple[tuple[float, ...], tuple[float, float, float]]] = {
     "flipped": ((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (1.0, 1.0, 1.0)),
     "oblique": ((math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0,
                  0.0, 0.0, 1.0), (1.0, 1.0, 1.0)),
-    "respaced": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 0.8)),
+    "respaced": (_AXES, (1.3, 1.3, 0.8)),
     # "respaced" one axis group at a time, to tell which one costs (benchmarks.phantom_eval)
-    "respaced_xy": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.3, 1.3, 1.0)),
-    "respaced_z": ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (1.0, 1.0, 0.8)),
+    "respaced_xy": (_AXES, (1.3, 1.3, 1.0)),
+    "respaced_z": (_AXES, (1.0, 1.0, 0.8)),
     # Slices stacked along an axis tilted 10° towards y (a tilted gantry): not orthonormal.
     "sheared": ((1.0, 0.0, 0.0, 0.0, 1.0, math.sin(_TILT), 0.0, 0.0, math.cos(_TILT)), (1.0, 1.0, 1.0)),
 }

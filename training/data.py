@@ -194,13 +194,19 @@ def simulate_reslicing(image: torch.Tensor, gen: torch.Generator, p: float,
     for i in torch.nonzero(pick).flatten().tolist():
         sample = image[i]
         for axis in range(3):
-            f, phi, n = float(torch.exp(log_f[i, axis])), float(phase[i, axis]), sample.shape[axis + 1]
-            m = max(1, int(np.floor((n - 1) / f - phi)) + 1)
-            there = (torch.arange(m, dtype=torch.float64) + phi) * f   # new lattice, in old voxels
-            back = torch.arange(n, dtype=torch.float64) / f - phi      # old lattice, in new voxels
-            sample = linear_along(linear_along(sample, there, axis + 1), back, axis + 1)
+            sample = reslice_axis(sample, axis + 1, float(torch.exp(log_f[i, axis])), float(phase[i, axis]))
         image[i] = sample
     return image
+
+
+def reslice_axis(x: torch.Tensor, dim: int, factor: float, phase: float) -> torch.Tensor:
+    """``x`` interpolated linearly along ``dim`` onto the lattice (j + ``phase``)·``factor``
+    (in ``x``'s voxels) and back onto its own, edges clamped (see :func:`linear_along`)."""
+    n = x.shape[dim]
+    m = max(1, int(np.floor((n - 1) / factor - phase)) + 1)
+    there = (torch.arange(m, dtype=torch.float64) + phase) * factor   # new lattice, in old voxels
+    back = torch.arange(n, dtype=torch.float64) / factor - phase      # old lattice, in new voxels
+    return linear_along(linear_along(x, there, dim), back, dim)
 
 
 def linear_along(x: torch.Tensor, positions: torch.Tensor, dim: int) -> torch.Tensor:
