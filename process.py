@@ -18,11 +18,11 @@ import logging
 import sys
 from pathlib import Path
 
-from hanseg.challenge import run
+from hanseg.layouts import run
 from hanseg.errors import HansegError
 from hanseg.inference import DEFAULT_TIME_BUDGET_S, Segmenter
 from hanseg.model_dir import resolve_model_root
-from hanseg.sockets import SocketConfig
+from hanseg.layouts.sockets import SocketConfig
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "model"
 log = logging.getLogger("process")

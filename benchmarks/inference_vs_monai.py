@@ -36,7 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hanseg.compare import per_oar_dice
-from hanseg.phantom import make_case, write_gc
+from phantoms import make_case, write_gc
 
 log = logging.getLogger("benchmarks.inference_vs_monai")
 ROOT = Path(__file__).resolve().parent.parent

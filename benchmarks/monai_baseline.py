@@ -33,7 +33,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, Invertd, Lambdad, LoadImaged,
                               Orientationd, Spacingd, Transposed)
 
-from hanseg.challenge import find_cases, output_name
+from hanseg.layouts.gc2023 import find_cases, output_name
 from hanseg.geometry import body_box
 from hanseg.io import read_image, write_label_map
 from hanseg.labels import NUM_CLASSES

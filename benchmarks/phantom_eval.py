@@ -6,7 +6,7 @@
 For each variant the cases are written in the container's input layout (CT re-gridded,
 ground truth re-gridded per label with linear interpolation and a 0.5 threshold, MR untouched;
 the last column scores against a nearest-neighbour re-gridded truth instead), ``process.py`` runs on them
-as the container would, and ``hanseg.evaluate`` scores the outputs. Writes per variant the
+as the container would, and ``evaluation.metrics`` scores the outputs. Writes per variant the
 evaluation folder, plus ``summary.json`` and ``summary.md`` (mean Dice, mean HD95, lowest
 OAR, seconds per case, and the difference to the original grid).
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from hanseg.evaluate import evaluate, write_outputs
-from hanseg.phantom import GRID_VARIANTS, PhantomCase, case_seed, make_case, regrid, regrid_labels, write_gc
+from evaluation.metrics import evaluate, write_outputs
+from phantoms import GRID_VARIANTS, PhantomCase, case_seed, make_case, regrid, regrid_labels, write_gc
 
 log = logging.getLogger("benchmarks.phantom_eval")
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_variant(case: PhantomCase, variant: str, out: Path) -> None:
     """The case on the variant's grid; its truth in ``ground_truth`` (per-label linear, see
-    :func:`hanseg.phantom.regrid_labels`) and, for comparison, ``ground_truth_nearest``."""
+    :func:`phantoms.regrid_labels`) and, for comparison, ``ground_truth_nearest``."""
     write_gc(case, out)
     nearest = out / "ground_truth_nearest" / f"{case.case_id}_seg.mha"
     nearest.parent.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ def write_table(out: Path, rows: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train the project's recipes on phantoms and compare them.")
-    ap.add_argument("--data", type=Path, required=True, help="raw phantom dataset (python -m hanseg.phantom --layout raw)")
+    ap.add_argument("--data", type=Path, required=True, help="raw phantom dataset (python -m phantoms --layout raw)")
     ap.add_argument("--out", type=Path, default=Path("bench/recipes"))
     ap.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
     ap.add_argument("--preset", default="small", choices=("tiny", "small", "default"))

@@ -15,7 +15,7 @@ source docker/platform_flags.sh
 W=$(mktemp -d /tmp/hanseg-full.XXXXXX)
 trap 'rm -rf "$W" 2>/dev/null || docker run --rm -v "$W:/w" --entrypoint sh "$IMAGE" -c "rm -rf /w/*"; rm -rf "$W" 2>/dev/null || true' EXIT
 
-"$PYTHON" -m hanseg.phantom --out "$W/case" --layout gc --size full --seed "$SEED"
+"$PYTHON" -m phantoms --out "$W/case" --layout gc --size full --seed "$SEED"
 mkdir -p "$W/output"; chmod -R a+rwX "$W"
 echo "[full-size] docker run ${PLATFORM_FLAGS[*]} -v case:/input:ro $IMAGE"
 start=$SECONDS
@@ -27,7 +27,7 @@ if [ "$code" != 0 ]; then
     tail -5 "$W/log" | sed 's/^/[full-size]   /' >&2
     echo "[full-size] FAIL: exit $code after $seconds s (137: killed at the 4 GB limit)" >&2; exit 1
 fi
-"$PYTHON" -m hanseg.evaluate --pred "$W/output/images/head_neck_oar" --gt "$W/case/ground_truth" --out "$W/eval" >/dev/null 2>&1
+"$PYTHON" -m evaluation.metrics --pred "$W/output/images/head_neck_oar" --gt "$W/case/ground_truth" --out "$W/eval" >/dev/null 2>&1
 "$PYTHON" - "$W/eval/summary.json" "$MIN_DICE" "$seconds" <<'PY'
 import json, sys
 summary, floor, seconds = json.load(open(sys.argv[1])), float(sys.argv[2]), sys.argv[3]

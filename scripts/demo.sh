@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh requirements-train.txt
-exec .venv/bin/python -m hanseg.demo "$@"
+exec .venv/bin/python -m evaluation.demo "$@"

@@ -1,36 +1,29 @@
-"""Shared fixtures: tiny networks in temporary model folders (no committed fake weights)."""
+"""Fixtures, and the test tiers as markers: a test's folder under ``tests/`` names its tier.
+
+* ``unit``: exact tests on tiny arrays and files (seconds);
+* ``smoke``: CPU runs with tiny networks and small phantoms: training, ``process.py`` end to end;
+* ``integration``: the real parts: hadolint, the shipped model against ``test/expected_output``,
+  and (also marked ``container``) the Docker image built and run by a private engine.
+
+``slow`` (full-size data) and ``container`` are deselected by default (``pyproject.toml``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import write_tiny_model
 
-from hanseg.labels import NUM_CLASSES, OAR_NAMES
-from hanseg.model_dir import export_model
-from hanseg.networks import build_network
-from hanseg.plans import plans_from_json
-
-TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
+TIERS = ("unit", "smoke", "integration")
 
 
-def write_tiny_model(root: Path, folds: tuple[int, ...] = (0,), channels: tuple[str, ...] = ("CT", "MR_T1"),
-                     spacing=(4.0, 4.0, 4.0), patch=(16, 32, 32), seed: int = 0) -> Path:
-    """A complete, valid model folder with an untrained tiny UNet (for pipeline tests only)."""
-    norms = {"CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
-             "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}
-    plans = {"labels": list(OAR_NAMES),
-             "channels": [{"name": c, "normalization": norms[c]} for c in channels],
-             "spacing_xyz_mm": list(spacing), "patch_size_zyx": list(patch),
-             "network": TINY_NETWORK, "folds": list(folds), "overlap": 0.25}
-    loaded = plans_from_json(plans)
-    states = []
-    for fold in folds:
-        torch.manual_seed(seed + fold)
-        states.append(build_network(loaded.network, len(channels), NUM_CLASSES).state_dict())
-    export_model(root, loaded, states, {"version": "test", "trained": False})
-    return root
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live under tests/<tier>/ with a tier in {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture
@@ -41,7 +34,7 @@ def tiny_model(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def raw_phantoms(tmp_path_factory) -> Path:
     """Two small phantom cases in the HaN-Seg raw layout (shared by the training tests)."""
-    from hanseg.phantom import make_case, write_raw
+    from phantoms import make_case, write_raw
     root = tmp_path_factory.mktemp("raw") / "raw"
     for i, seed in enumerate((31, 32)):
         write_raw(make_case(seed, "small", f"case_{i + 1:02d}"), root)

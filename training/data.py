@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hanseg.dataset import RawCase, label_map
+from .dataset import RawCase, label_map
 from hanseg.io import image_like, read_image
 from hanseg.labels import lr_swap_table
 from hanseg.plans import Plans

