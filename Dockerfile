@@ -1,6 +1,6 @@
 # HaN-Seg OAR segmentation: the Grand-Challenge / hospital inference image.
 #   ./build.sh                       (CUDA PyTorch base, torch comes from it)
-#   ./build.sh --base local/hanseg-base:cpu --wheelhouse   (offline, see README "Container")
+#   ./build.sh --base local/hanseg-base:cpu --wheelhouse   (offline, see docs/container.md)
 # The base must provide python3 (3.9+) with torch >= 2.1; runtime deps are installed on top.
 ARG BASE_IMAGE=pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 FROM ${BASE_IMAGE}

@@ -8,7 +8,9 @@ ground truth re-gridded per label with linear interpolation and a 0.5 threshold,
 the last column scores against a nearest-neighbour re-gridded truth instead), ``process.py`` runs on them
 as the container would, and ``evaluation.metrics`` scores the outputs. Writes per variant the
 evaluation folder, plus ``summary.json`` and ``summary.md`` (mean Dice, mean HD95, lowest
-OAR, seconds per case, and the difference to the original grid).
+OAR, seconds per case, and the difference to the original grid). With ``--record`` the scores
+go into the model's ``metadata.json`` (``scores.unseen_phantoms``, with this command) and its
+model card is rewritten: that is where README and the card quote them from.
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from evaluation.metrics import evaluate, write_outputs
-from phantoms import GRID_VARIANTS, PhantomCase, case_seed, make_case, regrid, regrid_labels, write_gc
+from phantoms import (
+    GRID_VARIANTS,
+    PhantomCase,
+    case_seed,
+    make_case,
+    regrid,
+    regrid_labels,
+    write_gc,
+)
+from training.export import card_only
+from training.model_card import read_metadata
 
 log = logging.getLogger("benchmarks.phantom_eval")
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +82,26 @@ def table(summary: dict) -> str:
     return "\n".join(rows)
 
 
+def command(args: argparse.Namespace) -> str:
+    """The command that reproduces these scores (paths as given)."""
+    return (f"python -m benchmarks.phantom_eval --model {args.model} --cases {args.cases} --seed {args.seed} "
+            f"--size {args.size} --variants {' '.join(args.variants)}")
+
+
+def record(args: argparse.Namespace, summary: dict) -> None:
+    """The scores into ``metadata.json`` (``scores.unseen_phantoms``), then the model card rewritten."""
+    meta = read_metadata(args.model)
+    grids = {v: {"mean_dice": s["mean_dice"], "mean_hd95_mm": s["mean_hd95"], "lowest_oar": list(s["min_oar_dice"]),
+                 "seconds_per_case": s["seconds_per_case"], "mean_dice_nearest_truth": s["mean_dice_nearest_truth"]}
+             for v, s in summary.items()}
+    first = next(iter(summary.values()))
+    meta.setdefault("scores", {})["unseen_phantoms"] = {
+        "command": command(args), "settings": {"cases": args.cases, "seed": args.seed, "size": args.size},
+        "grids": grids, "per_oar_dice": {oar: round(v["dice"], 4) for oar, v in first["per_oar"].items()}}
+    (args.model / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    card_only(args.model)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Score a model on unseen phantoms and re-gridded copies.")
     ap.add_argument("--model", type=Path, default=ROOT / "model")
@@ -80,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["original", *GRID_VARIANTS])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "phantom_eval")
+    ap.add_argument("--record", action="store_true",
+                    help="store the scores in MODEL/metadata.json and rewrite its model card (needs 'original' first)")
     args = ap.parse_args(argv)
+    if args.record and args.variants[0] != "original":
+        ap.error("--record needs 'original' as the first variant: it is the headline grid")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cases = [make_case(case_seed(args.seed, i), args.size, f"case_{i + 1:02d}") for i in range(args.cases)]
     summary = {}
@@ -99,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.json").write_text(json.dumps({"settings": meta, "variants": summary}, indent=1) + "\n")
     (args.out / "summary.md").write_text(table(summary) + "\n")
     print(table(summary))
+    if args.record:
+        record(args, summary)
     return 0
 
 

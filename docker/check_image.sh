@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Inspect a built image for the platform's rules (CI runs it after ./build.sh):
-# non-root numeric user, process.py as entry point, only inference files in /opt/app, code
-# and baked model not writable by the user that runs them.
+# non-root numeric user, process.py as entry point, only inference files in /opt/app, every
+# runtime module importing, code and baked model not writable by the user that runs them.
 #   docker/check_image.sh [IMAGE]   (default hanseg-oar:latest)
 set -euo pipefail
 IMAGE="${1:-hanseg-oar:latest}"
@@ -21,6 +21,8 @@ contents=$( (run ls "$IMAGE" -A /opt/app || true) | sort | tr '\n' ' ')
 check "/opt/app holds only hanseg/ model/ process.py ($contents)" test "$contents" = "hanseg model process.py "
 check "code and baked model are not writable by the user" \
     run sh "$IMAGE" -c 'test ! -w /opt/app/process.py && test ! -w /opt/app/hanseg && test ! -w /opt/app/model/plans.json'
+check "every runtime module imports with requirements.txt alone" \
+    run python3 "$IMAGE" -c 'import importlib, pkgutil, hanseg; [importlib.import_module(m.name) for m in pkgutil.walk_packages(hanseg.__path__, "hanseg.")]'
 check "baked model loads with its weight hashes" \
     run python3 "$IMAGE" -c 'from hanseg.model_dir import load_model_dir; load_model_dir("/opt/app/model")'
 check "no network inside (--network=none honoured)" \

@@ -21,13 +21,14 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from hanseg.layouts.gc2023 import CT_DIR, OUTPUT_DIR
 from hanseg.errors import ModelError
-from .metrics import present_in, score_case
 from hanseg.labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES
+from hanseg.layouts.gc2023 import CT_DIR, OUTPUT_DIR
 from hanseg.model_dir import export_model, load_model_dir
 from hanseg.networks import build_network
 from hanseg.plans import plans_from_json
+
+from .metrics import present_in, score_case
 
 log = logging.getLogger("evaluation.demo")
 ROOT = Path(__file__).resolve().parent.parent

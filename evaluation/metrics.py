@@ -29,10 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from grand_challenge_metrics.stats import (calculate_confusion_matrix, dice_from_confusion_matrix,
-                                           percentile_hausdorff_distance)
+from grand_challenge_metrics.stats import (
+    calculate_confusion_matrix,
+    dice_from_confusion_matrix,
+    percentile_hausdorff_distance,
+)
 
-from training.dataset import find_raw_cases, label_map
+from dataset.raw import find_raw_cases, label_map
 from hanseg.errors import InputLayoutError
 from hanseg.io import image_suffix, read_image
 from hanseg.labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES

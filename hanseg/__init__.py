@@ -1,9 +1,20 @@
-"""hanseg: head-and-neck OAR segmentation for the HaN-Seg challenge.
+"""hanseg: the runtime of the head-and-neck OAR segmentation image (what ``process.py`` runs).
 
-Subpackages by stage: labels (the OAR table), io (images, axis contract), plans and model_dir
-(the model folder contract), geometry (crop/resample and their inverses), registration,
-preprocess (shared by training and inference), inference (Segmenter), postprocess,
-challenge (Grand-Challenge adapter), phantom (synthetic cases).
+It imports with ``requirements.txt`` alone; training, phantoms, evaluation and benchmarks
+stand beside it and import it, never the other way round. Modules, from the bottom up:
+
+* data and errors (import nothing heavy): ``labels`` (the OAR table), ``errors`` (named
+  exceptions), ``network_kinds`` (one record per network kind);
+* input: ``io`` (reading and writing images, the axis contract), ``checks`` (repairs of
+  faulty values), ``resources`` (memory pre-check);
+* the model folder contract: ``plans`` (``plans.json``), ``networks`` (building the plan's
+  network), ``model_dir`` (weights, hashes, ``/opt/ml/model``);
+* one case, forward and back: ``geometry`` (crop/uncrop, resample/back), ``registration``
+  (MR → CT), ``preprocess`` (shared with training), ``budget`` (test-time settings within a
+  time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``
+  (probabilities back onto the CT grid, largest components);
+* ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``common``);
+* ``compare`` (what ``test.sh`` runs inside the image).
 """
 
 __version__ = "0.1.0"

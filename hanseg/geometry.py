@@ -166,7 +166,7 @@ def lattice_anchor(image: sitk.Image) -> np.ndarray:
     For an axis-aligned CT (any flips or axis permutation) this is the first voxel centre after
     reorienting to LPS, which is where MONAI's ``Orientationd`` + ``Spacingd`` put the first
     voxel of their resampled grid: anchoring our lattice there makes our network grid a sub-block
-    of a bundle pipeline's, so both see the same input values (see issue 5's agreement).
+    of a bundle pipeline's, so both see the same input values (docs/benchmarks.md, "Agreement").
     """
     return corner_centres(image).min(axis=0)
 

@@ -9,7 +9,6 @@ Axis conventions follow :mod:`hanseg.io`: ``spacing_xyz_mm`` is SimpleITK order 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -17,6 +16,7 @@ from typing import Any, Mapping
 
 from .errors import PlansError
 from .labels import OAR_NAMES
+from .network_kinds import BY_CLASS
 
 PLANS_FORMAT_VERSION = 1
 CHANNELS_KNOWN = ("CT", "MR_T1")
@@ -66,25 +66,17 @@ class NetworkSpec:
 
     def patch_divisor(self) -> int:
         """Every patch axis must be a multiple of this for the network to run; 1 where the
-        network adapts (DynUNet: its strides are planned from the patch)."""
-        kw = self.kwargs
-        if self.name == "UNet":
-            return int(math.prod(max(s) if isinstance(s, (list, tuple)) else int(s) for s in kw.get("strides", [])))
-        if self.name == "UNETR":
-            return 16   # ViT patches of 16 voxels
-        if self.name == "SwinUNETR":
-            return 32   # five stages that halve the grid
-        if self.name == "SegResNet":
-            return 2 ** (len(kw.get("blocks_down", (1, 2, 2, 4))) - 1)
-        return 1
+        network adapts (DynUNet: its strides are planned from the patch) or is not in the table
+        (building it fails later, with the known names)."""
+        kind = BY_CLASS.get(self.name)
+        return kind.patch_divisor(self.kwargs) if kind else 1
 
     def check_patch(self, patch_zyx: tuple[int, ...]) -> None:
-        div = self.patch_divisor()
-        if any(p % div for p in patch_zyx):
-            raise PlansError(f"{self.name}: every patch axis must be a multiple of {div}, got {patch_zyx}")
-        img = self.kwargs.get("img_size")
-        if self.name == "UNETR" and (img is None or tuple(int(v) for v in img) != tuple(patch_zyx)):
-            raise PlansError(f"UNETR: network img_size {img} must equal patch_size_zyx {patch_zyx}")
+        """Refuse, at load, a patch the network cannot take (the table's patch rule)."""
+        kind = BY_CLASS.get(self.name)
+        error = kind.patch_error(self.kwargs, patch_zyx) if kind else None
+        if error:
+            raise PlansError(f"{self.name}: {error}")
 
 
 @dataclass(frozen=True)

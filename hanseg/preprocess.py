@@ -29,6 +29,10 @@ from .registration import RegistrationResult, register_mr_to_ct
 log = logging.getLogger(__name__)
 
 AIR_HU = -1000.0
+#: Version of this module's output for the same plan. Bump it with any change that alters the
+#: arrays :func:`preprocess_case` returns: training caches are keyed on it and rebuilt.
+#: 3: body box from a min-pooled copy; 4: grid on MONAI Spacingd's lattice, CT edges extended.
+PREPROCESSING_VERSION = 4
 
 
 @dataclass(frozen=True)

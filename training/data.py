@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset import RawCase, label_map
+from dataset.raw import RawCase, label_map
 from hanseg.io import image_like, read_image
 from hanseg.labels import lr_swap_table
 from hanseg.plans import Plans
-from hanseg.preprocess import labels_to_grid, preprocess_case
+from hanseg.preprocess import PREPROCESSING_VERSION, labels_to_grid, preprocess_case
 
 log = logging.getLogger(__name__)
 COORDS_PER_CLASS = 2000
@@ -37,11 +37,12 @@ class CachedCase:
 
 
 def preprocessing_key(plans: Plans) -> str:
-    """Hash of every plan field that changes the preprocessed arrays."""
+    """Hash of every plan field that changes the preprocessed arrays, and of the version of the
+    preprocessing code itself (:data:`hanseg.preprocess.PREPROCESSING_VERSION`)."""
     fields = {"channels": [c.name for c in plans.channels],
               "norm": [vars(c.normalization) for c in plans.channels],
               "spacing": plans.spacing_xyz_mm, "margin": plans.crop_margin_mm,
-              "threshold": plans.body_threshold_hu, "v": 4}  # v: bump when preprocessing code changes (3: min-pooled body box; 4: grid on the Spacingd lattice, CT border-extended)
+              "threshold": plans.body_threshold_hu, "v": PREPROCESSING_VERSION}
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 

@@ -1,69 +1,165 @@
-"""Export trained folds into a model folder the container runs.
+"""Export trained folds into a model folder the container runs, and write its model card.
 
-    python -m training.export --work WORK --out model/ [--folds all | 0 1 2 3 4]
-        [--which best|last] [--data-note "phantoms: seeds ..."]
+    python -m training.export --work WORK --out model/ [--folds all | 0 1 2 3 4] [--which best|last]
+        [--data-note "what the data was"] [--data-command "how it was made"] [--version X.Y.Z]
+        [--changes "what this stage changed"] [--command "a command of this stage" ...]
+    python -m training.export --card model/      # only rewrite model/README.md (and README's summary)
 
-Writes ``plans.json`` (the work folder's plan, with the exported folds), ``fold_<k>.pt``
-(state dicts only) and ``metadata.json`` (version, training data, validation scores per
-OAR, training configuration, sha256 of each weight file).
+Writes ``plans.json`` (the work folder's plan, with the exported folds), ``fold_<k>.pt`` (state
+dicts only), ``metadata.json`` and ``README.md`` (the model card, generated from the metadata by
+:mod:`training.model_card`). The metadata follows a MONAI bundle's: version, changelog, training
+data, one entry per training stage (commands, steps, minutes, validation Dice), scores, and the
+sha256 of each weight file. A model trained ``--init-from`` another model folder inherits that
+folder's changelog and stages, so a model trained in several stages keeps its whole history.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import datetime as dt
 import json
 import logging
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
-import hanseg
 from hanseg.model_dir import export_model
 from hanseg.plans import load_plans
 
+from .model_card import write_card
+
 log = logging.getLogger("training.export")
+ROOT = Path(__file__).resolve().parent.parent
+FIRST_VERSION = "0.1.0"
+INTENDED_USE = "Research use only; not for clinical use."
 
 
-def export(work: Path, out: Path, folds: list[str], which: str, data_note: str) -> Path:
-    plans = load_plans(work / "plans.json")
-    states, meta_folds = [], []
-    for k, fold in enumerate(folds):
-        folder = work / f"fold_{fold}"
-        path = folder / f"checkpoint_{which}.pt"
-        if which == "best" and not path.is_file():
-            path = folder / "checkpoint_last.pt"  # fold 'all' has no validation, hence no best
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        states.append(state["model"])
-        val = folder / "val_dice.json"
-        meta_folds.append({"model_fold": k, "trained_fold": fold, "checkpoint": path.name,
-                           "epochs_trained": state["epoch"] + 1, "config": state.get("config"),
-                           "validation": json.loads(val.read_text()) if val.is_file() else None})
-    plans = dataclasses.replace(plans, folds=tuple(range(len(folds))))
+@dataclasses.dataclass(frozen=True)
+class StageNotes:
+    """What the person exporting says about this stage (the numbers come from the work folder)."""
+
+    data_note: str = ""
+    data_command: str = ""
+    version: str | None = None
+    changes: str = ""
+    commands: tuple[str, ...] = ()
+
+
+def _fold_entry(work: Path, fold: str, k: int, which: str) -> tuple[dict, dict[str, Any]]:
+    """(state dict, metadata entry) of one trained fold."""
+    folder = work / f"fold_{fold}"
+    path = folder / f"checkpoint_{which}.pt"
+    if which == "best" and not path.is_file():
+        path = folder / "checkpoint_last.pt"  # fold 'all' has no validation, hence no best
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    val = folder / "val_dice.json"
+    entry = {"model_fold": k, "trained_fold": fold, "checkpoint": path.name, "epochs_trained": state["epoch"] + 1,
+             "config": state.get("config"), "validation": json.loads(val.read_text()) if val.is_file() else None}
+    return state["model"], entry
+
+
+def _training_minutes(work: Path, folds: Sequence[str]) -> int:
+    """Wall minutes of every epoch in the folds' ``log.csv`` (resumed runs included)."""
+    seconds = 0.0
+    for fold in folds:
+        log_csv = work / f"fold_{fold}" / "log.csv"
+        if log_csv.is_file():
+            with open(log_csv, newline="") as fh:
+                seconds += sum(float(row["seconds"]) for row in csv.DictReader(fh))
+    return round(seconds / 60)
+
+
+def _lineage(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metadata of the model folder the first fold was initialised from, if it is one."""
+    init = (entries[0].get("config") or {}).get("init_from")
+    path = Path(init) / "metadata.json" if init else None
+    if path is None or not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def _next_version(previous: str | None) -> str:
+    if not previous:
+        return FIRST_VERSION
+    major, minor, *_ = (int(p) for p in previous.split("."))
+    return f"{major}.{minor + 1}.0"
+
+
+def _validation(entries: list[dict[str, Any]]) -> float | None:
+    means = [e["validation"]["mean"] for e in entries if e["validation"]]
+    return sum(means) / len(means) if means else None
+
+
+def build_metadata(work: Path, folds: Sequence[str], entries: list[dict[str, Any]], notes: StageNotes) -> dict[str, Any]:
+    """The structured ``metadata.json`` of a new export (weight hashes are added by export_model)."""
+    parent = _lineage(entries)
+    version = notes.version or _next_version(parent.get("version"))
+    cfg = entries[0].get("config") or {}
+    mean = _validation(entries)
+    stage = {"version": version, "commands": list(notes.commands), "steps": entries[0]["epochs_trained"] * cfg.get("iters", 0),
+             "training_minutes": _training_minutes(work, folds), "validation_mean_dice": mean}
+    splits = json.loads((work / "splits.json").read_text())
+    n_val = sum(len(splits["folds"][int(f)]["val"]) for f in folds if f != "all")
     fingerprint = json.loads((work / "fingerprint.json").read_text())
-    metadata = {
-        "name": "hanseg", "version": hanseg.__version__,
+    return {
+        "name": "hanseg", "version": version,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "training_data": {"note": data_note, "cases": fingerprint["cases"],
-                          "splits": json.loads((work / "splits.json").read_text())},
-        "folds": meta_folds,
+        "description": parent.get("description", "30 head-and-neck OARs (HaN-Seg label ids 1..30)"),
+        "intended_use": parent.get("intended_use", INTENDED_USE),
+        "changelog": {version: notes.changes or "(no description given)", **parent.get("changelog", {})},
+        "training_data": {"description": notes.data_note, "command": notes.data_command,
+                          "cases": fingerprint["cases"], "splits": splits},
+        "stages": [*parent.get("stages", []), stage],
+        "folds": entries,
+        "scores": {"validation": {"mean_dice": mean, "cases": n_val,
+                                  "what": "the folds' validation cases, Dice on the network grid during training"}},
     }
+
+
+def export(work: Path, out: Path, folds: list[str], which: str, notes: StageNotes = StageNotes()) -> Path:
+    plans = load_plans(work / "plans.json")
+    pairs = [_fold_entry(work, fold, k, which) for k, fold in enumerate(folds)]
+    states, entries = [p[0] for p in pairs], [p[1] for p in pairs]
+    metadata = build_metadata(work, folds, entries, notes)  # before out/ is overwritten: it may be the parent
+    plans = dataclasses.replace(plans, folds=tuple(range(len(folds))))
     files = export_model(out, plans, states, metadata)
-    log.info("exported %d fold(s) to %s", len(states), files.root)
+    write_card(files.root)
+    log.info("exported %d fold(s) to %s (version %s)", len(states), files.root, metadata["version"])
     return files.root
 
 
+def card_only(model_dir: Path) -> Path:
+    """Rewrite the model card, and README's summary when ``model_dir`` is this repository's model/."""
+    readme = ROOT / "README.md" if Path(model_dir).resolve() == (ROOT / "model").resolve() else None
+    path = write_card(model_dir, readme)
+    log.info("wrote %s%s", path, f" and the summary in {readme}" if readme else "")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Export trained folds into a model folder.")
-    ap.add_argument("--work", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap = argparse.ArgumentParser(description="Export trained folds into a model folder, with its model card.")
+    ap.add_argument("--work", type=Path, help="work folder of training.plan / training.train")
+    ap.add_argument("--out", type=Path, help="model folder to write")
     ap.add_argument("--folds", nargs="+", default=["all"], help="fold names: 0 1 2 ... or all")
     ap.add_argument("--which", choices=("best", "last"), default="best")
     ap.add_argument("--data-note", default="", help="what the training data was (kept in metadata.json)")
+    ap.add_argument("--data-command", default="", help="the command that made or fetched the training data")
+    ap.add_argument("--version", help="model version (default: the parent model's minor version + 1, or 0.1.0)")
+    ap.add_argument("--changes", default="", help="what this stage changed, for the changelog")
+    ap.add_argument("--command", action="append", default=[], help="a command of this stage (repeat for several)")
+    ap.add_argument("--card", type=Path, metavar="MODEL_DIR", help="only rewrite MODEL_DIR/README.md from its metadata")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    export(args.work, args.out, args.folds, args.which, args.data_note)
+    if args.card is not None:
+        card_only(args.card)
+        return 0
+    if args.work is None or args.out is None:
+        ap.error("--work and --out are required (or --card MODEL_DIR)")
+    notes = StageNotes(args.data_note, args.data_command, args.version, args.changes, tuple(args.command))
+    export(args.work, args.out, args.folds, args.which, notes)
     return 0
 
 

@@ -61,7 +61,7 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tens
 
 
 # ---------------------------------------------------------------------------------------------
-# The losses of the project's seed work (issue 7). All take the marginal probabilities, so an
+# The losses of the recipes from the literature (the seed work). All take the marginal probabilities, so an
 # OAR a case lacks is never taught as background, and all skip classes without ground truth in
 # the batch (their terms would be constants or push the OAR to vanish everywhere).
 # Shapes: logits (B, C, *spatial); target (B, *spatial) int64; present (B, C) bool.

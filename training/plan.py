@@ -16,26 +16,35 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .dataset import RawCase, find_raw_cases, label_map
+from dataset.raw import RawCase, find_raw_cases, label_map
 from hanseg.io import read_image
 from hanseg.labels import OAR_NAMES
+from hanseg.network_kinds import (
+    BY_KIND,
+    KWARGS_AS_IS,
+    KWARGS_DYNUNET,
+    KWARGS_IMG_SIZE,
+    plain,
+)
 from hanseg.plans import NetworkSpec, Plans, plans_from_json, save_plans
 
 log = logging.getLogger("training.plan")
 
+#: Patch per preset; each network's own per-preset arguments are in its record of
+#: :mod:`hanseg.network_kinds` (DynUNet's filters and residual blocks included).
 PRESETS: dict[str, dict[str, Any]] = {
     # CI smoke tests: a fraction of a second per step on a CPU.
-    "tiny": {"patch": (32, 64, 64), "filters": (8, 16, 32), "res_block": False},
+    "tiny": {"patch": (32, 64, 64)},
     # CPU-trainable (about 1 s per step of 2 patches on 2 cores): the shipped phantom model.
-    "small": {"patch": (48, 96, 96), "filters": (8, 16, 32, 64, 128), "res_block": False},
+    "small": {"patch": (48, 96, 96)},
     # GPU training on real HaN-Seg (nnU-Net 3d_fullres scale).
-    "default": {"patch": (64, 160, 160), "filters": (32, 64, 128, 256, 320, 320), "res_block": True},
+    "default": {"patch": (64, 160, 160)},
 }
 
 
@@ -91,33 +100,30 @@ def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filte
             "filters": list(filters), "norm_name": "instance", "res_block": res_block}
 
 
-#: ``--network`` choices: MONAI classes and their keyword arguments per preset size.
+#: ``--network`` choices, in the table's order (records in :mod:`hanseg.network_kinds`).
 #: ``resunet`` is exactly the architecture of MONAI's spleen_ct_segmentation bundle at every
 #: preset (so the bundle's ``model.pt`` loads with ``--init-from``).
-NETWORK_KINDS = ("dynunet", "resunet", "unetr", "swinunetr", "segresnet")
-SPLEEN_BUNDLE_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
-                      "num_res_units": 2, "norm": "batch"}
-_SIZE = {"tiny": 0, "small": 1, "default": 2}
+NETWORK_KINDS = tuple(BY_KIND)
+SPLEEN_BUNDLE_UNET = plain(BY_KIND["resunet"].presets["default"])
+
+KwargsBuilder = Callable[[Mapping[str, Any], Sequence[int], Sequence[float]], dict[str, Any]]
+
+#: The planner behind each builder name of the table: (preset record, patch, spacing) → kwargs.
+KWARGS_BUILDERS: Mapping[str, KwargsBuilder] = {
+    KWARGS_AS_IS: lambda preset, patch, spacing: plain(preset),
+    KWARGS_IMG_SIZE: lambda preset, patch, spacing: {"img_size": list(patch), **plain(preset)},
+    KWARGS_DYNUNET: lambda preset, patch, spacing: dynunet_kwargs(patch, spacing, **preset),
+}
 
 
 def network_spec(kind: str, preset: str, patch: Sequence[int], spacing_xyz: Sequence[float]) -> dict[str, Any]:
     """``{"name", "kwargs"}`` of the plan's network. The patch must already fit the network
     (:func:`fit_patch`)."""
-    size = _SIZE[preset]
-    if kind == "dynunet":
-        return {"name": "DynUNet", "kwargs": dynunet_kwargs(patch, spacing_xyz, PRESETS[preset]["filters"],
-                                                            PRESETS[preset]["res_block"])}
-    if kind == "resunet":  # at every preset: checkpoints of the bundle must fit it
-        return {"name": "UNet", "kwargs": dict(SPLEEN_BUNDLE_UNET)}
-    if kind == "unetr":
-        dims = [(8, 96, 192, 4), (16, 192, 768, 6), (16, 768, 3072, 12)][size]  # MONAI defaults at 'default'
-        return {"name": "UNETR", "kwargs": {"img_size": list(patch), "feature_size": dims[0], "hidden_size": dims[1],
-                                            "mlp_dim": dims[2], "num_heads": dims[3], "norm_name": "instance"}}
-    if kind == "swinunetr":
-        return {"name": "SwinUNETR", "kwargs": {"feature_size": [12, 24, 48][size], "norm_name": "instance"}}
-    if kind == "segresnet":
-        return {"name": "SegResNet", "kwargs": {"init_filters": [8, 16, 32][size]}}
-    raise ValueError(f"unknown network kind {kind!r}; known: {', '.join(NETWORK_KINDS)}")
+    record = BY_KIND.get(kind)
+    if record is None:
+        raise ValueError(f"unknown network kind {kind!r}; known: {', '.join(NETWORK_KINDS)}")
+    build = KWARGS_BUILDERS[record.kwargs_builder]
+    return {"name": record.class_name, "kwargs": build(record.presets[preset], patch, spacing_xyz)}
 
 
 def fit_patch(spec: dict[str, Any], patch: Sequence[int]) -> list[int]:

@@ -1,9 +1,10 @@
 """Train one fold (or all cases) from a planned work folder.
 
-    python -m training.train --data DATA_RAW --work WORK [--fold 0|all] [--epochs 100]
-        [--iters 250] [--batch 2] [--lr 1e-3] [--val-every 5] [--seed 0] [--device auto]
-        [--loss dice_ce|dynamic|tvmf|bce] [--optimizer adamw|adam|sgd]
-        [--init-from PATH [--input-init zero|replicate]] [--freeze none|encoder|all-but-last:N]
+    python -m training.train --data DATA_RAW --work WORK [--fold 0|all] [options]
+
+``python -m training.train --help`` lists the options. The training settings among them are
+the fields of :class:`training.config.TrainConfig` (the options are made from them, so the two
+cannot drift), and every checkpoint records them under ``config``.
 
 Multi-process: ``torchrun --standalone --nproc_per_node N -m training.train ...`` (see
 :mod:`training.distributed`). Transfer learning: :mod:`training.transfer`. Losses:
@@ -34,43 +35,21 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import torch
 
-from .dataset import find_raw_cases
+from dataset.raw import find_raw_cases
 from hanseg.inference import resolve_device
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans, plans_from_json
 
 from . import distributed as ddp
+from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import CachedCase, augment, cache_case, load_cached, sample_patch
-from .losses import LOSSES, SegLoss, make_loss
-from .transfer import FREEZE_HELP, apply_freeze, frozen_parameter_names, init_from, train_mode
+from .losses import SegLoss, make_loss
+from .transfer import apply_freeze, frozen_parameter_names, init_from, train_mode
 from .validate import validate
 
 log = logging.getLogger("training.train")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 100
-    iters: int = 250
-    batch: int = 2
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    fg_fraction: float = 0.67
-    val_every: int = 5
-    seed: int = 0
-    loss: str = "dice_ce"
-    optimizer: str = "adamw"
-    init_from: str | None = None
-    input_init: str = "zero"
-    freeze: str = "none"
-    elastic: float = 0.0
-    lowres: float = 0.0
-    reslice: float = 0.0
-    warmup: int = 0  # steps of linear learning-rate warm-up at the start of training
-    amp: str = "auto"
-    time_budget: float | None = None  # seconds for this run; lowers ``epochs`` to fit (see fit_epochs)
 
 
 def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
@@ -131,8 +110,8 @@ def augment_batch(batch: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: TrainCo
     """The batch moved to ``device`` and augmented there (on a GPU the resampling would
     otherwise starve the network)."""
     image, label, pres = (torch.from_numpy(a).to(device) for a in batch)
-    return augment(image, label, pres, gen, elastic=cfg.elastic, lowres=cfg.lowres,
-                   reslice=cfg.reslice)
+    return augment(image, label, pres, gen, mr_dropout=cfg.mr_dropout, elastic=cfg.elastic,
+                   lowres=cfg.lowres, reslice=cfg.reslice)
 
 
 def prefetched(make: Callable[[], T], n: int, depth: int = 3) -> Iterator[T]:
@@ -203,6 +182,25 @@ class Trainer:
     amp_dtype: torch.dtype | None = None  # autocast dtype of the forward pass; None: fp32
 
 
+@dataclass
+class FoldRun:
+    """One fold's training as its epochs see it: what they read (cases, plan, settings) and
+    what they advance (the weights in ``tr``, the random streams, the best Dice so far).
+    ``cfg`` may be replaced between epochs (``--time-budget`` lowers ``epochs``)."""
+
+    tr: Trainer
+    cfg: TrainConfig
+    plans: Plans
+    train_cases: list[CachedCase]  # this rank's share
+    rng: np.random.Generator  # patch sampling, this rank's stream
+    gen: torch.Generator  # augmentation, this rank's stream
+    ckpt: Checkpoints
+    fold: str
+    val_cases: list[CachedCase] = field(default_factory=list)  # rank 0's; none on the others
+    ctx: ddp.DistContext = field(default_factory=ddp.DistContext)
+    best: float = -1.0  # best mean validation Dice so far
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """``--amp``: ``auto`` is fp16 on CUDA (with a gradient scaler) and fp32 on the CPU;
     ``bf16`` autocasts to bfloat16 on either (no scaler needed: bfloat16 has fp32's range);
@@ -214,29 +212,37 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if device.type == "cuda" else None
 
 
-def train_epoch(tr: Trainer, cases, plans, cfg, rng, gen, epoch) -> float:
+def train_epoch(fr: FoldRun, epoch: int) -> float:
+    """``cfg.iters`` optimiser steps; returns this rank's mean training loss."""
+    tr, cfg = fr.tr, fr.cfg
     tr.net.train()
     train_mode(ddp.unwrap(tr.net), tr.frozen_norms)
     params = [p for p in tr.net.parameters() if p.requires_grad]
     losses = []
-    batches = prefetched(lambda: sample_batch(cases, plans, cfg, rng), cfg.iters)
+    batches = prefetched(lambda: sample_batch(fr.train_cases, fr.plans, cfg, fr.rng), cfg.iters)
     for it, batch in progress(enumerate(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.iters):
         step, total = epoch * cfg.iters + it, cfg.epochs * cfg.iters
         for group in tr.opt.param_groups:
             group["lr"] = poly_lr(cfg.lr, step, total) * min(1.0, (step + 1) / max(cfg.warmup, 1))
-        image, label, present = augment_batch(batch, cfg, gen, tr.device)
-        label = label.long()
-        tr.opt.zero_grad(set_to_none=True)
-        with torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None):
-            logits = tr.net(image)
-        loss = tr.loss(logits.float(), label, present, step / total)
-        tr.scaler.scale(loss).backward()
-        tr.scaler.unscale_(tr.opt)
-        torch.nn.utils.clip_grad_norm_(params, 12.0)
-        tr.scaler.step(tr.opt)
-        tr.scaler.update()
-        losses.append(loss.item())
+        image, label, present = augment_batch(batch, cfg, fr.gen, tr.device)
+        losses.append(train_step(tr, params, image, label.long(), present, step / total, cfg.grad_clip))
     return float(np.mean(losses))
+
+
+def train_step(tr: Trainer, params: list[torch.nn.Parameter], image: torch.Tensor, label: torch.Tensor,
+               present: torch.Tensor, progress: float, grad_clip: float) -> float:
+    """One optimiser step on one augmented batch; ``progress`` (0..1 through training) feeds
+    the losses that change over training. Returns the loss."""
+    tr.opt.zero_grad(set_to_none=True)
+    with torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None):
+        logits = tr.net(image)
+    loss = tr.loss(logits.float(), label, present, progress)
+    tr.scaler.scale(loss).backward()
+    tr.scaler.unscale_(tr.opt)  # clip the true gradients, not the fp16-scaled ones
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    tr.scaler.step(tr.opt)
+    tr.scaler.update()
+    return loss.item()
 
 
 def write_log(folder: Path, row: dict) -> None:
@@ -274,13 +280,14 @@ def plot_curves(folder: Path) -> None:
 
 
 def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Only the trainable parameters: frozen ones get neither steps nor weight decay."""
+    """Only the trainable parameters: frozen ones get neither steps nor weight decay.
+    ``cfg.weight_decay`` is already the optimiser's default when not given (see TrainConfig)."""
     params = [p for p in net.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=3e-5)  # nnU-Net's
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay)
 
 
 def build_model(plans: Plans, cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
@@ -299,51 +306,78 @@ def class_counts(cases: list[CachedCase]) -> np.ndarray:
     return sum(np.bincount(c.labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for c in cases)
 
 
+def make_trainer(plans: Plans, cfg: TrainConfig, device: torch.device, ctx: ddp.DistContext,
+                 train_cases: list[CachedCase]) -> Trainer:
+    """The network (initialised, frozen, DDP-wrapped), its optimiser, gradient scaler and loss."""
+    net, frozen_norms = build_model(plans, cfg, device)
+    counts = ddp.sum_over_ranks(class_counts(train_cases), ctx) if cfg.loss == "dynamic" else None
+    loss = make_loss(cfg.loss, NUM_CLASSES, counts)
+    amp = amp_dtype(cfg.amp, device)
+    return Trainer(ddp.wrap(net, ctx, device), make_optimizer(net, cfg),
+                   torch.amp.GradScaler(device.type, enabled=amp == torch.float16), loss, frozen_norms, device, amp)
+
+
+#: Settings a resumed run cannot change: the loss and optimiser states in the checkpoint, and
+#: which parameters have been trained, belong to them.
 RESUME_MUST_MATCH = ("loss", "optimizer", "freeze")
 
 
-def resume(tr: Trainer, state: dict, rng, gen, ctx: ddp.DistContext, cfg: TrainConfig) -> tuple[int, float]:
+def resume_conflicts(state: dict, cfg: TrainConfig) -> list[str]:
+    """What ``cfg`` changes that resuming from ``state`` cannot: the RESUME_MUST_MATCH settings
+    its ``config`` records (older checkpoints lack newer keys: nothing to compare), and the
+    weight decay. That one is read from the optimiser state, which the resumed optimiser
+    keeps, rather than from ``config``: older checkpoints recorded 1e-5 whatever the optimiser."""
     before = state.get("config") or {}
-    changed = [f"--{k} {before[k]} (now {getattr(cfg, k)})" for k in RESUME_MUST_MATCH
+    changed = [f"--{k.replace('_', '-')} {before[k]} (now {getattr(cfg, k)})" for k in RESUME_MUST_MATCH
                if k in before and before[k] != getattr(cfg, k)]
+    groups = (state.get("optimizer") or {}).get("param_groups") or [{}]
+    used = groups[0].get("weight_decay")
+    if used is not None and used != cfg.weight_decay:
+        changed.append(f"--weight-decay {used} (now {cfg.weight_decay})")
+    return changed
+
+
+def resume(fr: FoldRun, state: dict) -> int:
+    """Weights, optimiser, scaler, loss state, random streams and best Dice from a checkpoint;
+    returns the epoch to continue at."""
+    changed = resume_conflicts(state, fr.cfg)
     if changed:
         raise SystemExit(f"the checkpoint was trained with {', '.join(changed)}: resume with the same "
                          "settings, or start over with --restart")
+    tr = fr.tr
     ddp.unwrap(tr.net).load_state_dict(state["model"]), tr.opt.load_state_dict(state["optimizer"])
     tr.scaler.load_state_dict(state["scaler"]), tr.loss.load_state_dict(state.get("loss", {}))
     # checkpoints written before multi-process training kept one RNG pair
     rngs = state.get("rank_rng") or [{"np": state["np_rng"], "torch": state["torch_gen"]}]
-    if len(rngs) == ctx.world:
-        rng.bit_generator.state, _ = rngs[ctx.rank]["np"], gen.set_state(rngs[ctx.rank]["torch"])
+    if len(rngs) == fr.ctx.world:
+        fr.rng.bit_generator.state = rngs[fr.ctx.rank]["np"]
+        fr.gen.set_state(rngs[fr.ctx.rank]["torch"])
     else:
         log.warning("checkpoint from %d process(es), now %d: the patch streams restart from the seed",
-                    len(rngs), ctx.world)
-    return state["epoch"] + 1, state["best"]
+                    len(rngs), fr.ctx.world)
+    fr.best = state["best"]
+    return state["epoch"] + 1
 
 
-def save_epoch(tr: Trainer, ckpt: Checkpoints, folder: Path, epoch: int, cfg: TrainConfig, fold: str,
-               best: float, scores: dict | None, rank_info: list[dict]) -> float:
-    """Checkpoints (last, and best when validation improved) and the validation file; rank 0."""
+def save_epoch(fr: FoldRun, epoch: int, scores: dict | None, rank_info: list[dict]) -> None:
+    """Checkpoints (last, and best when validation improved: ``fr.best`` rises then) and the
+    validation file; rank 0."""
+    tr = fr.tr
     state = {"epoch": epoch, "model": ddp.unwrap(tr.net).state_dict(), "optimizer": tr.opt.state_dict(),
              "scaler": tr.scaler.state_dict(), "loss": tr.loss.state_dict(),
              "rank_rng": [r["rng"] for r in rank_info],
              "ranks": [{k: v for k, v in r.items() if k != "rng"} for r in rank_info],
-             "best": best, "config": vars(cfg), "fold": fold}
-    if scores is not None and scores["mean"] > best:
-        best = state["best"] = scores["mean"]
-        ckpt.save("checkpoint_best.pt", state)
-        (folder / "val_dice.json").write_text(json.dumps({"epoch": epoch, **scores}, indent=1))
-    ckpt.save("checkpoint_last.pt", state)
-    return best
+             "best": fr.best, "config": vars(fr.cfg), "fold": fr.fold}
+    if scores is not None and scores["mean"] > fr.best:
+        fr.best = state["best"] = scores["mean"]
+        fr.ckpt.save("checkpoint_best.pt", state)
+        (fr.ckpt.folder / "val_dice.json").write_text(json.dumps({"epoch": epoch, **scores}, indent=1))
+    fr.ckpt.save("checkpoint_last.pt", state)
 
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
-    cfg = TrainConfig(args.epochs, args.iters, args.batch, args.lr, val_every=args.val_every, seed=args.seed,
-                      loss=args.loss, optimizer=args.optimizer, init_from=args.init_from and str(args.init_from),
-                      input_init=args.input_init, freeze=args.freeze, elastic=args.elastic,
-                      lowres=args.lowres, reslice=args.reslice, warmup=args.warmup, amp=args.amp,
-                      time_budget=args.time_budget)
+    cfg = config_from_args(args)
     plans = load_plans(args.work / "plans.json")
     device, warning = resolve_device(args.device)
     if warning:
@@ -366,31 +400,24 @@ def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device:
     ddp.barrier(ctx)
     train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx))
     val_cases = load_cases(args.data, args.work, plans, val_ids) if ctx.is_main else []
-    folder = args.work / f"fold_{args.fold}"
-    ckpt = Checkpoints(folder)
+    ckpt = Checkpoints(args.work / f"fold_{args.fold}")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP broadcasts them anyway)
     state = None if args.restart else ckpt.load_last()
     if state is not None and cfg.init_from:
         log.info("resuming: --init-from is not applied again (the checkpoint holds the weights)")
-    net, frozen_norms = build_model(plans, cfg if state is None else replace(cfg, init_from=None), device)
-    counts = ddp.sum_over_ranks(class_counts(train_cases), ctx) if cfg.loss == "dynamic" else None
-    loss = make_loss(cfg.loss, NUM_CLASSES, counts)
-    amp = amp_dtype(cfg.amp, device)
-    tr = Trainer(ddp.wrap(net, ctx, device), make_optimizer(net, cfg),
-                 torch.amp.GradScaler(device.type, enabled=amp == torch.float16), loss, frozen_norms, device, amp)
+    tr = make_trainer(plans, cfg if state is None else replace(cfg, init_from=None), device, ctx, train_cases)
     rng = np.random.default_rng(cfg.seed if ctx.rank == 0 else [cfg.seed, ctx.rank])
     gen = torch.Generator().manual_seed(cfg.seed + 1000 * ctx.rank)
-    start, best = 0, -1.0
+    fr = FoldRun(tr, cfg, plans, train_cases, rng, gen, ckpt, args.fold, val_cases, ctx)
+    epoch = 0
     if state is not None:
-        start, best = resume(tr, state, rng, gen, ctx, cfg)
-        log.info("resuming fold %s at epoch %d (best mean Dice so far %.3f)", args.fold, start, best)
+        epoch = resume(fr, state)
+        log.info("resuming fold %s at epoch %d (best mean Dice so far %.3f)", args.fold, epoch, fr.best)
     clock = EpochClock(time.perf_counter() if t_start is None else t_start)
-    epoch, ceiling = start, cfg.epochs
-    while epoch < cfg.epochs:
-        cfg = fit_epochs(cfg, epoch, clock, ctx, ceiling)
-        best, took = run_epoch(tr, train_cases, val_cases, plans, cfg, rng, gen, epoch, ckpt, folder, args.fold,
-                               ctx, best)
-        clock.record(*took)
+    ceiling = cfg.epochs  # --epochs: what --time-budget may lower, never raise
+    while epoch < fr.cfg.epochs:
+        fr.cfg = fit_epochs(fr.cfg, epoch, clock, ctx, ceiling)
+        clock.record(*run_epoch(fr, epoch))
         epoch += 1
     return 0
 
@@ -441,18 +468,18 @@ def fit_epochs(cfg: TrainConfig, epoch: int, clock: EpochClock, ctx: ddp.DistCon
     return cfg
 
 
-def run_epoch(tr: Trainer, train_cases, val_cases, plans, cfg, rng, gen, epoch, ckpt, folder, fold,
-              ctx: ddp.DistContext, best: float) -> tuple[float, tuple[float, float | None]]:
-    """One epoch: train, then (rank 0) validate, checkpoint and log. Returns the best Dice and
-    the seconds spent training and validating (None: no validation this epoch)."""
+def run_epoch(fr: FoldRun, epoch: int) -> tuple[float, float | None]:
+    """One epoch: train, then (rank 0) validate, checkpoint and log; ``fr.best`` follows the
+    validation. Returns the seconds spent training and validating (None: no validation)."""
+    tr, cfg, ctx = fr.tr, fr.cfg, fr.ctx
     t0 = time.perf_counter()
-    own_loss = train_epoch(tr, train_cases, plans, cfg, rng, gen, epoch)
+    own_loss = train_epoch(fr, epoch)
     loss = ddp.mean_over_ranks(own_loss, ctx)
     rank_info = ddp.gather({"rank": ctx.rank, "loss": own_loss, "param_sha256": ddp.param_digest(tr.net),
-                            "rng": {"np": rng.bit_generator.state, "torch": gen.get_state()}}, ctx)
+                            "rng": {"np": fr.rng.bit_generator.state, "torch": fr.gen.get_state()}}, ctx)
     t_train, t_val, scores = time.perf_counter() - t0, None, None
-    if ctx.is_main and val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
-        scores = validate(ddp.unwrap(tr.net), val_cases, plans, tr.device)
+    if ctx.is_main and fr.val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
+        scores = validate(ddp.unwrap(tr.net), fr.val_cases, fr.plans, tr.device, overlap=cfg.val_overlap)
         t_val = time.perf_counter() - t0 - t_train
     # every rank's adaptive loss learns from rank 0's validation (before the checkpoint keeps it)
     per_class = ddp.gather(scores["per_class"] if scores else None, ctx)[0]
@@ -461,59 +488,43 @@ def run_epoch(tr: Trainer, train_cases, val_cases, plans, cfg, rng, gen, epoch, 
     if ctx.is_main:
         if len({r["param_sha256"] for r in rank_info}) != 1:
             log.error("ranks hold different weights after epoch %d: %s", epoch, rank_info)
-        best = save_epoch(tr, ckpt, folder, epoch, cfg, fold, best, scores, rank_info)
-        val_dice = f"{scores['mean']:.4f}" if scores else ""
-        write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice,
-                           "lr": f"{tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{time.perf_counter() - t0:.1f}"})
-        plot_curves(folder)
-        log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, cfg.epochs, loss,
-                 f" val mean Dice {val_dice}" if val_dice else "", time.perf_counter() - t0)
+        save_epoch(fr, epoch, scores, rank_info)
+        log_epoch(fr, epoch, loss, scores, time.perf_counter() - t0)
     ddp.barrier(ctx)
-    return best, (t_train, t_val)
+    return t_train, t_val
+
+
+def log_epoch(fr: FoldRun, epoch: int, loss: float, scores: dict | None, seconds: float) -> None:
+    """The epoch's row of ``log.csv``, the curves and the log line; rank 0."""
+    folder = fr.ckpt.folder
+    val_dice = f"{scores['mean']:.4f}" if scores else ""
+    write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice,
+                       "lr": f"{fr.tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{seconds:.1f}"})
+    plot_curves(folder)
+    log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, fr.cfg.epochs, loss,
+             f" val mean Dice {val_dice}" if val_dice else "", seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: where to train (these options are not recorded), then one option per
+    :class:`TrainConfig` field."""
+    ap = argparse.ArgumentParser(prog="python -m training.train",
+                                 description="Train one fold from a planned work folder.")
+    ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
+    ap.add_argument("--work", type=Path, required=True, help="work folder made by training.plan")
+    ap.add_argument("--fold", default="0", help="fold index from splits.json, or 'all' (default: 0)")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto = CUDA when a GPU is present, else the CPU (default: auto)")
+    ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes for preprocessing the cache (each case is independent; default: 1)")
+    add_config_arguments(ap.add_argument_group(
+        "training settings", "the fields of training.config.TrainConfig, recorded in every checkpoint"))
+    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train one fold from a planned work folder.")
-    ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
-    ap.add_argument("--work", type=Path, required=True, help="work folder made by training.plan")
-    ap.add_argument("--fold", default="0", help="fold index from splits.json, or 'all'")
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--iters", type=int, default=250, help="iterations per epoch")
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--val-every", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
-    ap.add_argument("--loss", choices=LOSSES, default="dice_ce",
-                    help="dice_ce (default); dynamic = generalised Dice + weighted CE→focal; "
-                         "tvmf = adaptive t-vMF Dice; bce = per-class binary CE")
-    ap.add_argument("--optimizer", choices=("adamw", "adam", "sgd"), default="adamw")
-    ap.add_argument("--init-from", type=Path, help="weights to start from: a MONAI bundle folder or "
-                    "model.pt, one of our model folders, or a training checkpoint")
-    ap.add_argument("--input-init", choices=("zero", "replicate"), default="zero",
-                    help="how input channels the source lacks start (see training/transfer.py)")
-    ap.add_argument("--freeze", default="none", help=FREEZE_HELP)
-    ap.add_argument("--elastic", type=float, default=0.0, metavar="P",
-                    help="probability of an elastic deformation per patch (on top of the affine one)")
-    ap.add_argument("--lowres", type=float, default=0.0, metavar="P",
-                    help="probability of a simulated coarser scan per patch (down- and up-sampled)")
-    ap.add_argument("--reslice", type=float, default=0.0, metavar="P",
-                    help="probability of a patch resampled as from another voxel lattice (slice spacing "
-                         "and phase; see training.data.simulate_reslicing)")
-    ap.add_argument("--warmup", type=int, default=0, metavar="STEPS",
-                    help="linear learning-rate warm-up over the first STEPS steps (useful with "
-                         "--init-from: fresh Adam moments would otherwise move every weight by ~lr at once)")
-    ap.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
-                    help="auto: fp16 autocast on CUDA, fp32 on the CPU; bf16: bfloat16 autocast "
-                         "(about 1.4x faster steps on CPUs with AVX-512 BF16); off: fp32")
-    ap.add_argument("--time-budget", type=float, metavar="SECONDS",
-                    help="end this run within about SECONDS (caching included): before each epoch, "
-                         "the epoch count is set to what still fits (at most --epochs), so the learning "
-                         "rate still decays to zero and the last epoch validates and saves")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="processes for preprocessing the cache (each case is independent)")
-    args = ap.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)
 

@@ -33,23 +33,29 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dic
 
 
 @torch.inference_mode()
-def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device: torch.device) -> np.ndarray:
+def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device: torch.device, *,
+                   overlap: float) -> np.ndarray:
+    """The case's labels from Gaussian-blended sliding windows of the plan's patch that overlap by
+    ``overlap`` (``--val-overlap``: lower than inference's ``plans.overlap``, since validation is
+    a proxy that runs every few epochs)."""
     image = torch.from_numpy(case.image.astype(np.float32))[None]
     # blended on the network's device: a 31-channel case is ~0.3 GB, nothing for a GPU, and
     # blending it on the CPU would cost more than the windows themselves
     with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
         logits = sliding_window_inference(image, plans.patch_size_zyx, plans.sw_batch_size, net,
-                                          overlap=0.25, mode="gaussian", sw_device=device, device=device)
+                                          overlap=overlap, mode="gaussian", sw_device=device, device=device)
     return logits[0].argmax(0).cpu().numpy().astype(np.uint8)
 
 
-def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device) -> dict:
+def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device, *,
+             overlap: float) -> dict:
     """``mean`` (over OARs), ``per_oar`` (by name) and ``per_class`` (by label, background 0
-    included: the adaptive t-vMF loss sets a κ for every class)."""
+    included: the adaptive t-vMF loss sets a κ for every class). ``overlap``: of the sliding
+    windows (:func:`predict_cached`)."""
     net.eval()
     per_class: dict[int, list[float]] = {}
     for case in cases:
-        pred = predict_cached(net, case, plans, device)
+        pred = predict_cached(net, case, plans, device, overlap=overlap)
         per_class.setdefault(0, []).append(dice(pred == 0, case.labels == 0))
         for c, d in dice_per_class(pred, case.labels, case.present).items():
             per_class.setdefault(c, []).append(d)

@@ -14,7 +14,7 @@ from helpers import ROOT
 from hanseg.compare import compare_label_maps, compare_results
 
 SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh", "docker/faulty_inputs.sh",
-           ".ci/run", ".ci/docker.sh", ".ci/docker_engine.sh", "scripts/setup_venv.sh", "scripts/run_tests.sh"]
+           "docker/full_size.sh", ".ci/run", "scripts/setup_venv.sh", "scripts/run_tests.sh", "scripts/demo.sh"]
 
 
 def hadolint() -> str | None:
@@ -54,7 +54,7 @@ def test_everything_the_dockerfile_copies_is_in_the_build_context():
 
 def test_expected_outputs_are_what_the_shipped_model_produces(tmp_path):
     """test.sh compares the container with test/expected_output*: after retraining, regenerate
-    them (README, "Container") or this test fails here rather than in Docker."""
+    them (docs/container.md) or this test fails here rather than in Docker."""
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(ROOT / "process.py"), "--input", str(ROOT / "test"),
                              "--output", str(out), "--model", str(ROOT / "model"), "--device", "cpu"],

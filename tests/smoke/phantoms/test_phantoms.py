@@ -20,7 +20,7 @@ from scipy import ndimage
 import phantoms
 import phantoms.case
 from hanseg.labels import LABEL_IDS, LR_PAIRS, NUM_OARS, OAR_NAMES, oar_file_name
-from phantoms.__main__ import main as phantoms_main
+from phantoms.cli import main as phantoms_main
 from phantoms.case import MAX_MISSING
 
 SEEDS = (0, 1, 2, 3)

@@ -70,10 +70,15 @@ def test_exported_model_runs_in_process_py(trained, tmp_path):
     root, work, _ = trained
     model = tmp_path / "model"
     cli("-m", "training.export", "--work", str(work), "--out", str(model), "--folds", "0",
-        "--data-note", "smoke test phantoms 31, 32")
+        "--data-note", "smoke test phantoms 31, 32", "--changes", "first stage", "--command", "python -m x")
     files = load_model_dir(model)
     meta = files.metadata
-    assert meta["training_data"]["note"] == "smoke test phantoms 31, 32"
+    assert meta["training_data"]["description"] == "smoke test phantoms 31, 32"
+    assert meta["version"] == "0.1.0" and meta["changelog"] == {"0.1.0": "first stage"}
+    assert [s["version"] for s in meta["stages"]] == ["0.1.0"] and meta["stages"][0]["commands"] == ["python -m x"]
+    assert meta["stages"][0]["steps"] == meta["folds"][0]["epochs_trained"] * 6  # --iters 6
+    assert meta["scores"]["validation"]["mean_dice"] == meta["folds"][0]["validation"]["mean"]
+    assert "Model card: hanseg 0.1.0" in (model / "README.md").read_text()
     assert set(meta["weights_sha256"]) == {"fold_0.pt"}
     best_epoch = json.loads((work / "fold_0" / "val_dice.json").read_text())["epoch"]
     assert meta["folds"][0]["checkpoint"] == "checkpoint_best.pt"

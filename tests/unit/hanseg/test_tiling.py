@@ -1,6 +1,6 @@
 """The inference grid and its sliding windows match a whole-field-of-view MONAI pass exactly.
 
-Issue 5 asks our pipeline to agree with a MONAI bundle-style one (``Spacingd`` + a sliding
+Our pipeline must agree with a MONAI bundle-style one (``Spacingd`` + a sliding
 window over the whole field of view). We crop to the body, so agreement needs (1) our grid on
 the same voxel lattice as ``Spacingd``'s and (2) the same windows over the body. Both are
 checked here against MONAI itself, on tiny synthetic images with an untrained tiny network.

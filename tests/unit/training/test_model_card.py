@@ -1,0 +1,57 @@
+"""The model card and README's model summary say exactly what ``model/metadata.json`` says."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hanseg.plans import load_plans
+from helpers import ROOT
+from training.export import _next_version
+from training.model_card import README_BEGIN, README_END, card, headline, read_metadata, readme_block, sync_readme
+
+
+def test_the_shipped_model_card_is_generated_from_its_metadata():
+    meta = read_metadata(ROOT / "model")
+    expected = card(meta, load_plans(ROOT / "model" / "plans.json"))
+    assert (ROOT / "model" / "README.md").read_text() == expected, (
+        "model/README.md differs from metadata.json: run python -m training.export --card model")
+
+
+def test_readme_quotes_the_metadata_and_restates_no_model_number_by_hand():
+    meta = read_metadata(ROOT / "model")
+    text = (ROOT / "README.md").read_text()
+    assert readme_block(meta) in text, "README's model summary is stale: run python -m training.export --card model"
+    outside = text.replace(readme_block(meta), "")
+    assert re.findall(r"Dice\D{0,12}0\.\d{2,}|\d\.\d+ mm (?:mean )?HD95|HD95\D{0,12}\d\.\d+ mm", outside) == []
+
+
+def test_headline_numbers_are_the_metadata_numbers():
+    meta = {"version": "1.2.0", "intended_use": "Not for clinical use.",
+            "stages": [{"training_minutes": 10}, {"training_minutes": 32}],
+            "training_data": {"description": "ten phantoms"},
+            "scores": {"validation": {"mean_dice": 0.8123},
+                       "unseen_phantoms": {"settings": {"cases": 3},
+                                           "grids": {"original": {"mean_dice": 0.87654, "mean_hd95_mm": 1.849,
+                                                                  "lowest_oar": [0.6734, "OpticNrv_R"]}}}}}
+    assert headline(meta) == ("The shipped `model/` (version 1.2.0) was trained for 42 CPU minutes in 2 stage(s), on "
+                              "ten phantoms. Validation mean Dice 0.812. On 3 unseen phantoms: mean Dice 0.877, mean "
+                              "HD95 1.85 mm, lowest OAR OpticNrv_R 0.67. Not for clinical use.")
+
+
+def test_sync_readme_replaces_only_the_block_and_refuses_a_readme_without_one(tmp_path):
+    meta = read_metadata(ROOT / "model")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{README_BEGIN}\nold text\n{README_END}\nbottom\n")
+    assert sync_readme(readme, meta) is True
+    assert readme.read_text() == f"top\n{readme_block(meta)}\nbottom\n"
+    assert sync_readme(readme, meta) is False
+    readme.write_text("no block\n")
+    with pytest.raises(ValueError, match="no generated model summary"):
+        sync_readme(readme, meta)
+
+
+@pytest.mark.parametrize("previous, expected", [(None, "0.1.0"), ("0.5.0", "0.6.0"), ("1.9.3", "1.10.0")])
+def test_each_export_adds_a_minor_version(previous, expected):
+    assert _next_version(previous) == expected

@@ -1,0 +1,138 @@
+"""The model card (``model/README.md``) and README's model summary, generated from ``metadata.json``.
+
+``metadata.json`` is the single source of a model's numbers (MONAI bundle style: version,
+changelog, training data, stages, scores with the commands that produced them). Nothing
+here computes a number; it only lays out what the metadata holds, so the card and README
+cannot disagree with it. ``python -m training.export --card MODEL_DIR`` rewrites both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from hanseg.plans import Plans, load_plans
+
+#: README's generated block lies between these two lines.
+README_BEGIN = "<!-- model summary: generated from model/metadata.json by training.export --card; do not edit -->"
+README_END = "<!-- end of model summary -->"
+
+Metadata = Mapping[str, Any]
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(model_dir) / "metadata.json").read_text())
+
+
+def total_minutes(meta: Metadata) -> int:
+    return int(sum(s.get("training_minutes") or 0 for s in meta.get("stages", [])))
+
+
+def unseen(meta: Metadata) -> Mapping[str, Any] | None:
+    """The unseen-phantom scores (``benchmarks.phantom_eval --record``), if recorded."""
+    return meta.get("scores", {}).get("unseen_phantoms")
+
+
+def headline(meta: Metadata) -> str:
+    """One paragraph: what the model is, how it was trained, what it scores (README's status)."""
+    val = meta["scores"]["validation"]
+    text = (f"The shipped `model/` (version {meta['version']}) was trained for {total_minutes(meta)} CPU minutes in "
+            f"{len(meta.get('stages', []))} stage(s), on {meta['training_data']['description']}. "
+            f"Validation mean Dice {val['mean_dice']:.3f}.")
+    scores = unseen(meta)
+    if scores:
+        grid = scores["grids"]["original"]
+        low_dice, low_oar = grid["lowest_oar"]
+        text += (f" On {scores['settings']['cases']} unseen phantoms: mean Dice {grid['mean_dice']:.3f}, mean HD95 "
+                 f"{grid['mean_hd95_mm']:.2f} mm, lowest OAR {low_oar} {low_dice:.2f}.")
+    return text + f" {meta['intended_use']}"
+
+
+def readme_block(meta: Metadata) -> str:
+    return f"{README_BEGIN}\n> {headline(meta)}\n>\n> Details: [model/README.md](model/README.md).\n{README_END}"
+
+
+def sync_readme(readme: Path, meta: Metadata) -> bool:
+    """Replace README's generated block; True when the file changed."""
+    text = readme.read_text()
+    pattern = re.compile(re.escape(README_BEGIN) + ".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme} has no generated model summary block ({README_BEGIN!r} ... {README_END!r})")
+    new = pattern.sub(lambda _: readme_block(meta), text)
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def _stages(meta: Metadata) -> list[str]:
+    rows = ["| version | steps | CPU minutes | validation mean Dice | what changed |", "| --- | ---: | ---: | ---: | --- |"]
+    for stage in meta.get("stages", []):
+        val = stage.get("validation_mean_dice")
+        rows.append(f"| {stage['version']} | {stage.get('steps', '')} | {stage.get('training_minutes', '')} | "
+                    f"{'' if val is None else f'{val:.3f}'} | {meta['changelog'].get(stage['version'], '')} |")
+    return rows
+
+
+def _commands(meta: Metadata) -> list[str]:
+    lines = ["```bash", meta["training_data"]["command"]]
+    for stage in meta.get("stages", []):
+        lines += [f"# {stage['version']}", *stage.get("commands", [])]
+    return lines + ["```"]
+
+
+def _unseen_table(scores: Mapping[str, Any]) -> list[str]:
+    rows = ["| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case |",
+            "| --- | ---: | ---: | ---: | --- | ---: |"]
+    base = scores["grids"]["original"]["mean_dice"]
+    for name, grid in scores["grids"].items():
+        low_dice, low_oar = grid["lowest_oar"]
+        rows.append(f"| {name} | {grid['mean_dice']:.3f} | {grid['mean_dice'] - base:+.4f} | {grid['mean_hd95_mm']:.2f} | "
+                    f"{low_dice:.3f} ({low_oar}) | {grid['seconds_per_case']:.1f} |")
+    per_oar = ", ".join(f"{oar} {d:.2f}" for oar, d in scores.get("per_oar_dice", {}).items())
+    return rows + ["", f"Dice per OAR on the original grid: {per_oar}."] if per_oar else rows
+
+
+def _scores(meta: Metadata) -> list[str]:
+    val = meta["scores"]["validation"]
+    lines = ["## Scores", "", f"- **Validation:** mean Dice {val['mean_dice']:.3f} over {val['cases']} cases "
+             f"({val['what']})."]
+    scores = unseen(meta)
+    if not scores:
+        return lines + ["- **Unseen phantoms:** not recorded (`python -m benchmarks.phantom_eval --record MODEL`)."]
+    settings = scores["settings"]
+    return lines + [f"- **Unseen phantoms** ({settings['cases']} cases of size `{settings['size']}`, seed "
+                    f"{settings['seed']}, never used in training, through `process.py` with its defaults), from:", "",
+                    f"  `{scores['command']}`", "", *_unseen_table(scores)]
+
+
+def card(meta: Metadata, plans: Plans) -> str:
+    """The whole model card as Markdown."""
+    net = plans.network
+    lines = [f"# Model card: {meta['name']} {meta['version']}", "",
+             "Generated from `metadata.json` by `python -m training.export --card model`; edit the metadata, not this file.",
+             "", meta["description"], "", f"**Intended use.** {meta['intended_use']}", "",
+             "## Files", "",
+             "- `plans.json`: spacing, patch, normalisation, network, folds, post-processing (see docs/model-folder.md)",
+             "- `fold_<k>.pt`: one state dict per fold (loaded with `weights_only=True`)",
+             "- `metadata.json`: this card's source, and the sha256 of each weight file (checked at start-up)", "",
+             "## Network and plan", "",
+             f"- `{net.name}` {dict(net.kwargs)}; input channels {', '.join(plans.channel_names)}; 31 output classes",
+             f"- spacing {plans.spacing_xyz_mm} mm (x,y,z), patch {plans.patch_size_zyx} voxels (z,y,x), "
+             f"folds {list(plans.folds)}, overlap {plans.overlap}", "",
+             "## Training data", "", f"{meta['training_data']['description']}: `{meta['training_data']['command']}`", "",
+             f"## Stages ({total_minutes(meta)} CPU minutes in all)", "", *_stages(meta), "",
+             *_scores(meta), "", "## Reproduce", "", *_commands(meta), ""]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: Path, readme: Path | None = None) -> Path:
+    """Rewrite ``model_dir/README.md`` (and README's block, when given) from the metadata."""
+    model_dir = Path(model_dir)
+    meta = read_metadata(model_dir)
+    path = model_dir / "README.md"
+    path.write_text(card(meta, load_plans(model_dir / "plans.json")))
+    if readme is not None:
+        sync_readme(readme, meta)
+    return path
