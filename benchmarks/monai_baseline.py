@@ -30,18 +30,26 @@ import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import (AsDiscreted, Compose, EnsureChannelFirstd, Invertd, Lambdad, LoadImaged,
-                              Orientationd, Spacingd, Transposed)
+from monai.transforms import (
+    AsDiscreted,
+    Compose,
+    EnsureChannelFirstd,
+    Invertd,
+    Lambdad,
+    LoadImaged,
+    Orientationd,
+    Spacingd,
+    Transposed,
+)
 
-from hanseg.layouts.gc2023 import find_cases, output_name
-from hanseg.geometry import body_box
 from hanseg.io import read_image, write_label_map
 from hanseg.labels import NUM_CLASSES
+from hanseg.layouts.gc2023 import find_cases, output_name
 from hanseg.model_dir import load_model_dir, load_state_dict
 from hanseg.networks import build_network
 from hanseg.plans import Plans
 from hanseg.postprocess import keep_largest_components
-from hanseg.preprocess import normalize_ct, normalize_zscore
+from hanseg.preprocess import crop_boxes, normalize_ct, normalize_zscore
 from hanseg.registration import register_mr_to_ct
 
 #: Windows per network call: the spleen bundle's ``inferer.sw_batch_size`` (model-zoo
@@ -54,8 +62,8 @@ log = logging.getLogger("benchmarks.monai_baseline")
 def mr_on_ct_grid(ct: sitk.Image, mr: sitk.Image, plans: Plans, folder: Path) -> Path:
     """Register (as process.py does) and resample the MR onto the CT's grid, 0 outside its FOV;
     all 0 when the registration fails its sanity check (process.py's CT-only fallback)."""
-    result = register_mr_to_ct(ct, mr, body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm),
-                               plans.body_threshold_hu)
+    _, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
+    result = register_mr_to_ct(ct, mr, head, plans.body_threshold_hu)
     on_ct = sitk.Resample(mr, ct, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     if not result.ok:
         log.warning("MR not used (CT-only fallback): %s", result.message)

@@ -64,12 +64,46 @@ def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
     if stats.GetMinimum() >= 0:
         warnings.append(f"CT values {stats.GetMinimum():g}..{stats.GetMaximum():g} are not Hounsfield units "
                         f"(nothing below 0): assumed raw scanner values and subtracted {RAW_CT_OFFSET:g}")
-        ct = sitk.Cast(ct, sitk.sitkFloat32) - RAW_CT_OFFSET
+        ct = _shift(ct, -int(RAW_CT_OFFSET), stats.GetMaximum())
     return ct, warnings
 
 
+def _shift(image: sitk.Image, offset: int, maximum: float) -> sitk.Image:
+    """``image + offset`` for an image with no value below 0, kept in 16-bit integers when its
+    values fit them (a full-size CT as float32 would cost 1.4 GB instead of 0.7)."""
+    if image.GetPixelID() not in _FLOAT_TYPES and maximum <= 32767:
+        return sitk.Cast(image, sitk.sitkInt16) + offset
+    return sitk.Cast(image, sitk.sitkFloat32) + float(offset)
+
+
+#: Offset of an MR stored as unsigned 16-bit with the signed range shifted up (6 of the 42
+#: HaN-Seg MRs: case 01 holds 32768..35447 where its true values are 0..2679).
+UINT16_MR_OFFSET = 32768.0
+_INTEGER_TYPES = (sitk.sitkUInt16, sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+
+
+def mr_intensity_offset(mr: sitk.Image) -> float:
+    """The +32768 offset of an MR stored as unsigned 16-bit from signed values, or 0.
+
+    Such an MR has no value below 32768: a real T1 always holds background near 0, so a
+    minimum of 32768 or more in an integer image means the offset was never removed. It
+    matters beyond the looks: a background that is exactly 0 would otherwise be counted as
+    signal when the MR channel is normalised."""
+    if mr.GetPixelID() not in _INTEGER_TYPES:
+        return 0.0
+    stats = sitk.MinimumMaximumImageFilter()
+    stats.Execute(mr)
+    return UINT16_MR_OFFSET if stats.GetMinimum() >= UINT16_MR_OFFSET else 0.0
+
+
 def sanitize_mr(mr: sitk.Image) -> tuple[sitk.Image, list[str]]:
-    """Replace NaN/inf in the MR by 0 (no signal); check its direction matrix like the CT's."""
+    """Replace NaN/inf in the MR by 0 (no signal); remove a +32768 storage offset; check its
+    direction matrix like the CT's."""
     warnings = check_direction(mr, "MR")
     mr, non_finite = _replace_non_finite(mr, 0.0, "MR")
+    offset = mr_intensity_offset(mr)
+    if offset:
+        warnings.append(f"MR values start at {offset:g} (unsigned 16-bit storage with a +{offset:g} offset): "
+                        f"subtracted {offset:g}")
+        mr = sitk.Cast(mr, sitk.sitkFloat32) - offset
     return mr, warnings + non_finite

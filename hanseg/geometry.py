@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,25 @@ def uncrop(array: np.ndarray, box: Box, full_shape: tuple[int, int, int], fill: 
     return out
 
 
-def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: float = 4.0) -> Box:
-    """Box around the patient's body, with ``margin_mm`` on every side (CT voxel indices).
+@dataclass(frozen=True)
+class Crop:
+    """Where a case is segmented, CT voxel indices z,y,x.
+
+    ``box``: the body (with a margin), down to a depth below its top when one is given.
+    ``fov``: the part of the CT taken as its field of view: the network lattice is anchored at
+    its corner and the sliding windows are laid over it (:func:`window_grid`). The whole CT, or,
+    when the depth cut the body, the CT down to the cut, as if the scanner had stopped there: a
+    CT that reaches the thorax then gets the windows of one that ends below the neck, not more.
+    """
+
+    box: Box
+    fov: Box
+
+
+def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: float = 4.0,
+             depth_mm: float | None = None) -> Box:
+    """Box around the patient's body, with ``margin_mm`` on every side (CT voxel indices);
+    with ``depth_mm``, only the body within that many mm below its top (:func:`within_depth`).
 
     Runs on a ``work_mm`` copy so it costs little on a 1024² CT. That copy takes the minimum
     of each block (:func:`min_pool`), not every n-th voxel: a 2 mm air gap between the body and
@@ -75,21 +93,124 @@ def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: flo
     is found, the whole image is returned (and logged): cropping is a speed-up, never a reason
     to lose anatomy.
     """
-    spacing_zyx = np.array(ct.GetSpacing()[::-1])
-    stride = np.maximum(1, np.round(work_mm / spacing_zyx)).astype(int)
+    return body_crops(ct, threshold_hu, margin_mm, (depth_mm,), work_mm)[0].box
+
+
+def body_crops(ct: sitk.Image, threshold_hu: float, margin_mm: float, depths_mm: Sequence[float | None],
+               work_mm: float = 4.0) -> list[Crop]:
+    """:func:`body_box` for several depths at the price of one body mask, each with its field of
+    view. Where a depth cuts the body, the box ends at the cut: the depth already holds its margin."""
     full = Box.full(tuple(reversed(ct.GetSize())))
-    pooled = min_pool(sitk.GetArrayViewFromImage(ct), tuple(int(s) for s in stride))
-    body = _deepest_component(ndimage.binary_opening(pooled > threshold_hu, iterations=1), spacing_zyx * stride)
+    body, stride = body_mask(ct, threshold_hu, work_mm)
     if body is None:
         log.warning("no body found above %.0f HU: using the whole CT", threshold_hu)
-        return full
-    zyx = np.nonzero(body)
+        return [Crop(full, full) for _ in depths_mm]
+    return [_crop_around(within_depth(body, ct, stride, d) if d is not None else body, body, ct, stride,
+                         margin_mm, full) for d in depths_mm]
+
+
+def _crop_around(part: np.ndarray, body: np.ndarray, ct: sitk.Image, stride: np.ndarray, margin_mm: float,
+                 full: Box) -> Crop:
+    """The CT voxel box of ``part`` of the pooled ``body``, ``margin_mm`` wider on every side
+    but the one where ``part`` was cut from ``body`` (see :func:`within_depth`), and its field
+    of view (:class:`Crop`)."""
+    spacing_zyx = np.array(ct.GetSpacing()[::-1])
     margin = np.ceil(margin_mm / spacing_zyx).astype(int) + stride - 1
-    lo = np.array([c.min() for c in zyx]) * stride - margin
-    hi = (np.array([c.max() for c in zyx]) + 1) * stride + margin
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, full.hi)
+    zyx_lo, zyx_hi = _extent(part)
+    lo, hi = zyx_lo * stride - margin, (zyx_hi + 1) * stride + margin
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, full.hi)
+    fov_lo, fov_hi = np.array(full.lo), np.array(full.hi)
+    cut = superior_axis(ct) if part.sum() < body.sum() else None
+    if cut is not None:  # box and field of view stop at the cut, without a margin below it
+        axis, sign = cut
+        if sign > 0:
+            lo[axis] = fov_lo[axis] = zyx_lo[axis] * stride[axis]
+        else:
+            hi[axis] = fov_hi[axis] = min((zyx_hi[axis] + 1) * stride[axis], full.hi[axis])
+    return Crop(_box(lo, hi), _box(fov_lo, fov_hi))
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> Box:
     return Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))  # type: ignore[arg-type]
+
+
+def _extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, last) index per axis (z,y,x) of a non-empty mask's voxels."""
+    zyx = np.nonzero(mask)
+    return np.array([c.min() for c in zyx]), np.array([c.max() for c in zyx])
+
+
+def body_mask(ct: sitk.Image, threshold_hu: float, work_mm: float = 4.0) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the body on a ``work_mm`` min-pooled copy of ``ct``, z,y,x bool, or None when there is
+    none; the pooling stride, z,y,x CT voxels per pooled voxel). See :func:`body_box`."""
+    spacing_zyx = np.array(ct.GetSpacing()[::-1])
+    stride = np.maximum(1, np.round(work_mm / spacing_zyx)).astype(int)
+    pooled = min_pool(sitk.GetArrayViewFromImage(ct), tuple(int(s) for s in stride))
+    return _deepest_component(ndimage.binary_opening(pooled > threshold_hu, iterations=1), spacing_zyx * stride), stride
+
+
+def depth_below_top_mm(ct: sitk.Image, mask_zyx: np.ndarray, threshold_hu: float, work_mm: float = 4.0) -> float | None:
+    """How far (mm) the lowest voxel of ``mask_zyx`` (on ``ct``'s grid: e.g. the OARs) lies below
+    the top of the body, measured as :func:`within_depth` cuts: what training plans the crop
+    depth from. None without a body, a mask, or roughly axial slices."""
+    body, stride = body_mask(ct, threshold_hu, work_mm)
+    found = superior_axis(ct)
+    if body is None or found is None or not mask_zyx.any():
+        return None
+    axis, sign = found
+    top = _extreme_slice(body, axis, sign)
+    # the CT slice of that pooled block nearest the patient's top, then the mask's lowest slice
+    top_ct = min(top * stride[axis] + stride[axis] - 1, mask_zyx.shape[axis] - 1) if sign > 0 else top * stride[axis]
+    lowest = _extreme_slice(mask_zyx, axis, -sign)
+    return abs(top_ct - lowest) * _slice_step_mm(ct, axis)
+
+
+def _extreme_slice(mask: np.ndarray, axis: int, sign: int) -> int:
+    """The index along ``axis`` of ``mask``'s last slice holding a voxel (first, for sign < 0)."""
+    present = np.nonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+    return int(present.max() if sign > 0 else present.min())
+
+
+def _slice_step_mm(image: sitk.Image, axis: int) -> float:
+    """Physical z (mm) between neighbouring slices along array ``axis``."""
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    return float(image.GetSpacing()[2 - axis] * abs(d[2, 2 - axis]))
+
+
+def superior_axis(image: sitk.Image, min_cosine: float = 0.9) -> tuple[int, int] | None:
+    """(array axis, z=0 y=1 x=2; +1 or -1) of ``image``'s index axis that points most nearly to
+    the patient's superior (+z in LPS), with the sign of that step; None when no axis is within
+    about 25° of it (a CT not stored as roughly axial slices)."""
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    k = int(np.argmax(np.abs(d[2])))  # index axis, x,y,z order
+    if abs(d[2, k]) < min_cosine:
+        return None
+    return 2 - k, int(np.sign(d[2, k]))
+
+
+def within_depth(mask: np.ndarray, image: sitk.Image, stride: tuple[int, ...] | np.ndarray,
+                 depth_mm: float) -> np.ndarray:
+    """``mask`` (z,y,x, on ``image``'s grid subsampled by ``stride``) kept only within
+    ``depth_mm`` below its most superior voxel, along :func:`superior_axis`.
+
+    Why: HaN-Seg CTs reach from the head alone down to the thorax. The OARs lie within a depth
+    below the top of the head that the plan learns from the training ground truth, so what is
+    below it need not be segmented (nor held in memory, nor run through the network). The
+    depth is rounded up to whole slices, so the cut never falls short of it. A CT whose slices
+    are not roughly axial is left whole."""
+    found = superior_axis(image)
+    if found is None or not mask.any():
+        log.info("no depth limit: the CT's slices are not axial enough to tell superior from the voxel axes")
+        return mask
+    axis, sign = found
+    keep = int(np.ceil(depth_mm / (_slice_step_mm(image, axis) * np.asarray(stride)[axis])))
+    top = _extreme_slice(mask, axis, sign)
+    lo, hi = (top - keep, top + 1) if sign > 0 else (top, top + keep + 1)
+    out = np.zeros_like(mask)
+    index = [slice(None)] * 3
+    index[axis] = slice(max(lo, 0), hi)
+    out[tuple(index)] = mask[tuple(index)]
+    return out
 
 
 def min_pool(arr: np.ndarray, stride: tuple[int, int, int]) -> np.ndarray:
@@ -160,21 +281,23 @@ def physical_corners(image: sitk.Image, box: Box) -> np.ndarray:
     return np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
 
 
-def lattice_anchor(image: sitk.Image) -> np.ndarray:
-    """The voxel centre of ``image`` with the smallest physical x, y and z (per axis), mm x,y,z.
+def lattice_anchor(image: sitk.Image, fov: Box | None = None) -> np.ndarray:
+    """The voxel centre of ``image`` (of its ``fov`` part, when given: see :class:`Crop`) with the
+    smallest physical x, y and z (per axis), mm x,y,z.
 
     For an axis-aligned CT (any flips or axis permutation) this is the first voxel centre after
     reorienting to LPS, which is where MONAI's ``Orientationd`` + ``Spacingd`` put the first
     voxel of their resampled grid: anchoring our lattice there makes our network grid a sub-block
     of a bundle pipeline's, so both see the same input values (docs/benchmarks.md, "Agreement").
     """
-    return corner_centres(image).min(axis=0)
+    return corner_centres(image, fov).min(axis=0)
 
 
-def corner_centres(image: sitk.Image) -> np.ndarray:
-    """The 8 corner voxel *centres* of ``image`` in physical mm, (8, 3) x,y,z."""
-    n = np.array(image.GetSize(), float) - 1
-    return np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, n, 0.0).tolist())
+def corner_centres(image: sitk.Image, box: Box | None = None) -> np.ndarray:
+    """The 8 corner voxel *centres* of ``image`` (or of its ``box``) in physical mm, (8, 3) x,y,z."""
+    box = box or Box.full(tuple(reversed(image.GetSize())))
+    lo, hi = np.array(box.lo[::-1], float), np.array(box.hi[::-1], float) - 1
+    return np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, hi, lo).tolist())
                      for sel in itertools.product((0, 1), repeat=3)])
 
 
@@ -187,24 +310,24 @@ def _lattice_range(image: sitk.Image, box: Box, spacing: np.ndarray, anchor: np.
     return k0.astype(int), np.maximum(k0, k1).astype(int)
 
 
-def canonical_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3) -> Grid:
+def canonical_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, fov: Box | None = None) -> Grid:
     """Identity-direction grid at ``spacing_xyz`` covering the physical extent of ``box``.
 
     Its voxel centres lie on the lattice ``lattice_anchor(image) + k * spacing`` (k integer);
     the first and last voxels are those whose cells hold the box's outer edges, so the grid
     covers the box and overhangs it by less than one voxel per side.
     """
-    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image)
+    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image, fov)
     k0, k1 = _lattice_range(image, box, spacing, anchor)
     origin = anchor + k0 * spacing
     return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in k1 - k0 + 1))  # type: ignore[arg-type]
 
 
-def lattice_size(image: sitk.Image, spacing_xyz: Vec3) -> np.ndarray:
+def lattice_size(image: sitk.Image, spacing_xyz: Vec3, fov: Box | None = None) -> np.ndarray:
     """Voxels per axis (x,y,z) of the whole field of view resampled onto the lattice: MONAI
     ``Spacingd``'s output shape: round(extent / spacing + 1), extent between the outer voxel
     centres (rounded as MONAI does, half to even *after* adding 1: 39.5 + 1 → 40)."""
-    return np.round(np.ptp(corner_centres(image), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+    return np.round(np.ptp(corner_centres(image, fov), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
 
 
 def window_starts(n: int, roi: int, overlap: float) -> list[int]:
@@ -218,7 +341,8 @@ def window_starts(n: int, roi: int, overlap: float) -> list[int]:
     return [min(d * step, n - roi) for d in range(count)]
 
 
-def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[int, ...], overlap: float) -> Grid:
+def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[int, ...], overlap: float,
+                fov: Box | None = None) -> Grid:
     """The :func:`canonical_grid` of ``box`` widened to the union of the sliding windows that a
     pass over the *whole* field of view (on the same lattice) would place over the box.
 
@@ -226,11 +350,12 @@ def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[i
     every step, the last one clamped, reproduce the whole-FOV layout on this sub-range), so the
     blended logits on the box equal a whole-field-of-view pass's (what a bundle pipeline with
     ``Spacingd`` computes) while only the windows near the body are run. The box is grown by
-    one voxel first, since resampling back interpolates grid voxels just outside it.
+    one voxel first, since resampling back interpolates grid voxels just outside it. ``fov``
+    (see :class:`Crop`): the part of the image taken as the field of view; the whole image if None.
     """
-    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image)
+    spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image, fov)
     k0, k1 = _lattice_range(image, box, spacing, anchor)
-    n = lattice_size(image, spacing_xyz)
+    n = lattice_size(image, spacing_xyz, fov)
     lo, hi = np.maximum(k0 - 1, 0), np.minimum(k1 + 1, n - 1)
     first, last = lo.copy(), hi.copy()
     for axis, roi in enumerate(reversed(roi_zyx)):  # x,y,z

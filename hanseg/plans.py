@@ -19,6 +19,8 @@ from .labels import OAR_NAMES
 from .network_kinds import BY_CLASS
 
 PLANS_FORMAT_VERSION = 1
+#: HU above which a voxel is body (crop box, windows that run); the planner uses it too.
+DEFAULT_BODY_THRESHOLD_HU = -500.0
 CHANNELS_KNOWN = ("CT", "MR_T1")
 
 
@@ -90,10 +92,14 @@ class Plans:
     overlap: float = 0.5
     sw_batch_size: int = 1
     crop_margin_mm: float = 10.0
-    body_threshold_hu: float = -500.0
+    body_threshold_hu: float = DEFAULT_BODY_THRESHOLD_HU
     #: Post-processing: per OAR (label order), keep at most this many connected components
     #: (the largest). Planned from the training ground truth; empty = no post-processing.
     max_components: tuple[int, ...] = ()
+    #: Crop: the OARs lie at most this many mm below the top of the body (planned from the
+    #: training ground truth, with a margin); the crop box, and so the network grid, stops
+    #: there. None: no limit (the whole body box).
+    oar_depth_mm: float | None = None
     format_version: int = PLANS_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -115,6 +121,8 @@ class Plans:
         if self.max_components and (len(self.max_components) != len(OAR_NAMES) or min(self.max_components) < 1):
             raise PlansError(f"max_components must be {len(OAR_NAMES)} ints >= 1 (or empty), "
                              f"got {self.max_components}")
+        if self.oar_depth_mm is not None and self.oar_depth_mm <= 0:
+            raise PlansError(f"oar_depth_mm must be a positive number of mm (or null), got {self.oar_depth_mm}")
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -164,8 +172,9 @@ def plans_from_json(data: Mapping[str, Any]) -> Plans:
             overlap=float(data.get("overlap", 0.5)),
             sw_batch_size=int(data.get("sw_batch_size", 1)),
             crop_margin_mm=float(data.get("crop_margin_mm", 10.0)),
-            body_threshold_hu=float(data.get("body_threshold_hu", -500.0)),
+            body_threshold_hu=float(data.get("body_threshold_hu", DEFAULT_BODY_THRESHOLD_HU)),
             max_components=_tuple(data.get("max_components", ()), int, None, "max_components"),
+            oar_depth_mm=None if data.get("oar_depth_mm") is None else float(data["oar_depth_mm"]),
             format_version=int(data.get("format_version", PLANS_FORMAT_VERSION)),
         )
     except KeyError as exc:

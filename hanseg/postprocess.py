@@ -1,7 +1,8 @@
 """Class probabilities on the canonical grid → one uint8 label map on the CT's own grid.
 
 Inverse of preprocessing steps 1–2 (:mod:`hanseg.preprocess`): resample back (linear, in
-physical space) onto the CT sub-grid of the crop box, then uncrop into the full CT.
+physical space) onto the CT sub-grid of the crop box, slab by slab, straight into the label map
+of the whole CT (the crop's inverse, :func:`hanseg.geometry.uncrop`, without a second copy).
 
 Memory: a 31-channel float volume on a 1024² CT grid would need tens of GB, so it is never
 built. Classes are resampled one at a time into a running (best probability, best label)
@@ -21,36 +22,85 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import Box, Grid, physical_corners, resample_from_grid, subgrid, uncrop
+from .geometry import Box, Grid, physical_corners, resample_from_grid, subgrid
 
 log = logging.getLogger(__name__)
 
 
+#: CT voxels resampled back per slab: bounds the float buffers of the way back (the best
+#: probability so far and one class's probabilities) whatever the size of the CT.
+SLAB_VOXELS = 16_000_000
+
+
 def probabilities_to_ct(probs: np.ndarray, grid: Grid, ct: sitk.Image, box: Box,
-                        max_components: tuple[int, ...] = ()) -> np.ndarray:
+                        max_components: tuple[int, ...] = (), slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
     """Argmax label map (uint8, z,y,x, full CT shape) of ``probs`` (C,Z,Y,X on ``grid``),
-    optionally cleaned by :func:`keep_largest_components`."""
+    optionally cleaned by :func:`keep_largest_components`.
+
+    The box is done in slabs of whole CT slices (:func:`slabs`): each reads only the part of
+    the grid its voxels interpolate from (:func:`grid_part`), so its buffers are bounded, and
+    the labels go straight into the full-size map (no separate crop to uncrop). The result is
+    the same as one pass over the whole box: linear interpolation at a point reads only the
+    grid voxels around it, and every part keeps a voxel of margin."""
+    labels = np.zeros(tuple(reversed(ct.GetSize())), np.uint8)
+    pieces = slabs(box, slab_voxels)
+    for slab in pieces:
+        target = subgrid(ct, slab)
+        found = grid_part(probs, grid, target)
+        if found is not None:  # else the slab reads no grid voxel: background, as labels already are
+            labels[slab.slices] = _argmax_back(*found, target)
+    log.debug("resampled back onto the CT grid in %d slab(s)", len(pieces))
+    if max_components:
+        keep_largest_components(labels[box.slices], max_components)
+    return labels
+
+
+def slabs(box: Box, max_voxels: int) -> list[Box]:
+    """``box`` cut along its first (array z) axis into slabs of at most ``max_voxels`` voxels
+    (at least one slice each)."""
+    per_slice = max(1, box.shape[1] * box.shape[2])
+    step = max(1, max_voxels // per_slice)
+    return [Box((z, box.lo[1], box.lo[2]), (min(z + step, box.hi[0]), box.hi[1], box.hi[2]))
+            for z in range(box.lo[0], box.hi[0], step)]
+
+
+def grid_part(probs: np.ndarray, grid: Grid, target: sitk.Image) -> tuple[np.ndarray, Grid] | None:
+    """The part of ``probs`` (C,Z,Y,X on ``grid``) that linear interpolation at ``target``'s
+    voxels reads, and its grid; None when ``target`` lies outside the grid. A view, no copy.
+
+    A voxel of margin on each side keeps every target point at least a voxel inside a cut
+    edge, where ITK would clamp instead of interpolating; at the grid's own edges nothing is
+    cut, so those behave as before."""
+    corners = physical_corners(target, Box.full(tuple(reversed(target.GetSize()))))  # x,y,z mm
+    index = (corners - np.asarray(grid.origin_xyz)) / np.asarray(grid.spacing_xyz)   # identity direction
+    size = np.asarray(grid.size_xyz)
+    lo = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, size)
+    hi = np.clip(np.ceil(index.max(axis=0)).astype(int) + 2, 0, size)
+    if np.any(hi <= lo):
+        return None
+    origin = np.asarray(grid.origin_xyz) + lo * np.asarray(grid.spacing_xyz)
+    part = Grid(tuple(origin.tolist()), grid.spacing_xyz, tuple(int(s) for s in hi - lo))  # type: ignore[arg-type]
+    return probs[(slice(None), *Box(tuple(lo[::-1].tolist()), tuple(hi[::-1].tolist())).slices)], part  # type: ignore[arg-type]
+
+
+def _argmax_back(probs: np.ndarray, grid: Grid, target: sitk.Image) -> np.ndarray:
+    """Argmax (uint8, z,y,x, ``target``'s shape) of ``probs`` resampled onto ``target``, one
+    class at a time, each only inside its winning region (see the module docstring)."""
     n_classes = probs.shape[0]
-    target = subgrid(ct, box)
-    best_p = resample_from_grid(probs[0], grid, target, default=1.0)  # background everywhere else
+    best_p = resample_from_grid(np.ascontiguousarray(probs[0]), grid, target, default=1.0)  # background elsewhere
     best_label = np.zeros(best_p.shape, np.uint8)
     threshold = 1.0 / n_classes
-    skipped = 0
     grid_image = grid.reference()
     for c in range(1, n_classes):
         region = winning_region(probs[c] >= threshold, grid_image, target)
         if region is None:
-            skipped += 1
             continue
-        p = resample_from_grid(probs[c], grid, subgrid(target, region), default=0.0)
+        p = resample_from_grid(np.ascontiguousarray(probs[c]), grid, subgrid(target, region), default=0.0)
         view_p, view_label = best_p[region.slices], best_label[region.slices]
         wins = p > view_p
         view_p[wins] = p[wins]
         view_label[wins] = c
-    log.debug("resampled %d classes back to the CT grid (%d could not win)", n_classes - 1 - skipped, skipped)
-    if max_components:
-        keep_largest_components(best_label, max_components)
-    return uncrop(best_label, box, tuple(reversed(ct.GetSize())))  # type: ignore[arg-type]
+    return best_label
 
 
 def winning_region(mask: np.ndarray, grid_image: sitk.Image, target: sitk.Image) -> Box | None:

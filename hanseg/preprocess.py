@@ -2,7 +2,9 @@
 
 Forward order (inference undoes 1 and 2 in :mod:`hanseg.postprocess`):
 
-1. crop: body box on the CT, in CT voxel indices (:func:`geometry.body_box`);
+1. crop: body box on the CT, in CT voxel indices (:func:`crop_boxes`), down to the
+   plan's ``oar_depth_mm`` below the top of the body (a CT that reaches the thorax is not
+   segmented, nor held in memory, below the region where the OARs lie);
 2. resample: CT, and the MR through the MR→CT rigid transform, onto one identity-direction
    grid at the plan's spacing covering that box (:func:`geometry.canonical_grid`) — the MR is
    interpolated once, straight from its own grid. The grid's voxel centres lie on a lattice
@@ -21,10 +23,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import sanitize_ct, sanitize_mr
-from .geometry import (Box, Grid, body_box, canonical_grid, resample_from_grid, resample_to_grid,
+from .geometry import (Box, Crop, Grid, body_crops, canonical_grid, resample_from_grid, resample_to_grid,
                        subgrid, uncrop, window_grid)
 from .plans import Normalization, Plans
-from .registration import RegistrationResult, register_mr_to_ct
+from .registration import RegistrationResult, fov_height_mm, register_mr_to_ct
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,28 @@ def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, pla
     return normalize_zscore(values, norm, inside & (values > 0)), result
 
 
+#: Registration looks at the top of the CT body as tall as the MR's field of view plus this much:
+#: the MR covers the head and upper neck, so shoulders and arms would only cost time (and a
+#: CT that reaches the thorax twice the time) without adding anything to align.
+HEAD_MARGIN_MM = 50.0
+
+
+def crop_boxes(ct: sitk.Image, mr: sitk.Image | None, threshold_hu: float, margin_mm: float,
+               depth_mm: float | None) -> tuple[Crop, Box]:
+    """(the crop: the body down to ``depth_mm`` below its top, the plan's ``oar_depth_mm``, and
+    its field of view; the head box registration uses, see :data:`HEAD_MARGIN_MM`), CT voxel
+    indices, from one body mask."""
+    head = None if mr is None else fov_height_mm(mr) + HEAD_MARGIN_MM
+    if head is not None and depth_mm is not None:
+        head = min(head, depth_mm)
+    crop, head_crop = body_crops(ct, threshold_hu, margin_mm, (depth_mm, head))
+    full = Box.full(tuple(reversed(ct.GetSize())))
+    if crop.fov != full:
+        log.info("segmented down to %.0f mm below the top of the body (the plan's OAR depth): %.0f %% of the CT",
+                 depth_mm, 100 * np.prod(crop.fov.shape) / np.prod(full.shape))
+    return crop, head_crop.box
+
+
 def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
                     windows: bool = False) -> PreprocessedCase:
     """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring.
@@ -100,16 +124,17 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
     if mr is not None:
         mr, mr_warnings = sanitize_mr(mr)
         warnings += mr_warnings
-    box = body_box(ct, plans.body_threshold_hu, plans.crop_margin_mm)
-    grid = (window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap) if windows
-            else canonical_grid(ct, box, plans.spacing_xyz_mm))
+    crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
+    box = crop.box
+    grid = (window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov) if windows
+            else canonical_grid(ct, box, plans.spacing_xyz_mm, crop.fov))
     log.info("crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
              box.lo, box.hi, grid.shape, grid.spacing_xyz)
     ct_hu = resample_to_grid(ct, grid, default=AIR_HU, extend_edges=True)
     channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
     registration = None
     if plans.uses_mr:
-        mr_arr, registration = _mr_channel(ct, mr, box, grid, plans, warnings)
+        mr_arr, registration = _mr_channel(ct, mr, head, grid, plans, warnings)
         channels.append(mr_arr)
     for w in warnings:
         log.warning(w)

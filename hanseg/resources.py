@@ -1,12 +1,19 @@
 """Will a case fit in memory? Checked from the image header, before any voxel is read.
 
 The platform kills a job that passes its memory limit (often 4 GB) without a message, so a
-CT far larger than usual is refused up front with the numbers instead. The per-voxel cost
-was measured on a full-size phantom (CT 1024×1024×197, 206 M voxels): this process peaked
-at 2.78 GiB under ``docker run --memory=4g`` (the container's ``peak memory`` log line), i.e.
-about 12 bytes per CT voxel on top of ~0.5 GiB of Python, torch and the model: the CT itself,
-the body mask and its components, and the running argmax (best probability + label) on the
-CT grid. :data:`BYTES_PER_CT_VOXEL` keeps a margin over that.
+CT far larger than usual is refused up front with the numbers instead. What a case needs
+beyond the process's memory at the check (Python, torch, the model):
+
+* the CT as stored (2 bytes a voxel for int16; a CT stored as unsigned raw values is shifted
+  into a second, signed copy), the label map on the CT grid and its copy into the image that
+  is written: :data:`BYTES_PER_LABEL_VOXEL`;
+* the network's part, which does not grow with the CT: the crop stops at the plan's
+  ``oar_depth_mm`` below the top of the body, so the 31-channel probabilities cover at most the
+  head and neck's width and that depth, and the way back to the CT grid works in bounded slabs:
+  :data:`NETWORK_GIB`.
+
+Both were measured with ``python -m benchmarks.real_size`` (docs/benchmarks.md): a real-size CT
+of 1024×1024×330 reaching the thorax against the same case cut to the head and neck.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputTooLargeError
@@ -21,7 +29,10 @@ from .io import read_error
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_CT_VOXEL = 13
+#: The label map (uint8) on the CT grid and its copy into the written image, per CT voxel.
+BYTES_PER_LABEL_VOXEL = 2
+#: The network grid's probabilities, the input channels and the slab buffers, whatever the CT's size.
+NETWORK_GIB = 1.5
 GIB = 2**30
 # cgroup v2, then v1: the container's limit ("max" or a huge number when unlimited).
 CGROUP_LIMIT_FILES = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
@@ -62,17 +73,31 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def header_voxels(path: Path) -> int:
+#: Bytes a voxel of each stored type takes in memory.
+_PIXEL_BYTES = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
+                sitk.sitkUInt32: 4, sitk.sitkInt32: 4, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8}
+_UNSIGNED = (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32)
+
+
+def _header(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()  # the header only: no voxel data is read
     except RuntimeError as exc:
         raise read_error(path, exc) from exc
-    n = 1
-    for s in reader.GetSize():
-        n *= s
-    return n
+    return reader
+
+
+def header_voxels(path: Path) -> int:
+    return int(np.prod(_header(path).GetSize()))
+
+
+def bytes_needed(voxels: int, pixel_id: int) -> int:
+    """What segmenting a CT of ``voxels`` stored as ``pixel_id`` adds to the process's memory."""
+    stored = _PIXEL_BYTES.get(pixel_id, 4)
+    shifted = 2 if pixel_id in _UNSIGNED else 0  # raw scanner values: shifted into a signed copy
+    return int(NETWORK_GIB * GIB) + voxels * (stored + shifted + BYTES_PER_LABEL_VOXEL)
 
 
 def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = None) -> None:
@@ -81,11 +106,14 @@ def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = Non
     if limit is None:
         return  # not Linux: nothing to compare with
     in_use = current_rss_bytes() if in_use is None else in_use
-    voxels = header_voxels(ct_path)
-    need, left = voxels * BYTES_PER_CT_VOXEL, limit - in_use
-    log.debug("%s: %d voxels, about %.1f GiB needed, %.1f GiB left", ct_path.name, voxels, need / GIB, left / GIB)
+    header = _header(ct_path)
+    voxels = int(np.prod(header.GetSize()))
+    need, left = bytes_needed(voxels, header.GetPixelID()), limit - in_use
+    log.info("%s: %d M voxels, about %.1f GiB needed, %.1f GiB left", ct_path.name, voxels // 10**6,
+             need / GIB, left / GIB)
     if need > left:
         raise InputTooLargeError(
             f"{ct_path.name}: a CT of {voxels / 1e6:.0f} M voxels needs about {need / GIB:.1f} GiB, but only "
             f"{left / GIB:.1f} GiB of the {limit / GIB:.1f} GiB memory limit is left: crop the CT to the head "
-            "and neck or give the job more memory (a usual HaN-Seg CT, 1024×1024×200, needs about 2.5 GiB)")
+            "and neck or give the job more memory (the largest HaN-Seg CTs, 1024×1024×350, need about "
+            f"{bytes_needed(1024 * 1024 * 350, sitk.sitkInt16) / GIB:.1f} GiB)")

@@ -17,6 +17,10 @@ Three spaces are involved:
   small head pose about the head centre and shifted;
 * *MR physical* space: CT physical points mapped by the ground-truth rigid ``ct_to_mr``.
 
+Two profiles (:mod:`phantoms.case`): ``simple`` (small cases' default, unchanged for years of
+tests) and ``real`` (full size's default: the HaN-Seg download's grids, world frames, MR storage,
+annotation table and a body that may reach far below the shoulders).
+
 Rendering never evaluates a shape on the whole grid: each shape's canonical bounding box is
 mapped to a voxel index box and only those voxels are tested (a full CT has 200 M voxels).
 
@@ -27,10 +31,10 @@ structures in painting order), ``render`` (chunked painting onto any grid), ``ca
 writes cases.
 """
 
-from .case import PhantomCase, case_seed, make_case
+from .case import MR_UINT16_SEED, PROFILES, TALL_SEED, PhantomCase, Profile, case_seed, make_case, plan_case
 from .errors import PhantomError
 from .variants import GRID_VARIANTS, regrid, regrid_labels
 from .writers import write_gc, write_raw
 
-__all__ = ["GRID_VARIANTS", "PhantomCase", "PhantomError", "case_seed", "make_case", "regrid", "regrid_labels",
-           "write_gc", "write_raw"]
+__all__ = ["GRID_VARIANTS", "MR_UINT16_SEED", "PROFILES", "TALL_SEED", "PhantomCase", "PhantomError", "Profile",
+           "case_seed", "make_case", "plan_case", "regrid", "regrid_labels", "write_gc", "write_raw"]

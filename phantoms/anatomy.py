@@ -1,4 +1,8 @@
-"""The anatomy of a nominal head and neck in canonical millimetres (origin near the sella turcica)."""
+"""The anatomy of a nominal head and neck in canonical millimetres (origin near the sella turcica).
+
+The real profile adds the body a tall CT reaches below the neck (arms, rib cage, lungs, heart,
+aorta, lower spine, liver, stomach): only below :data:`BODY_TOP`, never labelled, from a random
+stream of its own, so the head and neck (and every simple case) stay exactly as they are."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 
 from hanseg.labels import LABEL_IDS
 
+from .errors import PhantomError
 from .shapes import Clip, Difference, Ellipsoid, Shape, Structure, Tube, Union, Vec, _v, rotation_matrix
 from .tissues import TID
 
@@ -17,6 +22,11 @@ HEAD_CENTRE = _v(0.0, 8.0, 0.0)
 LOWEST_OAR_Z = -215.0
 #: Lowest canonical z the MR must reach ("head and upper neck").
 MR_LOWEST_Z = -100.0
+#: Highest canonical z the body below the neck (real profile) may paint: under every OAR (the
+#: lowest, the oesophagus and cord labels, end at -190), so the head and neck stay as they are.
+BODY_TOP = -200.0
+#: Half-width (mm) of the midline gap between a rib pair's ends (spine behind, sternum in front).
+_RIB_GAP = 22.0
 #: Spinal cord centre line; the canal, vertebrae and cord follow it (cervical lordosis).
 _CORD_LINE = np.array([[0, 27, -36], [0, 27, -80], [0, 30, -130], [0, 35, -190], [0, 42, -340]], float)
 
@@ -115,22 +125,26 @@ def _trunk(b: _Builder) -> None:
     b.layers("sternum", [_ell((0, -45, -225), (20, 7, 22), b.k_bg())], [(0.0, "CORTICAL"), (-2.0, "TRABECULAR")])
 
 
+def _vertebra(b: _Builder, z: float, g: float, half_height: float = 7.0, disc_gap: float = 9.0) -> None:
+    """One vertebra centred at height ``z`` (size factor ``g``): body, arch, spinous and
+    transverse processes (cortical), trabecular body, and the disc above it."""
+    yc = _cord_y(z)
+    body = _ell((0, yc - 18, z), (9 * g, 8 * g, half_height), b.k_bg())
+    arch = _ell((0, yc + 1, z), (15 * g, 13 * g, 5), b.k_bg())
+    spinous = _ell((0, yc + 20, z - 4), (3.5, 11 * g, 4.5), b.k_bg())
+    transverse = _ell((0, yc - 5, z), (24 * g, 5, 4.5), b.k_bg())
+    b.layers("vertebra", [arch, spinous, transverse, body], [(0.0, "CORTICAL")])
+    b.layers("vertebral_body", [body], [(-1.5, "TRABECULAR")])
+    b.add("disc", _ell((0, yc - 18, z + disc_gap), (8.5 * g, 7.5 * g, 2.0)), "DISC")
+
+
 def _spine(b: _Builder) -> None:
     """Atlas, vertebral bodies with discs, arches and processes, then the CSF-filled canal."""
     y1 = _cord_y(-42)
     b.layers("atlas", [_ell((0, y1 - 4, -42), (22, 22, 5), b.k_bg())], [(0.0, "CORTICAL"), (-2.0, "TRABECULAR")])
     b.layers("dens", [_ell((0, y1 - 16, -44), (5, 5, 10), b.k_bg())], [(0.0, "CORTICAL"), (-1.5, "TRABECULAR")])
     for lvl in range(15):  # C2 .. T6
-        z = -58.0 - 18.0 * lvl
-        yc = _cord_y(z)
-        g = 1.0 + 0.03 * lvl  # lower vertebrae are larger
-        body = _ell((0, yc - 18, z), (9 * g, 8 * g, 7), b.k_bg())
-        arch = _ell((0, yc + 1, z), (15 * g, 13 * g, 5), b.k_bg())
-        spinous = _ell((0, yc + 20, z - 4), (3.5, 11 * g, 4.5), b.k_bg())
-        transverse = _ell((0, yc - 5, z), (24 * g, 5, 4.5), b.k_bg())
-        b.layers("vertebra", [arch, spinous, transverse, body], [(0.0, "CORTICAL")])
-        b.layers("vertebral_body", [body], [(-1.5, "TRABECULAR")])
-        b.add("disc", _ell((0, yc - 18, z + 9), (8.5 * g, 7.5 * g, 2.0)), "DISC")
+        _vertebra(b, -58.0 - 18.0 * lvl, 1.0 + 0.03 * lvl)  # lower vertebrae are larger
     canal = _tube(np.vstack([[0, 27, -30], _CORD_LINE]), 7.5, b.k_bg(), (1.25, 1, 1))
     b.add("canal", canal, "CSF")
 
@@ -287,11 +301,107 @@ def _neck_oars(b: _Builder) -> None:
     b.oar("SpinalCord", Clip(cord, axis=2, lo=-190, hi=-36), "CORD")
 
 
-def build_anatomy(rng: np.random.Generator, s: float, missing: Iterable[str]) -> list[Structure]:
-    """All structures of one case, in painting order (later ones overwrite earlier ones)."""
-    b = _Builder(rng, s, missing)
-    for part in (_envelopes, _trunk, _spine, _skull_and_brain, _skull_base_and_face, _neck_soft,
-                 _brain_oars, _eye_oars, _face_oars, _neck_oars):
-        part(b)
-    return b.items
+# =========================================================================================
+# Below the neck (real profile only): the body a tall CT reaches, without any label.
+# =========================================================================================
 
+
+class _BelowNeck(_Builder):
+    """Adds to another builder's list with its own random stream (so the head-and-neck draws,
+    hence every simple case, stay as they were), clips every shape below :data:`BODY_TOP` and
+    refuses labels: nothing below the existing OARs is annotated, as in HaN-Seg."""
+
+    def __init__(self, rng: np.random.Generator, s: float, items: list[Structure]):
+        super().__init__(rng, s, ())
+        self.items = items
+
+    def add(self, name: str, shape: Shape, tissue: str | None, label: int | None = None) -> None:
+        if label is not None:
+            raise PhantomError(f"{name}: structures below the neck carry no label (nothing there is annotated)")
+        super().add(name, Clip(shape, axis=2, hi=BODY_TOP), tissue)
+
+
+def _arms(b: _BelowNeck) -> None:
+    """Upper arms hanging beside the trunk (skin, fat, muscle), painted before the body
+    outline so that the trunk's own skin separates arm from chest where they touch."""
+    for sx in (1, -1):
+        arm = _tube([(sx * 195, 22, -262), (sx * 214, 26, -330), (sx * 224, 28, -545)], 38, b.k_bg())
+        b.layers("arm", [arm], [(0.0, "SKIN"), (-2.0, "FAT"), (-9.0, "MUSCLE")])
+
+
+def _rib(b: _BelowNeck, z_back: float, half_width: float, half_depth: float) -> None:
+    """One pair of ribs: a ring tilted 22 degrees (the front lower than the back, whose top is
+    at ``z_back``), a flat elliptic disc minus a smaller one, cortex around marrow, cut at
+    both ends of the midline where the spine and the sternum are."""
+    tilt = 22.0
+    rot = rotation_matrix((1, 0, 0), -tilt)  # local y runs posterior *and* up
+    k = b.k_bg()
+    centre = _v(0, 24, z_back - half_depth * k * np.sin(np.radians(tilt)))
+    outer, inner = np.array([half_width, half_depth, 5.0]), np.array([half_width - 9, half_depth - 9, 6.0])
+    for grow, tissue in ((0.0, "CORTICAL"), (-2.0, "TRABECULAR")):
+        ring = Difference(_ell(centre, outer * (k, k, 1) + grow, rot=rot),
+                          _ell(centre, inner * (k, k, 1) - grow, rot=rot))
+        for side in (Clip(ring, axis=0, lo=_RIB_GAP), Clip(ring, axis=0, hi=-_RIB_GAP)):
+            b.add(f"rib:{tissue}", side, tissue)
+
+
+def _chest_organs(b: _BelowNeck) -> None:
+    """Lungs, mediastinal fat, heart in its fat, aorta, main bronchi, lower oesophagus."""
+    for sx in (1, -1):
+        b.add("lung", _ell((sx * 70, 32, -345), (62, 55, 135), b.k_bg()), "LUNG")
+    b.add("mediastinum", _ell((0, -10, -300), (32, 40, 90), b.k_bg()), "FAT")
+    heart = _ell((18, -2, -385), (55, 40, 58), b.k_bg(), rotation_matrix((0, 0, 1), 25))
+    b.layers("heart", [heart], [(3.0, "FAT"), (0.0, "BLOOD")])
+    aorta = [(8, -18, -345), (5, -12, -280), (10, 0, -262), (22, 14, -280), (28, 10, -335), (28, 8, -560)]
+    b.add("aorta", _tube(aorta, 12, b.k_bg()), "BLOOD")
+    for sx in (1, -1):
+        b.add("bronchus", _tube([(0, -12, -328), (sx * 38, -2, -352), (sx * 60, 10, -378)], 6), "AIR_IN")
+    oesophagus = [(0, 3, -195), (0, 8, -330), (8, 5, -470)]
+    b.add("oesophagus_below", _tube(oesophagus, 1.0, 1.0, (9, 6, 1)), "MUSCLE")
+    b.add("oesophagus_below_air", _tube(oesophagus, 0.25, 1.0, (8, 5, 1)), "AIR_IN")
+
+
+def _upper_abdomen(b: _BelowNeck) -> None:
+    """Liver under the right dome of the diaphragm and the stomach (wall, air bubble) under
+    the left, both painted over the lung bases; the spine, canal and cord carry on down."""
+    b.add("liver", _ell((-55, 15, -500), (100, 72, 85), b.k_bg()), "DISC")  # ~85 HU, mid-grey T1
+    b.add("stomach", _ell((60, -5, -490), (45, 35, 40), b.k_bg()), "MUSCLE")
+    b.add("stomach_air", _ell((60, -15, -465), (28, 20, 14), b.k_bg()), "AIR_IN")
+    for lvl in range(15, 28):  # T10 .. L4 at 22 mm spacing: taller bodies, thicker discs
+        _vertebra(b, -310.0 - 22.0 * (lvl - 14), 1.0 + 0.03 * lvl, half_height=8.5, disc_gap=11.0)
+    b.add("canal_below", _tube([(0, 42, -330), (0, 44, -620)], 7.5, b.k_bg(), (1.25, 1, 1)), "CSF")
+    b.add("cord_below", _tube([(0, 42, -335), (0, 44, -590)], 4.5, 1.0, (1.3, 1, 1)), "CORD")
+
+
+def _chest_wall(b: _BelowNeck) -> None:
+    """Humeral shafts, ten rib pairs (the cage wider and deeper downwards) and the sternal
+    body, painted over the lungs, heart and liver where they meet them."""
+    bone = [(0.0, "CORTICAL"), (-3.0, "TRABECULAR")]
+    for sx in (1, -1):
+        shaft = _tube([(sx * 160, 20, -255), (sx * 205, 24, -330), (sx * 222, 28, -530)], 11, b.k_bg())
+        b.layers("humerus_shaft", [shaft], bone)
+    for i in range(10):
+        t = np.sin(min(1.0, i / 6.0) * np.pi / 2)  # the cage widens fast, then stays wide
+        _rib(b, -222.0 - 24.0 * i, 90.0 + 60.0 * t, 58.0 + 20.0 * t)
+    sternum = _tube([(0, -48, -246), (0, -52, -385)], 5, b.k_bg(), (3.2, 1, 1))
+    b.layers("sternal_body", [sternum], [(0.0, "CORTICAL"), (-1.5, "TRABECULAR")])
+
+
+def build_anatomy(rng: np.random.Generator, s: float, missing: Iterable[str],
+                  body_rng: np.random.Generator | None = None) -> list[Structure]:
+    """All structures of one case, in painting order (later ones overwrite earlier ones).
+
+    With ``body_rng`` (the real profile) the body goes on below the neck: arms before the
+    body outline, the chest and upper abdomen after the shoulder girdle and before the spine,
+    airway and neck OARs, which are painted over them where they meet. Without it the list
+    is exactly the head-and-neck anatomy (the simple profile)."""
+    b = _Builder(rng, s, missing)
+    low = None if body_rng is None else _BelowNeck(body_rng, s, b.items)
+    parts = [(b, _envelopes), (b, _trunk), (b, _spine), (b, _skull_and_brain), (b, _skull_base_and_face),
+             (b, _neck_soft), (b, _brain_oars), (b, _eye_oars), (b, _face_oars), (b, _neck_oars)]
+    if low is not None:
+        parts[2:2] = [(low, _chest_organs), (low, _upper_abdomen), (low, _chest_wall)]
+        parts.insert(0, (low, _arms))
+    for builder, part in parts:
+        part(builder)
+    return b.items

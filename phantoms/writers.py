@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping
 
 import SimpleITK as sitk
 
-from hanseg.labels import LABEL_IDS, OAR_NAMES, oar_file_name
+from dataset.oar_data import read_oar_table, write_oar_table
+from hanseg.errors import HansegError
+from hanseg.labels import LABEL_IDS, oar_file_name
 
 from .case import PhantomCase
 from .errors import PhantomError
@@ -21,23 +22,19 @@ def _write(img: sitk.Image, path: Path) -> None:
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
-def _update_oar_csv(path: Path, case_id: str, present: Sequence[str]) -> None:
-    """Add or replace this case's row in ``OAR_data.csv`` (one row per case, sorted), so
-    cases written one at a time still end up in a single table as in HaN-Seg."""
-    rows: dict[str, list[str]] = {}
+def _update_oar_csv(path: Path, case_id: str, values: Mapping[str, float]) -> None:
+    """Add or replace this case's row (OAR name -> 1, 0.5 or 0) in ``OAR_data.csv``, written in
+    the download's format (:mod:`dataset.oar_data`), so that cases written one at a time still
+    end up in a single table as in HaN-Seg. An existing table (also one of this tool's older
+    comma-separated ones) is read back by OAR name and rewritten."""
+    table: dict[str, dict[str, float]] = {}
     if path.exists():
-        with path.open(newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header != ["id", *OAR_NAMES]:
-                raise PhantomError(f"{path} exists but is not an OAR table written by this tool")
-            rows = {r[0]: r for r in reader if r}
-    rows[case_id] = [case_id, *("1" if n in present else "0" for n in OAR_NAMES)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", *OAR_NAMES])
-        writer.writerows(rows[k] for k in sorted(rows))
+        try:
+            table = read_oar_table(path)
+        except HansegError as exc:
+            raise PhantomError(f"{path} exists but is not an OAR table ({exc}); remove it or write elsewhere") from exc
+    table[case_id] = dict(values)
+    write_oar_table(table, path)
 
 
 def _out_dir(out_dir: Path) -> Path:
@@ -49,8 +46,8 @@ def _out_dir(out_dir: Path) -> Path:
 
 def write_raw(case: PhantomCase, out_dir: Path, table: bool = True) -> Path:
     """HaN-Seg layout: ``out_dir/<id>/<id>_IMG_CT.nrrd``, ``<id>_IMG_MR_T1.nrrd``, one binary
-    ``<id>_OAR_<name>.seg.nrrd`` per annotated OAR, and (``table``) the case's row of
-    ``out_dir/OAR_data.csv``."""
+    ``<id>_OAR_<name>.seg.nrrd`` per OAR with a mask (value 1 or 0.5), and (``table``) the
+    case's row of ``out_dir/OAR_data.csv``."""
     out_dir = _out_dir(out_dir)
     folder = out_dir / case.case_id
     _write(case.ct, folder / f"{case.case_id}_IMG_CT.nrrd")
@@ -59,7 +56,7 @@ def write_raw(case: PhantomCase, out_dir: Path, table: bool = True) -> Path:
         mask = sitk.Cast(sitk.Equal(case.labels, LABEL_IDS[name]), sitk.sitkUInt8)
         _write(mask, folder / oar_file_name(case.case_id, name))
     if table:
-        _update_oar_csv(out_dir / OAR_CSV, case.case_id, case.present)
+        _update_oar_csv(out_dir / OAR_CSV, case.case_id, case.oar_values)
     return folder
 
 
@@ -72,5 +69,5 @@ def write_gc(case: PhantomCase, out_dir: Path, table: bool = True) -> None:
     _write(case.mr, out_dir / "input" / "images" / "t1-mri" / f"{case.case_id}_T1.mha")
     _write(case.labels, out_dir / "ground_truth" / f"{case.case_id}_seg.mha")
     if table:
-        _update_oar_csv(out_dir / "ground_truth" / OAR_CSV, case.case_id, case.present)
+        _update_oar_csv(out_dir / "ground_truth" / OAR_CSV, case.case_id, case.oar_values)
 

@@ -17,6 +17,12 @@ from hanseg.plans import plans_from_json
 #: The repository root.
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The header line of the real download's OAR_data.csv, exactly (../shared/notes/hanseg-facts.md, "Data").
+REAL_OAR_CSV_HEADER = (";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_R;Esophagus_S;Cochlea_L;Cochlea_R;"
+                       "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;"
+                       "Lips;Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;"
+                       "Pituitary;SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid")
+
 TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 
 

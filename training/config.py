@@ -69,6 +69,9 @@ class TrainConfig:
                             "up-sampled", metavar="P")
     reslice: float = setting(0.0, "probability of a patch resampled as from another voxel lattice: another "
                              "slice spacing and phase, see training.data.simulate_reslicing", metavar="P")
+    min_oar_reliability: float = setting(
+        1.0, "OARs that OAR_data.csv rates below this for a case (the download has 0.5 for some) are "
+        "left out of that case's loss, like a missing mask; 0 keeps every mask file", metavar="R")
     mr_dropout: float = setting(0.2, "probability per patch of zeroed MR channels: trains the CT-only "
                                 "path the model takes when MR is missing", metavar="P")
     grad_clip: float = setting(12.0, "clip the L2 norm of all trainable gradients to NORM, as nnU-Net does",

@@ -43,6 +43,8 @@ def preprocessing_key(plans: Plans) -> str:
               "norm": [vars(c.normalization) for c in plans.channels],
               "spacing": plans.spacing_xyz_mm, "margin": plans.crop_margin_mm,
               "threshold": plans.body_threshold_hu, "v": PREPROCESSING_VERSION}
+    if plans.oar_depth_mm is not None:  # only then: caches of plans without a depth keep their keys
+        fields["oar_depth"] = plans.oar_depth_mm
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -58,7 +60,8 @@ def _class_coords(labels: np.ndarray, rng: np.random.Generator) -> dict[int, np.
 def cache_case(case: RawCase, plans: Plans, cache_dir: Path) -> Path:
     """Preprocess one raw case into ``cache_dir/<case_id>.npz`` unless it is already there."""
     path = cache_dir / f"{case.case_id}.npz"
-    key = preprocessing_key(plans)
+    # the masks left out (OAR_data.csv) change the labels too; a complete case keeps the plain key
+    key = preprocessing_key(plans) + (f"-without-{'+'.join(case.unreliable)}" if case.unreliable else "")
     if path.is_file():
         with np.load(path) as data:
             if str(data["key"]) == key:

@@ -67,12 +67,16 @@ def sync_readme(readme: Path, meta: Metadata) -> bool:
 
 
 def _stages(meta: Metadata) -> list[str]:
-    rows = ["| version | steps | CPU minutes | validation mean Dice | what changed |", "| --- | ---: | ---: | ---: | --- |"]
+    rows = ["| version | steps | CPU minutes | validation mean Dice |", "| --- | ---: | ---: | ---: |"]
     for stage in meta.get("stages", []):
         val = stage.get("validation_mean_dice")
         rows.append(f"| {stage['version']} | {stage.get('steps', '')} | {stage.get('training_minutes', '')} | "
-                    f"{'' if val is None else f'{val:.3f}'} | {meta['changelog'].get(stage['version'], '')} |")
+                    f"{'' if val is None else f'{val:.3f}'} |")
     return rows
+
+
+def _changelog(meta: Metadata) -> list[str]:
+    return [f"- **{version}**: {text}" for version, text in meta.get("changelog", {}).items()]
 
 
 def _commands(meta: Metadata) -> list[str]:
@@ -123,6 +127,7 @@ def card(meta: Metadata, plans: Plans) -> str:
              f"folds {list(plans.folds)}, overlap {plans.overlap}", "",
              "## Training data", "", f"{meta['training_data']['description']}: `{meta['training_data']['command']}`", "",
              f"## Stages ({total_minutes(meta)} CPU minutes in all)", "", *_stages(meta), "",
+             "## Changelog", "", *_changelog(meta), "",
              *_scores(meta), "", "## Reproduce", "", *_commands(meta), ""]
     return "\n".join(lines)
 

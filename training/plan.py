@@ -23,6 +23,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from dataset.raw import RawCase, find_raw_cases, label_map
+from hanseg.geometry import depth_below_top_mm
 from hanseg.io import read_image
 from hanseg.labels import OAR_NAMES
 from hanseg.network_kinds import (
@@ -32,7 +33,7 @@ from hanseg.network_kinds import (
     KWARGS_IMG_SIZE,
     plain,
 )
-from hanseg.plans import NetworkSpec, Plans, plans_from_json, save_plans
+from hanseg.plans import DEFAULT_BODY_THRESHOLD_HU, NetworkSpec, Plans, plans_from_json, save_plans
 
 log = logging.getLogger("training.plan")
 
@@ -48,10 +49,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Added to the deepest OAR of the training set below the top of the body: a patient's OARs may
+#: sit a little lower than every training case's, and the crop must never cut one.
+OAR_DEPTH_MARGIN_MM = 30.0
+
+
 def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: int = 0) -> dict[str, Any]:
-    """Spacings, sizes and foreground HU statistics of the training set."""
+    """Spacings, sizes, foreground HU statistics, OAR component counts and how deep below the top
+    of the body the OARs reach, over the training set."""
     rng = np.random.default_rng(seed)
-    spacings, sizes, values = [], [], []
+    spacings, sizes, values, depths = [], [], [], []
     components = dict.fromkeys(OAR_NAMES, 1)
     for case in cases:
         ct = read_image(case.ct)
@@ -60,6 +67,7 @@ def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: i
         labels = label_map(case, ct)
         for name, n in count_components(labels).items():
             components[name] = max(components[name], n)
+        depths.append(depth_below_top_mm(ct, labels > 0, DEFAULT_BODY_THRESHOLD_HU))
         fg = sitk.GetArrayViewFromImage(ct)[labels > 0]
         if fg.size:
             values.append(rng.choice(fg, min(samples_per_case, fg.size), replace=False))
@@ -69,7 +77,14 @@ def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: i
     return {"cases": [c.case_id for c in cases], "spacings_xyz": spacings, "sizes_xyz": sizes,
             "median_spacing_xyz": np.median(spacings, axis=0).tolist(),
             "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())},
-            "max_components": components}
+            "max_components": components, "oar_depths_mm": depths}
+
+
+def oar_depth(fp: dict[str, Any]) -> float | None:
+    """The plan's crop depth: the deepest OAR below the top of the body over the training set,
+    plus :data:`OAR_DEPTH_MARGIN_MM`; None when a case could not be measured (no limit then)."""
+    depths = fp.get("oar_depths_mm") or [None]
+    return None if any(d is None for d in depths) else round(max(depths) + OAR_DEPTH_MARGIN_MM, 1)
 
 
 def count_components(labels: np.ndarray) -> dict[str, int]:
@@ -152,6 +167,7 @@ def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | N
         "network": network_spec(network, preset, patch, spacing),
         "folds": list(folds), "overlap": 0.5,
         "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
+        "oar_depth_mm": oar_depth(fp),
     })
 
 

@@ -63,10 +63,12 @@ def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
     return splits[k]["train"], splits[k]["val"]
 
 
-def cache_cases(data: Path, work: Path, plans: Plans, ids: list[str], workers: int = 1) -> list[Path]:
+def cache_cases(data: Path, work: Path, plans: Plans, ids: list[str], workers: int = 1,
+                min_reliability: float = 1.0) -> list[Path]:
     """The preprocessed cache file of each case, made where it is missing or stale; with
-    ``workers`` > 1 in that many processes, each with its share of SimpleITK's threads."""
-    raw = {c.case_id: c for c in find_raw_cases(data)}
+    ``workers`` > 1 in that many processes, each with its share of SimpleITK's threads. OARs
+    that ``OAR_data.csv`` rates below ``min_reliability`` are left out (see dataset.raw)."""
+    raw = {c.case_id: c for c in find_raw_cases(data, min_reliability)}
     missing = [i for i in ids if i not in raw]
     if missing:
         raise SystemExit(f"cases in splits.json not found in {data}: {', '.join(missing)}")
@@ -90,8 +92,8 @@ def _worker_init(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def load_cases(data: Path, work: Path, plans: Plans, ids: list[str]) -> list[CachedCase]:
-    return [load_cached(path) for path in cache_cases(data, work, plans, ids)]
+def load_cases(data: Path, work: Path, plans: Plans, ids: list[str], min_reliability: float = 1.0) -> list[CachedCase]:
+    return [load_cached(path) for path in cache_cases(data, work, plans, ids, min_reliability=min_reliability)]
 
 
 def sample_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: np.random.Generator
@@ -396,10 +398,10 @@ def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device:
                ctx: ddp.DistContext, t_start: float | None = None) -> int:
     train_ids, val_ids = fold_cases(args.work, args.fold)
     if ctx.is_main:  # rank 0 fills the cache first; the others then only read it
-        cache_cases(args.data, args.work, plans, train_ids + val_ids, args.workers)
+        cache_cases(args.data, args.work, plans, train_ids + val_ids, args.workers, cfg.min_oar_reliability)
     ddp.barrier(ctx)
-    train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx))
-    val_cases = load_cases(args.data, args.work, plans, val_ids) if ctx.is_main else []
+    train_cases = load_cases(args.data, args.work, plans, ddp.shard(train_ids, ctx), cfg.min_oar_reliability)
+    val_cases = load_cases(args.data, args.work, plans, val_ids, cfg.min_oar_reliability) if ctx.is_main else []
     ckpt = Checkpoints(args.work / f"fold_{args.fold}")
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (DDP broadcasts them anyway)
     state = None if args.restart else ckpt.load_last()

@@ -70,3 +70,24 @@ def _degenerate_mha():
               "DimSize = 2 2 2\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
     path.write_bytes(header.encode() + np.zeros(8, np.int16).tobytes())
     return path
+
+
+def test_raw_scanner_values_stay_16_bit_integers():
+    """A full-size CT as float32 would double its memory: the shift keeps int16 where it fits."""
+    ct, _ = sanitize_ct(img(np.array([[[0, 924], [1064, 4095]]], np.uint16)))
+    assert ct.GetPixelID() == sitk.sitkInt16
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ct), [[[-1024, -100], [40, 3071]]])
+
+
+def test_an_mr_stored_with_the_uint16_offset_is_shifted_back_exactly():
+    values = np.array([[[0, 17], [2679, 431]]], np.uint16)
+    mr, warnings = sanitize_mr(img(values + np.uint16(32768)))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(mr), values)
+    assert len(warnings) == 1 and "+32768 offset" in warnings[0]
+
+
+def test_an_mr_without_the_offset_is_left_alone():
+    for values in (np.array([[[0, 17], [35000, 431]]], np.uint16), np.array([[[33000.0, 34000.0]]], np.float32)):
+        mr, warnings = sanitize_mr(img(values))
+        assert warnings == [] and mr.GetPixelID() == img(values).GetPixelID()
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(mr), values)

@@ -6,6 +6,7 @@ from hanseg.geometry import (
     Box,
     Grid,
     body_box,
+    depth_below_top_mm,
     canonical_grid,
     crop,
     pad_to_cover,
@@ -274,3 +275,43 @@ def test_regrid_labels_samples_surfaces_better_than_nearest_neighbour():
     assert set(np.unique(sitk.GetArrayFromImage(smooth))) == {0, 3, 7}
     np.testing.assert_array_equal(sitk.GetArrayFromImage(regrid_labels(labels, "flipped")),
                                   sitk.GetArrayFromImage(regrid(labels, "flipped", sitk.sitkNearestNeighbor, 0)))
+
+
+def tall_body(direction=None) -> sitk.Image:
+    """A body 40 slices tall (2 mm) in a CT of 60: its top is slice 49 (z index grows superior)."""
+    ct = np.full((60, 24, 24), -1000, np.int16)
+    ct[10:50, 4:20, 4:20] = 40
+    return image(ct, spacing=(2.0, 2.0, 2.0), direction=direction)
+
+
+def test_depth_limit_keeps_the_body_within_that_depth_below_its_top():
+    ct = tall_body()
+    full = body_box(ct, -500, margin_mm=0, work_mm=2)
+    cut = body_box(ct, -500, margin_mm=0, work_mm=2, depth_mm=30.0)
+    assert full == Box((10, 4, 4), (50, 20, 20))
+    assert cut == Box((34, 4, 4), (50, 20, 20))   # 15 slices of 2 mm below the top one, rounded up: 16
+    assert body_box(ct, -500, margin_mm=0, work_mm=2, depth_mm=500.0) == full
+
+
+def test_depth_limit_follows_the_patient_not_the_array_on_a_flipped_ct():
+    """z index running inferior: the top of the body is the lowest index."""
+    arr = sitk.GetArrayFromImage(tall_body())[::-1].copy()
+    ct = image(arr, spacing=(2.0, 2.0, 2.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, -1))
+    assert body_box(ct, -500, margin_mm=0, work_mm=2, depth_mm=30.0) == Box((10, 4, 4), (26, 20, 20))
+
+
+def test_a_ct_with_no_axial_axis_is_not_cut():
+    c, s = np.cos(np.radians(45)), np.sin(np.radians(45))
+    ct = tall_body(direction=(1, 0, 0, 0, c, -s, 0, s, c))
+    assert body_box(ct, -500, 0, work_mm=2, depth_mm=30.0) == body_box(ct, -500, 0, work_mm=2)
+
+
+def test_the_planned_depth_is_the_lowest_mask_voxel_below_the_top_of_the_body():
+    ct = tall_body()
+    oars = np.zeros((60, 24, 24), bool)
+    oars[30:45, 8:12, 8:12] = True                  # lowest OAR slice 30; top of the body 49
+    assert depth_below_top_mm(ct, oars, -500, work_mm=2) == 38.0
+    assert depth_below_top_mm(ct, np.zeros_like(oars), -500, work_mm=2) is None
+    # planned with it, the crop keeps the OAR whole
+    box = body_box(ct, -500, margin_mm=0, work_mm=2, depth_mm=38.0)
+    assert box.lo[0] <= 30

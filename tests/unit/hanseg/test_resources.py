@@ -27,13 +27,26 @@ def test_header_is_read_without_the_voxels(tmp_path):
     assert header_voxels(header_only_mha(tmp_path / "ct.mha", (1024, 1024, 200))) == 1024 * 1024 * 200
 
 
-def test_usual_ct_fits_in_4_gb_and_a_huge_one_does_not(tmp_path):
-    usual = header_only_mha(tmp_path / "usual.mha", (1024, 1024, 200))
+def test_every_real_size_fits_in_4_gb_and_a_far_larger_ct_does_not(tmp_path):
+    """HaN-Seg CTs run up to about 1024×1024×350 (int16): never refused under the usual 4 GB."""
+    for slices in (60, 200, 330, 350):
+        check_fits(header_only_mha(tmp_path / f"ct{slices}.mha", (1024, 1024, slices)), limit=4 * GIB,
+                   in_use=int(0.6 * GIB))
     huge = header_only_mha(tmp_path / "huge.mha", (1024, 1024, 600))
-    check_fits(usual, limit=4 * GIB, in_use=int(0.6 * GIB))
-    with pytest.raises(InputTooLargeError, match=r"huge.mha: a CT of 629 M voxels needs about 7.6 GiB, "
+    with pytest.raises(InputTooLargeError, match=r"huge.mha: a CT of 629 M voxels needs about 3.8 GiB, "
                                                   r"but only 3.4 GiB of the 4.0 GiB"):
         check_fits(huge, limit=4 * GIB, in_use=int(0.6 * GIB))
+
+
+def test_the_need_is_the_network_part_and_a_few_bytes_per_ct_voxel():
+    import SimpleITK as sitk
+
+    from hanseg.resources import BYTES_PER_LABEL_VOXEL, NETWORK_GIB, bytes_needed
+    voxels = 10**8
+    assert bytes_needed(voxels, sitk.sitkInt16) == int(NETWORK_GIB * GIB) + voxels * (2 + BYTES_PER_LABEL_VOXEL)
+    # raw scanner values (unsigned) are shifted into a signed copy: 2 bytes more per voxel
+    assert bytes_needed(voxels, sitk.sitkUInt16) - bytes_needed(voxels, sitk.sitkInt16) == 2 * voxels
+    assert bytes_needed(voxels, sitk.sitkFloat32) - bytes_needed(voxels, sitk.sitkInt16) == 2 * voxels
 
 
 def test_memory_limit_is_found_on_linux():

@@ -20,7 +20,7 @@ OTHER = {"epochs": 7, "iters": 3, "batch": 4, "lr": 0.02, "weight_decay": 0.125,
          "val_every": 2, "val_overlap": 0.5, "seed": 11, "loss": "tvmf", "optimizer": "sgd",
          "init_from": "some/bundle", "input_init": "replicate", "freeze": "all-but-last:2", "elastic": 0.25,
          "lowres": 0.5, "reslice": 0.75, "mr_dropout": 0.0, "grad_clip": 1.5, "warmup": 9, "amp": "bf16",
-         "time_budget": 60.0}
+         "time_budget": 60.0, "min_oar_reliability": 0.5}
 
 #: ``config`` of a checkpoint written before mr_dropout, grad_clip and val_overlap were settings
 #: (and when weight_decay was recorded as 1e-5 whatever the optimiser used).
