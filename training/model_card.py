@@ -95,6 +95,8 @@ def _unseen_table(scores: Mapping[str, Any]) -> list[str]:
         rows.append(f"| {name} | {grid['mean_dice']:.3f} | {grid['mean_dice'] - base:+.4f} | {grid['mean_hd95_mm']:.2f} | "
                     f"{low_dice:.3f} ({low_oar}) | {grid['seconds_per_case']:.1f} |")
     per_oar = ", ".join(f"{oar} {d:.2f}" for oar, d in scores.get("per_oar_dice", {}).items())
+    rows += ["", "s/case is the wall time of each `process.py` run on whatever machine ran the command, busy or "
+             "not: a check that nothing is pathologically slow, not a benchmark (speed: docs/benchmarks.md)."]
     return rows + ["", f"Dice per OAR on the original grid: {per_oar}."] if per_oar else rows
 
 
