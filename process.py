@@ -6,6 +6,9 @@ Grand-Challenge socket layout (``<input>/inputs.json``): CT and MR sockets → o
 ``<output>/<--output-socket>/output.mha``. Otherwise the HaN-Seg 2023 layout:
 ``<input>/images/ct/*`` and ``<input>/images/t1-mri/*`` (paired by sorted name) →
 ``<output>/images/head_neck_oar/<CT name, _CT→_seg>`` and ``<output>/results.json``.
+DICOM layout (a folder of DICOM files, any names and nesting, e.g. a PACS export): per study
+the planning CT and the T1 MR chosen by rules → ``<output>/<study UID>/<CT series UID>/``
+``rtstruct.dcm`` and ``seg.dcm``, and ``<output>/results.json``.
 Model: ``--model``, else an uploaded model in /opt/ml/model, else the baked ``model/``.
 All real work lives in the ``hanseg`` package; this file only wires it together.
 Exit code: 0 if every case produced its label map, 1 otherwise (reasons at the end of the log).
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 
 from hanseg.layouts import run
+from hanseg.layouts.dicom import DicomConfig
 from hanseg.errors import HansegError
 from hanseg.inference import DEFAULT_TIME_BUDGET_S, Segmenter
 from hanseg.model_dir import resolve_model_root
@@ -39,6 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mr-socket", help="socket layout: slug of the T1 MR input (default: the 'mri'/'t1' socket)")
     parser.add_argument("--output-socket", default=SocketConfig.output_path,
                         help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})")
+    parser.add_argument("--names", type=Path, metavar="MAP",
+                        help="DICOM layout: JSON/TOML file that renames, recolours or drops structures "
+                             "(docs/dicom.md; default: the 30 HaN-Seg names)")
+    parser.add_argument("--series-rules", type=Path, metavar="JSON",
+                        help="DICOM layout: overrides of the CT/MR series selection rules (docs/dicom.md)")
     parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
                         help="seconds per case; chooses test-time mirroring, folds and overlap to fit "
                              f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 = the richest settings, no budget)")
@@ -56,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         # built once, before any case
         segmenter = Segmenter(model, args.device, args.time_budget or None, not args.no_mirroring)
         sockets = SocketConfig(args.ct_socket, args.mr_socket, args.output_socket)
-        return run(args.input, args.output, segmenter, sockets)
+        dicom = DicomConfig(args.names, args.series_rules, segmenter.model_version)
+        return run(args.input, args.output, segmenter, sockets, dicom)
     except HansegError as exc:
         log.error("FAILED: %s", exc)
         return 1

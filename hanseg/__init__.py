@@ -13,7 +13,10 @@ stand beside it and import it, never the other way round. Modules, from the bott
   (MR → CT), ``preprocess`` (shared with training), ``budget`` (test-time settings within a
   time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``
   (probabilities back onto the CT grid, largest components);
-* ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``common``);
+* ``dicom`` (DICOM in and out: ``scan``, ``select``, ``volume``; ``contours``, ``names``,
+  ``rtstruct``, ``seg``);
+* ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``dicom``,
+  ``common``);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """
 

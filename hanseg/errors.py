@@ -34,3 +34,16 @@ class OutputError(HansegError):
 
 class InputTooLargeError(HansegError):
     """The case would not fit in the memory this process may use."""
+
+
+class DicomInputError(InputLayoutError):
+    """A DICOM input folder holds no usable CT series, or two equally good ones."""
+
+
+class DicomSeriesError(InvalidImageError):
+    """A DICOM series cannot be built into one volume (missing or duplicate slices, unequal
+    spacing, mixed orientations or frames of reference, a non-axial or tilted series)."""
+
+
+class NameMapError(HansegError):
+    """The structure name-and-colour map file cannot be used."""

@@ -94,6 +94,8 @@ class Segmenter:
         self.time_budget_s, self.mirroring = time_budget_s, mirroring
         self.windows_skipped = 0  # by the last probabilities() call (pure-air windows)
         self.plans = files.plans
+        #: what DICOM outputs name as the model that made them
+        self.model_version = str(files.metadata.get("version", "unversioned"))
         self.device, self.device_warning = resolve_device(device)
         if self.device_warning:
             log.warning(self.device_warning)

@@ -100,20 +100,26 @@ def bytes_needed(voxels: int, pixel_id: int) -> int:
     return int(NETWORK_GIB * GIB) + voxels * (stored + shifted + BYTES_PER_LABEL_VOXEL)
 
 
-def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = None) -> None:
-    """Raise :class:`InputTooLargeError` if segmenting this CT needs more than the memory left."""
+def check_volume_fits(name: str, voxels: int, pixel_id: int, limit: int | None = None,
+                      in_use: int | None = None) -> None:
+    """Raise :class:`InputTooLargeError` if segmenting a CT of ``voxels`` stored as ``pixel_id``
+    needs more than the memory left; ``name`` says which CT in the log and the message."""
     limit = memory_limit_bytes() if limit is None else limit
     if limit is None:
         return  # not Linux: nothing to compare with
     in_use = current_rss_bytes() if in_use is None else in_use
-    header = _header(ct_path)
-    voxels = int(np.prod(header.GetSize()))
-    need, left = bytes_needed(voxels, header.GetPixelID()), limit - in_use
-    log.info("%s: %d M voxels, about %.1f GiB needed, %.1f GiB left", ct_path.name, voxels // 10**6,
+    need, left = bytes_needed(voxels, pixel_id), limit - in_use
+    log.info("%s: %d M voxels, about %.1f GiB needed, %.1f GiB left", name, voxels // 10**6,
              need / GIB, left / GIB)
     if need > left:
         raise InputTooLargeError(
-            f"{ct_path.name}: a CT of {voxels / 1e6:.0f} M voxels needs about {need / GIB:.1f} GiB, but only "
+            f"{name}: a CT of {voxels / 1e6:.0f} M voxels needs about {need / GIB:.1f} GiB, but only "
             f"{left / GIB:.1f} GiB of the {limit / GIB:.1f} GiB memory limit is left: crop the CT to the head "
             "and neck or give the job more memory (the largest HaN-Seg CTs, 1024×1024×350, need about "
             f"{bytes_needed(1024 * 1024 * 350, sitk.sitkInt16) / GIB:.1f} GiB)")
+
+
+def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = None) -> None:
+    """:func:`check_volume_fits` from an image file's header, before any voxel is read."""
+    header = _header(ct_path)
+    check_volume_fits(ct_path.name, int(np.prod(header.GetSize())), header.GetPixelID(), limit, in_use)

@@ -3,7 +3,9 @@
 * ``sockets``: the Grand-Challenge socket layout (newer phases), when ``<input>/inputs.json``
   is present: one case per job, the exit code says how it went;
 * ``gc2023``: the HaN-Seg 2023 layout of the official template (``images/ct/``,
-  ``images/t1-mri/``), any number of cases, ``results.json``.
+  ``images/t1-mri/``), any number of cases, ``results.json``;
+* ``dicom``: a folder of DICOM files (a scanner or PACS export, any names and nesting), when
+  there is neither: one RTSTRUCT and one DICOM SEG per study, ``results.json``.
 
 ``common`` holds what they share: read → predict → write atomically, and the checks made
 before any work.
@@ -16,17 +18,22 @@ from pathlib import Path
 
 from ..resources import peak_memory_gib
 from .common import Predictor
-from .gc2023 import run_hanseg2023
+from .dicom import DicomConfig, has_dicom, run_dicom
+from .gc2023 import CT_DIR, run_hanseg2023
 from .sockets import SocketConfig, has_sockets, run_socket_case
 
 log = logging.getLogger(__name__)
 
 
-def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig()) -> int:
+def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = SocketConfig(),
+        dicom: DicomConfig = DicomConfig()) -> int:
     """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
     if has_sockets(input_dir):
         log.info("socket layout (%s/inputs.json)", input_dir)
         code = run_socket_case(input_dir, output_dir, predictor, sockets)
+    elif not (input_dir / CT_DIR).is_dir() and has_dicom(input_dir):
+        log.info("DICOM layout (DICOM files under %s)", input_dir)
+        code = run_dicom(input_dir, output_dir, predictor, dicom)
     else:
         log.info("HaN-Seg 2023 layout (no inputs.json)")
         code = run_hanseg2023(input_dir, output_dir, predictor)

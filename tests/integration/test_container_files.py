@@ -15,7 +15,7 @@ from hanseg.compare import compare_label_maps, compare_results
 
 SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh", "docker/faulty_inputs.sh",
            "docker/full_size.sh", ".ci/run", "scripts/setup_venv.sh", "scripts/run_tests.sh", "scripts/demo.sh",
-           "scripts/gpu_check.sh"]
+           "scripts/gpu_check.sh", "scripts/setup_tools.sh"]
 
 
 def hadolint() -> str | None:

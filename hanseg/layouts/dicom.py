@@ -1,0 +1,259 @@
+"""The DICOM layout: a folder of DICOM files, as a scanner or PACS export writes them.
+
+Used when the input folder has neither ``inputs.json`` nor ``images/ct/`` and holds DICOM
+files (any names, any nesting). Per study, the planning CT and the T1 MR are chosen by the
+rules of :mod:`hanseg.dicom.select`, built into volumes (:mod:`hanseg.dicom.volume`) and
+segmented on the same code path as the other layouts. Output, per segmented CT series::
+
+    <output>/<StudyInstanceUID>/<CT SeriesInstanceUID>/rtstruct.dcm
+    <output>/<StudyInstanceUID>/<CT SeriesInstanceUID>/seg.dcm
+    <output>/results.json
+
+``results.json`` has one entry per study: the series used (UIDs), every series skipped and
+why, the files written with their UIDs, the structures left empty, and the messages. It
+names patients by UID only. An MR that cannot be built into a volume is reported and the
+case runs on the CT alone; a CT that cannot be built fails its study only. Both objects of a
+study are written, or neither.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+
+from .. import __version__
+from ..dicom.names import Provenance, StructureStyle, default_styles, load_name_map
+from ..dicom.rtstruct import build_rtstruct, write_rtstruct
+from ..dicom.scan import Instance, Scan, Series, scan_folder
+from ..dicom.seg import build_seg, write_seg
+from ..dicom.select import SelectionRules, Skipped, StudySelection, rules_from_json, select_study, select_studies
+from ..dicom.volume import read_volume
+from ..errors import DicomInputError, DicomSeriesError, HansegError
+from ..resources import check_volume_fits
+from .common import Predictor, check_writable
+
+log = logging.getLogger(__name__)
+
+#: A file is taken for DICOM when these bytes follow its 128-byte preamble (PS3.10).
+DICM_MAGIC = b"DICM"
+#: How many files detection opens before it gives up (a non-DICOM folder is answered fast).
+DETECTION_FILES = 50
+RTSTRUCT_NAME = "rtstruct.dcm"
+SEG_NAME = "seg.dcm"
+
+
+@dataclass(frozen=True)
+class DicomConfig:
+    """What ``process.py`` passes to the DICOM layout: name map and selection rules files
+    (None: the defaults), and the provenance written into every output object."""
+
+    names: Path | None = None
+    rules: Path | None = None
+    model_version: str = "unversioned"
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == DICM_MAGIC
+    except OSError:
+        return False
+
+
+def has_dicom(input_dir: Path) -> bool:
+    """True when one of the first files under ``input_dir`` (any depth) is a DICOM file."""
+    if not input_dir.is_dir():
+        return False
+    seen = 0
+    for path in sorted(input_dir.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(input_dir).parts):
+            if _is_dicom_file(path):
+                return True
+            seen += 1
+            if seen >= DETECTION_FILES:
+                return False
+    return False
+
+
+# --- one study ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyVolumes:
+    """The volumes of one study, ready for the predictor, and what reading them said."""
+
+    ct: sitk.Image
+    ct_instances: tuple[Instance, ...]
+    mr: sitk.Image | None
+    warnings: tuple[str, ...]
+
+
+def _voxels(series: Series) -> int:
+    first = series.instances[0]
+    return int(first.rows or 0) * int(first.columns or 0) * len(series.instances)
+
+
+def read_study(selection: StudySelection, rules: SelectionRules) -> StudyVolumes:
+    """Build the CT (raises :class:`DicomSeriesError`) and the MR: an MR that cannot be
+    built is reported and dropped, since the CT alone still gives a segmentation."""
+    check_volume_fits(selection.ct.label, _voxels(selection.ct), sitk.sitkInt16)
+    ct, ct_instances = read_volume(selection.ct, rules.axial_tolerance_deg)
+    mr, warnings = None, []
+    if selection.mr is not None:
+        try:
+            mr, _ = read_volume(selection.mr)
+        except DicomSeriesError as exc:
+            warnings.append(f"the MR is not used, the CT alone is segmented: {exc}")
+            log.warning("%s", warnings[-1])
+    return StudyVolumes(ct, ct_instances, mr, tuple(warnings))
+
+
+def ct_headers(instances: tuple[Instance, ...]) -> list[pydicom.Dataset]:
+    """The CT headers in the volume's slice order (the writers pair slice k with header k)."""
+    return [pydicom.dcmread(inst.path, stop_before_pixels=True) for inst in instances]
+
+
+@dataclass(frozen=True)
+class Written:
+    """The objects written for one CT series, and the structures that came out empty."""
+
+    files: tuple[dict[str, str], ...]
+    empty: tuple[str, ...]
+
+
+def write_objects(labels: np.ndarray, volumes: StudyVolumes, folder: Path,
+                  styles: tuple[StructureStyle, ...], provenance: Provenance) -> Written:
+    """Build the RTSTRUCT and the SEG first, then write both; a failure leaves neither."""
+    headers = ct_headers(volumes.ct_instances)
+    rtstruct, empty = build_rtstruct(labels, volumes.ct, headers, styles, provenance)
+    seg = build_seg(labels, headers, styles, provenance)
+    folder.mkdir(parents=True, exist_ok=True)
+    done: list[Path] = []
+    try:
+        done.append(write_rtstruct(rtstruct, folder / RTSTRUCT_NAME))
+        done.append(write_seg(seg, folder / SEG_NAME))
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+    files = tuple({"type": kind, "path": str(path), "series_uid": str(ds.SeriesInstanceUID),
+                   "sop_instance_uid": str(ds.SOPInstanceUID)}
+                  for kind, path, ds in zip(("rtstruct", "seg"), done, (rtstruct, seg)))
+    for path in done:
+        log.info("wrote %s", path)
+    return Written(files, empty)
+
+
+def _series_entry(role: str, series: Series) -> dict[str, Any]:
+    return {"role": role, "series_uid": series.series_uid, "description": series.description,
+            "modality": series.modality, "files": len(series.instances)}
+
+
+def _skipped_entry(skipped: Skipped) -> dict[str, str]:
+    return {"series_uid": skipped.series_uid, "description": skipped.description,
+            "modality": skipped.modality, "reason": skipped.reason}
+
+
+def _entry(study_uid: str, inputs: list[dict[str, Any]], skipped: tuple[Skipped, ...],
+           outputs: tuple[dict[str, str], ...] = (), empty: tuple[str, ...] = (),
+           messages: list[str] | None = None) -> dict[str, Any]:
+    return {"study_uid": study_uid, "inputs": inputs, "outputs": list(outputs),
+            "skipped_series": [_skipped_entry(s) for s in skipped], "empty_structures": list(empty),
+            "error_messages": messages or []}
+
+
+def process_selection(selection: StudySelection, output_dir: Path, predictor: Predictor,
+                      settings: DicomSettings) -> dict[str, Any]:
+    """Segment one study; never raises for bad input, the entry says what went wrong."""
+    inputs = [_series_entry("ct", selection.ct)]
+    if selection.mr is not None:
+        inputs.append(_series_entry("mr", selection.mr))
+    try:
+        volumes = read_study(selection, settings.rules)
+        prediction = predictor.predict(volumes.ct, volumes.mr)
+        folder = output_dir / selection.study_uid / selection.ct.series_uid
+        written = write_objects(np.ascontiguousarray(prediction.labels, np.uint8), volumes, folder,
+                                settings.styles, settings.provenance)
+    except (HansegError, ValueError, OSError, MemoryError) as exc:
+        log.error("study %s: failed: %s", selection.study_uid, exc)
+        return _entry(selection.study_uid, inputs, selection.skipped,
+                      messages=[f"study {selection.study_uid}: {exc}"])
+    if written.empty:
+        log.warning("study %s: empty, not written: %s", selection.study_uid, ", ".join(written.empty))
+    messages = list(volumes.warnings) + list(prediction.warnings)
+    return _entry(selection.study_uid, inputs, selection.skipped, written.files, written.empty, messages)
+
+
+# --- the folder ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DicomSettings:
+    """The loaded form of :class:`DicomConfig`: checked before any case is read."""
+
+    rules: SelectionRules
+    styles: tuple[StructureStyle, ...]
+    provenance: Provenance
+
+
+def load_settings(config: DicomConfig) -> DicomSettings:
+    """Read the rules and the name map (errors name the file) and log the map in use."""
+    rules = rules_from_json(config.rules) if config.rules else SelectionRules()
+    styles = load_name_map(config.names) if config.names else default_styles()
+    if config.names is None:
+        log.info("structure names: the %d default names (no --names map given)", len(styles))
+    provenance = Provenance(model_version=config.model_version, software_version=__version__)
+    return DicomSettings(rules, styles, provenance)
+
+
+def select_all(scan: Scan, rules: SelectionRules) -> tuple[list[StudySelection], list[dict[str, Any]]]:
+    """The studies with a CT, and result entries for those without one or with two equal CTs."""
+    chosen, failed = [], []
+    for study in scan.studies:
+        try:
+            result = select_study(study, rules)
+        except DicomInputError as exc:
+            log.error("study %s: %s", study.study_uid, exc)
+            failed.append(_entry(study.study_uid, [], (), messages=[f"study {study.study_uid}: {exc}"]))
+            continue
+        if isinstance(result, StudySelection):
+            chosen.append(result)
+        else:
+            log.warning("study %s has no usable CT: not processed", study.study_uid)
+            failed.append(_entry(study.study_uid, [], result.skipped,
+                                 messages=[f"study {study.study_uid}: no usable CT series"]))
+    return chosen, failed
+
+
+def write_results(results: list[dict[str, Any]], unreadable: list[dict[str, str]], output_dir: Path) -> Path:
+    path = output_dir / "results.json"
+    tmp = path.with_name(".results.json.tmp")
+    tmp.write_text(json.dumps({"studies": results, "unreadable_files": unreadable}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: DicomConfig = DicomConfig()) -> int:
+    """Process every study of a DICOM folder: 0 if each one got its RTSTRUCT and SEG."""
+    settings = load_settings(config)
+    check_writable(output_dir)
+    scan = scan_folder(input_dir)
+    unreadable = [{"path": str(u.path.relative_to(input_dir)), "reason": u.reason} for u in scan.unreadable]
+    chosen, results = select_all(scan, settings.rules)
+    if not chosen:
+        write_results(results, unreadable, output_dir)
+        select_studies(scan, settings.rules)  # raises the error that names every series and why
+        raise DicomInputError(f"no usable CT series in {input_dir}")
+    log.info("%d study(ies) with a CT in %s", len(chosen), input_dir)
+    results += [process_selection(sel, output_dir, predictor, settings) for sel in chosen]
+    write_results(results, unreadable, output_dir)
+    failed = [r for r in results if not r["outputs"]]
+    for r in failed:
+        log.error("FAILED %s", r["error_messages"][0])
+    return 1 if failed else 0
