@@ -40,6 +40,8 @@ RUN if ls /tmp/wheelhouse/*.whl >/dev/null 2>&1; then \
 COPY hanseg/ /opt/app/hanseg/
 COPY process.py /opt/app/
 COPY model/ /opt/app/model/
+# The DICOM node's storage (docker-compose.yml mounts a volume here), the one place it writes.
+RUN mkdir -p /storage && chown 10001:10001 /storage
 
 USER 10001:10001
 # Fail the build, not the first job, if the code or the baked model cannot load.

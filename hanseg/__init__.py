@@ -17,6 +17,8 @@ stand beside it and import it, never the other way round. Modules, from the bott
   ``rtstruct``, ``seg``);
 * ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``dicom``,
   ``common``);
+* ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
+  ``jobs``, ``scp``, ``send``, ``worker``, ``service``, ``errors``, ``__main__``);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """
 

@@ -64,3 +64,24 @@ def test_expected_outputs_are_what_the_shipped_model_produces(tmp_path):
     expected = ROOT / "test/expected_output/images/head_neck_oar/case_01_seg.mha"
     assert compare_label_maps(out / "images/head_neck_oar/case_01_seg.mha", expected, 0.99) == []
     assert compare_results(out / "results.json", ROOT / "test/expected_output.json") == []
+
+
+def test_docker_compose_runs_the_node_on_a_gpu_beside_a_pacs():
+    """The compose file is valid for docker-compose and runs the node with the CLI it has."""
+    from hanseg.node.config import build_parser
+
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        message = "docker-compose is not installed (scripts/setup_tools.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    done = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "driver: nvidia" in text and "- gpu" in text
+    assert "hanseg.node" in text and "node-storage:/storage" in text
+    flags = [line.strip()[2:] for line in (ROOT / "docker-compose.yml").read_text().splitlines()
+             if line.strip().startswith("- --")]
+    build_parser().parse_args(flags)  # every flag the compose file passes is one the node knows

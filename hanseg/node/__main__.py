@@ -1,0 +1,45 @@
+"""``python -m hanseg.node``: the DICOM node (see :mod:`hanseg.node`). Exit 0 after SIGTERM
+or SIGINT; 2 for bad settings or a bad model folder, before anything is received."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import HansegError
+from ..inference import Segmenter
+from ..model_dir import resolve_model_root
+from .config import config_from_args
+from .service import NodeService, model_info
+
+log = logging.getLogger("hanseg.node")
+#: the model baked into the image, next to the package (as process.py's default)
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "model"
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(argv)
+        root = resolve_model_root(config.model, DEFAULT_MODEL)
+        segmenter = Segmenter(root, config.device)  # once: the model stays loaded between studies
+        service = NodeService(config, segmenter, model_info(root, segmenter.model_version))
+    except HansegError as exc:
+        log.error("%s", exc)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    while not stop.wait(1.0):  # a timeout, so the signal handler always gets to run
+        pass
+    log.info("stop requested: no new associations; finishing the job in hand")
+    service.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

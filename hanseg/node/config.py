@@ -1,0 +1,134 @@
+"""The node's settings: one frozen :class:`NodeConfig`, built from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NodeError
+
+#: DICOM AE titles: at most 16 characters, no backslash or control characters (PS3.5 6.2).
+AE_TITLE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
+#: Longest wait between two sending attempts, whatever --retry-seconds * 2**attempt says.
+MAX_BACKOFF_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A DICOM application entity to send to."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A calling AE title that may send studies; ``host`` None: from any address."""
+
+    ae_title: str
+    host: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    ca: Path | None = None  # given: peers must present a certificate signed by it
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    ae_title: str
+    port: int
+    storage: Path
+    destination: Peer
+    allow: tuple[Allowed, ...]
+    bind: str = "0.0.0.0"
+    stable_seconds: float = 60.0
+    model: Path | None = None
+    device: str = "auto"
+    names: Path | None = None
+    retries: int = 5
+    retry_seconds: float = 60.0
+    retention_hours: float = 72.0
+    tls: TlsFiles | None = None
+    max_backoff_s: float = MAX_BACKOFF_S
+    poll_seconds: float = 0.5  # how often the worker looks for stable studies and due jobs
+
+
+def _ae_title(text: str) -> str:
+    if not AE_TITLE.match(text.strip()):
+        raise NodeError(f"{text!r} is not a DICOM AE title (1 to 16 characters, no backslash)")
+    return text.strip()
+
+
+def parse_peer(text: str) -> Peer:
+    """``AET@HOST:PORT``, as the destination is written on the command line."""
+    match = re.match(r"^(.+)@(.+):(\d+)$", text)
+    if not match:
+        raise NodeError(f"--destination {text!r}: write it as AET@HOST:PORT, e.g. TPS@10.0.0.5:104")
+    return Peer(_ae_title(match[1]), match[2], int(match[3]))
+
+
+def parse_allowed(text: str) -> Allowed:
+    """``AET`` or ``AET@HOST``: the calling AE title, and optionally the only address it may use."""
+    aet, _, host = text.partition("@")
+    return Allowed(_ae_title(aet), host or None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hanseg.node", description=(
+        "DICOM node: receive CT + MR studies, segment the organs at risk, send RTSTRUCT and SEG on."))
+    p.add_argument("--ae-title", required=True, help="this node's AE title (senders must call it)")
+    p.add_argument("--port", type=int, required=True, help="port to listen on")
+    p.add_argument("--storage", type=Path, required=True, help="folder for received data, jobs, audit")
+    p.add_argument("--destination", required=True, help="where results go: AET@HOST:PORT")
+    p.add_argument("--allow", action="append", required=True, metavar="AET[@HOST]",
+                   help="a calling AE title allowed to send (repeat); others are rejected")
+    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--stable-seconds", type=float, default=60.0,
+                   help="a study is complete after this long without a new instance (default 60)")
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the baked model)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--names", type=Path, default=None, help="structure name-and-colour map (JSON)")
+    p.add_argument("--retries", type=int, default=5, help="sending attempts before quarantine (default 5)")
+    p.add_argument("--retry-seconds", type=float, default=60.0,
+                   help="first wait between attempts, doubled each time (default 60)")
+    p.add_argument("--retention-hours", type=float, default=72.0,
+                   help="keep a delivered job's images this long; 0: delete at once (default 72)")
+    p.add_argument("--tls-cert", type=Path, default=None, help="TLS certificate (PEM), with --tls-key")
+    p.add_argument("--tls-key", type=Path, default=None, help="TLS private key (PEM)")
+    p.add_argument("--tls-ca", type=Path, default=None, help="CA that peers' certificates must chain to")
+    return p
+
+
+def _tls(args: argparse.Namespace) -> TlsFiles | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_ca is not None:
+            raise NodeError("--tls-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise NodeError("TLS needs both --tls-cert and --tls-key")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+
+
+def config_from_args(argv: list[str] | None = None) -> NodeConfig:
+    """Parse and check the command line (a bad value exits with a message, before any I/O)."""
+    args = build_parser().parse_args(argv)
+    if not 0 < args.port < 65536:
+        raise NodeError(f"--port {args.port} is not a TCP port")
+    if args.retries < 1 or args.retry_seconds < 0 or args.stable_seconds < 0 or args.retention_hours < 0:
+        raise NodeError("--retries must be at least 1; --retry-seconds, --stable-seconds and "
+                        "--retention-hours cannot be negative")
+    return NodeConfig(
+        ae_title=_ae_title(args.ae_title), port=args.port, storage=args.storage,
+        destination=parse_peer(args.destination), allow=tuple(parse_allowed(a) for a in args.allow),
+        bind=args.bind, stable_seconds=args.stable_seconds, model=args.model, device=args.device,
+        names=args.names, retries=args.retries, retry_seconds=args.retry_seconds,
+        retention_hours=args.retention_hours, tls=_tls(args))

@@ -1,0 +1,93 @@
+"""The node assembled: receiver, queue and worker, started and stopped as one. Built with any
+predictor, so that tests run the real node in-process with a fast fake one."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..layouts.common import Predictor
+from ..model_dir import load_model_dir, sha256_file
+from .config import NodeConfig, TlsFiles
+from .jobs import JobQueue
+from .scp import Receiver, start_scp
+from .send import send_files
+from .store import sweep
+from .worker import Layout, ModelInfo, Sender, Worker
+
+log = logging.getLogger(__name__)
+
+
+def model_info(root: Path, version: str) -> ModelInfo:
+    """The version and the sha256 of each weight file, for the audit (computed once at start)."""
+    files = load_model_dir(root)
+    return ModelInfo(version, {p.name: sha256_file(p) for p in files.weight_paths})
+
+
+def ssl_context(tls: TlsFiles | None, server: bool) -> ssl.SSLContext | None:
+    """TLS for the listening side (``server``) or the sending side; with ``--tls-ca`` the peer
+    must present a certificate signed by that CA."""
+    if tls is None:
+        return None
+    purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
+    context = ssl.create_default_context(purpose, cafile=str(tls.ca) if tls.ca else None)
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    if server and tls.ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+    if not server and tls.ca is None:
+        # no CA given: the link is encrypted but the destination is not authenticated
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def adopt_orphans(layout: Layout, queue: JobQueue, now: float) -> None:
+    """Studies in ``incoming/`` that no open job counts become jobs (a crash between a file's
+    write and its count, or a lost database)."""
+    if not layout.incoming.is_dir():
+        return
+    for study in sorted(p for p in layout.incoming.iterdir() if p.is_dir()):
+        if queue.has_open_job(study.name):
+            continue
+        counts = {s.name: sum(1 for _ in s.glob("*.dcm")) for s in study.iterdir() if s.is_dir()}
+        if sum(counts.values()):
+            queue.adopt(study.name, counts, now)
+
+
+class NodeService:
+    def __init__(self, config: NodeConfig, predictor: Predictor, model: ModelInfo,
+                 sender: Sender = send_files, clock: Callable[[], float] = time.time) -> None:
+        self.config, self.layout, self.clock = config, Layout(config.storage), clock
+        for folder in (self.layout.incoming, self.layout.jobs, self.layout.quarantine, self.layout.audit):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.queue = JobQueue(self.layout.database)
+        self.worker = Worker(config, self.queue, predictor, model, ssl_context(config.tls, server=False),
+                             sender, clock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.server = None
+
+    def start(self) -> None:
+        """Recover what a previous run left, then listen and work."""
+        sweep(self.layout.root)
+        self.queue.resume(self.clock())
+        adopt_orphans(self.layout, self.queue, self.clock())
+        receiver = Receiver(self.layout.incoming, self.queue, self.clock)
+        self.server = start_scp(self.config, receiver, ssl_context(self.config.tls, server=True))
+        self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="hanseg-worker")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Refuse new associations, then let the job in hand finish (a killed one resumes at start)."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.queue.close()
+        log.info("node stopped")
