@@ -134,6 +134,8 @@ class ExportOptions:
     feet_first: bool = False
     negate_column_cosine: bool = False
     compressed: bool = False
+    #: the MR series in a study of their own (same patient), as a planning MR made on another day
+    mr_own_study: bool = False
 
 
 @dataclass(frozen=True)
@@ -511,7 +513,8 @@ def export_images(ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int,
                       accession_number=f"PH{seed % 10**8:08d}")
     staging = out / ".staging"
     scout, ct_rec, mip = _ct_series(ct, staging, study, key, options)
-    t1_rec, t2_rec = _mr_series(mr, staging, study, key, options) if mr is not None else (None, None)
+    mr_study = replace(study, study_uid=_uid(key, "mr-study")) if options.mr_own_study else study
+    t1_rec, t2_rec = _mr_series(mr, staging, mr_study, key, options) if mr is not None else (None, None)
     records = [r for r in (scout, ct_rec, mip, t1_rec, t2_rec) if r is not None]
     moved = _shuffle([p for r in records for p in r.files], out, seed)
     shutil.rmtree(staging)
@@ -575,6 +578,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--feet-first", action="store_true", help="write CT and T1 as a feet-first scan")
     p.add_argument("--negate-column-cosine", action="store_true", help="flip the row order of CT and T1")
     p.add_argument("--compress", action="store_true", help="RLE Lossless instead of uncompressed")
+    p.add_argument("--mr-own-study", action="store_true", help="the MR in a study of its own (same patient)")
     p.add_argument("--patient-id", help="PatientID (default: the case id in the CT file name)")
     args = p.parse_args(argv)
     if args.mr is not None and args.ct is None:
@@ -589,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     ct, mr = (args.ct, args.mr) if args.ct is not None else case_inputs(args.from_case_dir)
     patient_id = args.patient_id or _case_id(ct)
-    options = ExportOptions(patient_id, args.feet_first, args.negate_column_cosine, args.compress)
+    options = ExportOptions(patient_id, args.feet_first, args.negate_column_cosine, args.compress, args.mr_own_study)
     record = export_case(ct, mr, args.output, args.seed, options)
     for s in record.series:
         log.info("%s %-20s %s %s", s.modality, s.description, "\\".join(s.image_type), s.series_uid)

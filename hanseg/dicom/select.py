@@ -11,7 +11,9 @@ scout, dose reports, reformats, RT objects and several MR sequences. The rules
   with the most slices wins, then the longer extent along the normal. Two with the same
   slice count and the same extent (typically one scan reconstructed with two kernels) are
   an error naming both: guessing would be silent.
-* **MR** (optional; none is fine): Modality MR in the same study, not a localizer or
+* **MR** (optional; none is fine): Modality MR in the same study (else, with
+  ``mr_from_other_studies``, in a study of the same PatientID that has no CT, when that patient
+  has one CT study in the folder: a planning MR is often a study of its own), not a localizer or
   derived image, at least ``min_mr_slices`` files. A series is T1 when its
   SeriesDescription or ProtocolName matches ``mr_t1_pattern`` and neither matches
   ``mr_exclude_pattern`` (T2, FLAIR, diffusion, localizers; so a "T1 FLAIR" is excluded).
@@ -65,6 +67,8 @@ class SelectionRules:
     mr_exclude_pattern: str = r"t2|flair|stir|dwi|diff|adc|trace|locali[sz]er|scout|survey"
     mr_t1_max_te_ms: float = 30.0
     mr_t1_max_tr_ms: float = 800.0
+    #: A study without its own T1 takes one from a CT-less study of the same patient.
+    mr_from_other_studies: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def rules_from_dict(values: dict[str, Any], source: str = "selection rules") -> 
         expected = type(fields[name].default)
         # JSON has one number type: a whole number is a fine float; a bool is no number
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        if not ok or isinstance(value, bool):
+        if not ok or (isinstance(value, bool) and expected is not bool):
             raise DicomInputError(f"{source}: {name} must be a {expected.__name__}, got {value!r}")
     rules = dataclasses.replace(SelectionRules(), **values)
     for name in ("mr_t1_pattern", "mr_exclude_pattern"):
@@ -288,6 +292,26 @@ def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyW
             _skip(s, "MR without a CT in its study") for s in ([mr] if mr else [])]))
     log.info("study %s: CT %s; MR %s", study.study_uid, ct.label, mr.label if mr else "none")
     return StudySelection(study.study_uid, study.patient_id, ct, mr, tuple(skipped))
+
+
+def with_mr_of_same_patient(selection: StudySelection, studies: tuple[Study, ...],
+                            rules: SelectionRules) -> StudySelection:
+    """``selection`` with a T1 MR from another study of the same patient when it has none of
+    its own (see the module docstring for when); unchanged otherwise."""
+    if selection.mr is not None or not rules.mr_from_other_studies or not selection.patient_id:
+        return selection
+    mine = [s for s in studies if s.patient_id == selection.patient_id]
+    with_ct = [s for s in mine if any(x.modality == "CT" and not ct_reason(x, rules) for x in s.series)]
+    if len(with_ct) != 1:
+        return selection  # which CT the MR belongs to would be a guess
+    candidates = [x for s in mine if s is not with_ct[0] for x in s.series
+                  if x.modality == "MR" and not mr_reason(x, rules)]
+    mr, _ = choose_mr(candidates)
+    if mr is None:
+        return selection
+    log.info("study %s: no T1 MR of its own; using %s of study %s (same patient)", selection.study_uid,
+             mr.label, mr.study_uid)
+    return dataclasses.replace(selection, mr=mr)
 
 
 def scan_summary(scan: Scan) -> str:

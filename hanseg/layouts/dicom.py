@@ -33,7 +33,15 @@ from ..dicom.names import Provenance, StructureStyle, default_styles, load_name_
 from ..dicom.rtstruct import build_rtstruct, write_rtstruct
 from ..dicom.scan import Instance, Scan, Series, scan_folder
 from ..dicom.seg import build_seg, write_seg
-from ..dicom.select import SelectionRules, Skipped, StudySelection, rules_from_json, select_study, select_studies
+from ..dicom.select import (
+    SelectionRules,
+    Skipped,
+    StudySelection,
+    rules_from_json,
+    select_studies,
+    select_study,
+    with_mr_of_same_patient,
+)
 from ..dicom.volume import read_volume
 from ..errors import DicomInputError, DicomSeriesError, HansegError
 from ..resources import check_volume_fits
@@ -212,9 +220,12 @@ def load_settings(config: DicomConfig) -> DicomSettings:
     return DicomSettings(rules, styles, provenance)
 
 
-def select_all(scan: Scan, rules: SelectionRules) -> tuple[list[StudySelection], list[dict[str, Any]]]:
-    """The studies with a CT, and result entries for those without one or with two equal CTs."""
-    chosen, failed = [], []
+def select_all(scan: Scan, rules: SelectionRules
+               ) -> tuple[list[StudySelection], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The studies with a CT (each with its T1 MR, perhaps from another study of the patient),
+    result entries for the studies that fail (two equal CTs), and the studies without a CT,
+    which are reported but are no failure: an MR-only study or a scout is not a case."""
+    chosen, failed, without = [], [], []
     for study in scan.studies:
         try:
             result = select_study(study, rules)
@@ -225,16 +236,25 @@ def select_all(scan: Scan, rules: SelectionRules) -> tuple[list[StudySelection],
         if isinstance(result, StudySelection):
             chosen.append(result)
         else:
-            log.warning("study %s has no usable CT: not processed", study.study_uid)
-            failed.append(_entry(study.study_uid, [], result.skipped,
-                                 messages=[f"study {study.study_uid}: no usable CT series"]))
-    return chosen, failed
+            without.append(result)
+    chosen = [with_mr_of_same_patient(sel, scan.studies, rules) for sel in chosen]
+    used = {sel.mr.study_uid: sel.study_uid for sel in chosen if sel.mr is not None}
+    skipped = []
+    for study in without:
+        reason = (f"no CT; its T1 MR is used with study {used[study.study_uid]}" if study.study_uid in used
+                  else "no usable CT series: not segmented")
+        log.info("study %s: %s", study.study_uid, reason)
+        skipped.append({"study_uid": study.study_uid, "reason": reason,
+                        "skipped_series": [_skipped_entry(s) for s in study.skipped]})
+    return chosen, failed, skipped
 
 
-def write_results(results: list[dict[str, Any]], unreadable: list[dict[str, str]], output_dir: Path) -> Path:
+def write_results(results: list[dict[str, Any]], skipped: list[dict[str, Any]], unreadable: list[dict[str, str]],
+                  output_dir: Path) -> Path:
     path = output_dir / "results.json"
     tmp = path.with_name(".results.json.tmp")
-    tmp.write_text(json.dumps({"studies": results, "unreadable_files": unreadable}, indent=2) + "\n")
+    report = {"studies": results, "studies_without_ct": skipped, "unreadable_files": unreadable}
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)
     return path
 
@@ -245,14 +265,14 @@ def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: D
     check_writable(output_dir)
     scan = scan_folder(input_dir)
     unreadable = [{"path": str(u.path.relative_to(input_dir)), "reason": u.reason} for u in scan.unreadable]
-    chosen, results = select_all(scan, settings.rules)
+    chosen, results, skipped = select_all(scan, settings.rules)
     if not chosen:
-        write_results(results, unreadable, output_dir)
+        write_results(results, skipped, unreadable, output_dir)
         select_studies(scan, settings.rules)  # raises the error that names every series and why
         raise DicomInputError(f"no usable CT series in {input_dir}")
     log.info("%d study(ies) with a CT in %s", len(chosen), input_dir)
     results += [process_selection(sel, output_dir, predictor, settings) for sel in chosen]
-    write_results(results, unreadable, output_dir)
+    write_results(results, skipped, unreadable, output_dir)
     failed = [r for r in results if not r["outputs"]]
     for r in failed:
         log.error("FAILED %s", r["error_messages"][0])

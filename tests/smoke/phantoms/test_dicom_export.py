@@ -313,3 +313,13 @@ def test_case_inputs_finds_container_layouts(tmp_path: Path) -> None:
     record = export_case(tmp_path / "a" / "images" / "ct" / "case_02_CT.mha", None, tmp_path / "ct_only", 5)
     assert record.mr is None
     assert {ds.Modality for datasets in _by_series(tmp_path / "ct_only").values() for ds in datasets} == {"CT"}
+
+
+def test_mr_own_study_puts_the_mr_series_in_a_second_study_of_the_same_patient(tmp_path: Path) -> None:
+    record = export_images(_tiny_ct(), _tiny_mr(), tmp_path / "out", 11,
+                           ExportOptions(patient_id="CASE11", mr_own_study=True))
+    found = _by_series(record.folder)
+    studies = {s.series_uid: {ds.StudyInstanceUID for ds in found[s.series_uid]} for s in record.series}
+    assert studies[record.ct.series_uid] == studies[record.localizer.series_uid] == {record.study_uid}
+    assert studies[record.mr.series_uid] == studies[record.t2.series_uid] != {record.study_uid}
+    assert {ds.PatientID for datasets in found.values() for ds in datasets} == {"CASE11"}

@@ -134,3 +134,35 @@ def test_a_non_dicom_file_without_preamble_is_not_taken_for_dicom(tmp_path):
     ds.PatientID = "x"
     save(ds, tmp_path / "bare", preamble=False)
     assert not has_dicom(tmp_path)
+
+
+def test_a_t1_in_its_own_study_of_the_same_patient_is_used_and_that_study_is_no_failure(tmp_path):
+    write_series(tmp_path / "in", CT)
+    write_series(tmp_path / "in", mr_spec(study="study-mr", frame_of_reference="for-mr"))
+    predictor = FakePredictor()
+    assert run_dicom(tmp_path / "in", tmp_path / "out", predictor) == 0
+    assert predictor.calls == [((4, 5, 12), (4, 5, 12))]
+    report = results(tmp_path / "out")
+    (entry,) = report["studies"]
+    assert [i["role"] for i in entry["inputs"]] == ["ct", "mr"]
+    (other,) = report["studies_without_ct"]
+    assert other["study_uid"] == mr_spec(study="study-mr").study_uid and CT.study_uid in other["reason"]
+
+
+def test_an_mr_of_another_patient_is_not_used(tmp_path):
+    write_series(tmp_path / "in", CT)
+    write_series(tmp_path / "in", mr_spec(study="study-mr", patient_id="P9"))
+    predictor = FakePredictor()
+    assert run_dicom(tmp_path / "in", tmp_path / "out", predictor) == 0
+    assert predictor.calls == [((4, 5, 12), None)]
+    assert "not segmented" in results(tmp_path / "out")["studies_without_ct"][0]["reason"]
+
+
+def test_the_same_patient_rule_can_be_switched_off(tmp_path):
+    write_series(tmp_path / "in", CT)
+    write_series(tmp_path / "in", mr_spec(study="study-mr"))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"mr_from_other_studies": False}))
+    predictor = FakePredictor()
+    assert run_dicom(tmp_path / "in", tmp_path / "out", predictor, DicomConfig(rules=rules)) == 0
+    assert predictor.calls == [((4, 5, 12), None)]
