@@ -4,6 +4,7 @@ no input given twice)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str,
     write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
     log.info("%s → %s", case.ct.name, out_path)
     return tuple(prediction.warnings)
+
+
+def write_json(report: Any, output_dir: Path, name: str = "results.json") -> Path:
+    """``report`` as ``<output_dir>/<name>``, written atomically (a reader never sees half)."""
+    path = output_dir / name
+    tmp = path.with_name(f".{name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def check_writable(folder: Path) -> None:

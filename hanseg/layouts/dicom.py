@@ -18,7 +18,6 @@ study are written, or neither.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from ..dicom.select import (
 from ..dicom.volume import read_volume
 from ..errors import DicomInputError, DicomSeriesError, HansegError
 from ..resources import check_volume_fits
-from .common import Predictor, check_writable
+from .common import Predictor, check_writable, write_json
 
 log = logging.getLogger(__name__)
 
@@ -251,12 +250,8 @@ def select_all(scan: Scan, rules: SelectionRules
 
 def write_results(results: list[dict[str, Any]], skipped: list[dict[str, Any]], unreadable: list[dict[str, str]],
                   output_dir: Path) -> Path:
-    path = output_dir / "results.json"
-    tmp = path.with_name(".results.json.tmp")
-    report = {"studies": results, "studies_without_ct": skipped, "unreadable_files": unreadable}
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json({"studies": results, "studies_without_ct": skipped, "unreadable_files": unreadable},
+                      output_dir)
 
 
 def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: DicomConfig = DicomConfig()) -> int:

@@ -11,14 +11,13 @@ left behind (label maps are written atomically).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import HansegError, InputLayoutError
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, check_writable, duplicates, segment
+from .common import CaseFiles, Predictor, check_writable, duplicates, segment, write_json
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +76,7 @@ def process_case(case: CaseFiles, output_dir: Path, predictor: Predictor) -> dic
 
 
 def write_results(results: list[dict[str, Any]], output_dir: Path) -> Path:
-    path = output_dir / "results.json"
-    tmp = path.with_name(".results.json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(results, output_dir)
 
 
 def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor) -> int:
