@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -22,6 +25,18 @@ REAL_OAR_CSV_HEADER = (";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_
                        "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;"
                        "Lips;Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;"
                        "Pituitary;SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid")
+
+def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them") -> list[str]:
+    """The paths of ``tools``; a missing one skips the test on a developer's machine and fails
+    it in CI, where a skip would hide a missing install step."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        message = f"{', '.join(missing)} not installed ({install})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [shutil.which(t) for t in tools]  # type: ignore[misc]
+
 
 TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, need_tools
 
 from hanseg.compare import compare_label_maps, compare_results
 
@@ -70,12 +70,7 @@ def test_docker_compose_runs_the_node_on_a_gpu_beside_a_pacs():
     """The compose file is valid for docker-compose and runs the node with the CLI it has."""
     from hanseg.node.config import build_parser
 
-    tool = shutil.which("docker-compose")
-    if tool is None:
-        message = "docker-compose is not installed (scripts/setup_tools.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    (tool,) = need_tools("docker-compose")
     done = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr

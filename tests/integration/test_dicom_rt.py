@@ -10,7 +10,6 @@ a developer's machine and fail them in CI.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT
+from helpers import ROOT, need_tools
 
 from hanseg.labels import LABEL_IDS, OAR_NAMES
 from phantoms.dicom_export import ExportOptions, ExportRecord, export_case
@@ -34,16 +33,6 @@ EXPECTED = ROOT / "test/expected_output/images/head_neck_oar/case_01_seg.mha"
 #: OARs smaller than this are left out of the Dice bar: one voxel of a 0.2 mL cochlea moves it a lot.
 MIN_VOLUME_ML = 1.0
 MIN_DICE = 0.95
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not installed (scripts/setup_tools.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +66,7 @@ def test_the_planning_ct_and_the_t1_are_chosen_and_the_rest_reported(exported, p
 
 
 def test_rtstruct_read_back_by_plastimatch_matches_the_mha_path(exported, processed, tmp_path):
-    plastimatch = need("plastimatch")
+    (plastimatch,) = need_tools("plastimatch")
     ct_files = tmp_path / "ct"  # plastimatch reads one folder: gather the CT series alone
     ct_files.mkdir()
     for path in exported.ct.files:
@@ -123,7 +112,7 @@ def test_seg_decodes_to_the_mha_path_label_map(processed):
 
 @pytest.mark.parametrize("kind", ["rtstruct", "seg"])
 def test_dciodvfy_reports_no_error(processed, kind):
-    dciodvfy = need("dciodvfy")
+    (dciodvfy,) = need_tools("dciodvfy")
     done = subprocess.run([dciodvfy, str(processed["files"][kind])], capture_output=True, text=True, timeout=120)
     errors = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
     assert errors == [], "\n".join(errors)

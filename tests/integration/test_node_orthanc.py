@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, need_tools
 
 NODE_AET, SCANNER_AET, PACS_AET = "HANSEG", "STORESCU", "ORTHANC"
 TOOLS = ("Orthanc", "storescu")
@@ -27,15 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def need_tools() -> None:
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        message = f"the node integration test needs {', '.join(missing)} (apt-get install orthanc dcmtk)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def stop_pid(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 60) -> None:
@@ -81,7 +71,7 @@ class Orthanc:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> Iterator[dict]:
-    need_tools()
+    need_tools(*TOOLS)
     folder = tmp_path_factory.mktemp("node-orthanc")
     node_port = free_port()
     pacs = Orthanc(folder, node_port)
