@@ -8,7 +8,7 @@ stand beside it and import it, never the other way round. Modules, from the bott
 * input: ``io`` (reading and writing images, the axis contract), ``checks`` (repairs of
   faulty values), ``resources`` (memory pre-check);
 * the model folder contract: ``plans`` (``plans.json``), ``networks`` (building the plan's
-  network), ``model_dir`` (weights, hashes, ``/opt/ml/model``);
+  network), ``fcn2p5d`` (the 2.5D network), ``model_dir`` (weights, hashes, ``/opt/ml/model``);
 * one case, forward and back: ``geometry`` (crop/uncrop, resample/back), ``registration``
   (MR → CT), ``preprocess`` (shared with training), ``budget`` (test-time settings within a
   time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``

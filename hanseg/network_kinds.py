@@ -5,8 +5,9 @@ A :class:`NetworkKind` holds
 
 * ``kind``: the ``--network`` name of ``training.plan`` (``dynunet``, ``resunet``, ...);
 * ``class_name``: the name ``plans.json`` stores (``network.name``) and the MONAI class name;
-* ``monai_attr``: the attribute of ``monai.networks.nets`` that :mod:`hanseg.networks` builds
-  (a string, so this table, and :mod:`hanseg.plans` that reads it, never import torch or MONAI);
+* ``class_attr``: the class attribute of ``module`` that :mod:`hanseg.networks` builds
+  (strings, so this table, and :mod:`hanseg.plans` that reads it, never import torch or MONAI);
+* ``module``: ``monai.networks.nets`` for MONAI's networks, :mod:`hanseg.fcn2p5d` for the 2.5D one;
 * ``patch_divisor`` / ``patch_check``: the patch rule: every patch axis must be a multiple of
   the divisor (a function of the plan's kwargs), and an optional extra check (UNETR's img_size);
 * ``encoder``: which parameters form the encoder (for ``--freeze encoder``);
@@ -34,6 +35,9 @@ KWARGS_AS_IS = "as_is"                  # the preset's kwargs, unchanged
 KWARGS_IMG_SIZE = "img_size_from_patch"  # ``img_size`` = the patch, then the preset's kwargs
 KWARGS_DYNUNET = "dynunet"              # ``dynunet_kwargs(patch, spacing, **preset)``
 KWARGS_BUILDER_NAMES = (KWARGS_AS_IS, KWARGS_IMG_SIZE, KWARGS_DYNUNET)
+
+#: Where the MONAI networks' classes live.
+MONAI_NETS = "monai.networks.nets"
 
 #: Named encoder rules, for networks whose encoder is not a set of name prefixes.
 ENCODER_MONAI_UNET = "monai_unet_nested"
@@ -120,12 +124,13 @@ class NetworkKind:
 
     kind: str
     class_name: str
-    monai_attr: str
+    class_attr: str
     patch_divisor: Callable[[Kwargs], int]
     encoder: Encoder
     kwargs_builder: str
     presets: Mapping[str, Kwargs]
     patch_check: Callable[[Kwargs, Sequence[int]], str | None] | None = None
+    module: str = MONAI_NETS
 
     def patch_error(self, kwargs: Kwargs, patch_zyx: Sequence[int]) -> str | None:
         """Why this network cannot take ``patch_zyx`` (without the class name), or None."""
@@ -167,6 +172,13 @@ KINDS: tuple[NetworkKind, ...] = (
           KWARGS_AS_IS, {p: {"feature_size": f, "norm_name": "instance"} for p, f in zip(PRESET_NAMES, (12, 24, 48))}),
     _kind("segresnet", "SegResNet", _segresnet_divisor, Encoder(("convInit.", "down_layers.")),
           KWARGS_AS_IS, {p: {"init_filters": f} for p, f in zip(PRESET_NAMES, (8, 16, 32))}),
+    # 2.5D: torchvision's FCN-ResNet50 at 'default' (its state dicts load); any window size works
+    # (the logits are interpolated back to the slice), and the encoder is the ResNet backbone.
+    NetworkKind("fcn2p5d", "SliceFCN", "SliceFCN", _multiple_of(1), Encoder(("backbone.",)), KWARGS_AS_IS,
+                _frozen({"tiny": {"slices": 3, "layers": [1, 1, 1, 1], "width": 8},
+                         "small": {"slices": 5, "layers": [1, 2, 2, 1], "width": 16},
+                         "default": {"slices": 5, "layers": [3, 4, 6, 3], "width": 64}}),
+                module="hanseg.fcn2p5d"),
 )
 
 BY_KIND: Mapping[str, NetworkKind] = MappingProxyType({k.kind: k for k in KINDS})

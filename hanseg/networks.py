@@ -1,7 +1,7 @@
-"""Networks named in ``plans.json``, all MONAI classes: DynUNet, UNet (the residual UNet of
-MONAI's spleen bundle), SegResNet, UNETR and SwinUNETR, built from the records of
-:mod:`hanseg.network_kinds` (which MONAI class, which parameters form the encoder for
-``--freeze encoder``); this module is the one place that imports torch and MONAI for them.
+"""Networks named in ``plans.json``: MONAI's DynUNet, UNet (the residual UNet of MONAI's
+spleen bundle), SegResNet, UNETR and SwinUNETR, and the 2.5D :class:`hanseg.fcn2p5d.SliceFCN`,
+built from the records of :mod:`hanseg.network_kinds` (which class, which parameters form the
+encoder for ``--freeze encoder``); this module is the one place that imports them.
 
 The plan stores the class name and its keyword arguments; input and output channel counts
 are not stored there but derived (channels in the plan, 31 classes), so they cannot
@@ -10,10 +10,10 @@ disagree with the label map.
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import torch
-from monai.networks import nets
 
 from .errors import PlansError
 from .network_kinds import BY_CLASS, NetworkKind
@@ -40,7 +40,8 @@ def is_encoder_parameter(network_name: str, parameter: str) -> bool:
 
 def build_network(spec: NetworkSpec, in_channels: int, out_channels: int) -> torch.nn.Module:
     """Instantiate the plan's network; a clear error names a bad class or argument."""
-    network_class = getattr(nets, network_kind(spec.name).monai_attr)
+    kind = network_kind(spec.name)
+    network_class = getattr(importlib.import_module(kind.module), kind.class_attr)
     kwargs = dict(spec.kwargs)
     for key in ("spatial_dims", "in_channels", "out_channels"):
         if key in kwargs:

@@ -4,7 +4,11 @@ Sources ``--init-from`` accepts (nothing is downloaded; fetch a bundle yourself,
 ``python -m monai.bundle download spleen_ct_segmentation --bundle_dir bundles``):
 
 - a MONAI bundle folder (``models/model.pt``) or its ``model.pt``: a plain state dict;
-- one of our model folders (``fold_0.pt``) or a training checkpoint (``checkpoint_*.pt``).
+- one of our model folders (``fold_0.pt``) or a training checkpoint (``checkpoint_*.pt``);
+- the output of ``training.pretrain`` (``pretrained.pt``: the network after self-supervision);
+- for the 2.5D network (``fcn2p5d``, default preset): a torchvision ``fcn_resnet50`` state dict,
+  or an ImageNet ``resnet50`` one, whose names lack the ``backbone.`` prefix (it is added, and
+  the classifier ``fc.`` is left out).
 
 Adaptation rules, applied tensor by tensor to the network in ``plans.json``:
 
@@ -71,11 +75,15 @@ def read_source_state(path: Path) -> dict[str, torch.Tensor]:
 
 def channel_dims(build: Builder, n_in: int, n_out: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """Which tensors depend on the input / output channel counts, and along which axes.
-    Found by building the network (on the meta device: no memory) with one more of each."""
-    with torch.device("meta"):
-        ref = {k: v.shape for k, v in build(n_in, n_out).state_dict().items()}
-        more_in = {k: v.shape for k, v in build(n_in + 1, n_out).state_dict().items()}
-        more_out = {k: v.shape for k, v in build(n_in, n_out + 1).state_dict().items()}
+    Found by building the network with one more of each: on the meta device (no memory), or
+    on the CPU for networks whose constructor reads tensor values (SwinUNETR's)."""
+    def shapes(i: int, o: int) -> dict[str, torch.Size]:
+        try:
+            with torch.device("meta"):
+                return {k: v.shape for k, v in build(i, o).state_dict().items()}
+        except (RuntimeError, NotImplementedError):
+            return {k: v.shape for k, v in build(i, o).state_dict().items()}
+    ref, more_in, more_out = shapes(n_in, n_out), shapes(n_in + 1, n_out), shapes(n_in, n_out + 1)
 
     def differing(other: dict[str, torch.Size]) -> dict[str, tuple[int, ...]]:
         axes = {k: tuple(i for i, (a, b) in enumerate(zip(shape, other[k])) if a != b) for k, shape in ref.items()}
@@ -143,11 +151,28 @@ def adapt_state(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
     return state, report
 
 
+BACKBONE = "backbone."
+
+
+def as_backbone(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A plain ResNet state dict (an ImageNet classifier: ``conv1.weight``, ``layer1...``,
+    ``fc...``) renamed for a network whose ResNet sits under ``backbone.``; other sources as
+    they are. The ``fc.`` classifier has no place in a segmentation network and is dropped."""
+    wants = any(k.startswith(BACKBONE) for k in target)
+    plain_resnet = "conv1.weight" in source and not any(k.startswith(BACKBONE) for k in source)
+    if not (wants and plain_resnet):
+        return source
+    log.info("--init-from: a plain ResNet state dict, loaded as the network's backbone")
+    return {BACKBONE + k: v for k, v in source.items() if not k.startswith("fc.")}
+
+
 def init_from(net: torch.nn.Module, build: Builder, n_in: int, n_out: int, path: Path,
               input_init: str = "zero") -> TransferReport:
     """Load ``path`` into ``net`` by the adaptation rules; logs what was done."""
     in_dims, out_dims = channel_dims(build, n_in, n_out)
-    state, report = adapt_state(net.state_dict(), read_source_state(path), in_dims, out_dims, input_init)
+    target = net.state_dict()
+    source = as_backbone(target, read_source_state(path))
+    state, report = adapt_state(target, source, in_dims, out_dims, input_init)
     net.load_state_dict(state)
     log.info("initialised from %s: %s", path, report.describe())
     return report

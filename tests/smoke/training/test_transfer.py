@@ -166,3 +166,43 @@ def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, tmp_path, po
     trainable = [k for k, _ in net.named_parameters() if k not in frozen and k in source
                  and state[k].shape == source[k].shape]
     assert any(not torch.equal(state[k], source[k]) for k in trainable)    # and training did happen
+
+
+# --- the 2.5D network from torchvision weights -------------------------------------------------
+
+def torchvision_layouts(tmp_path: Path) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    """Weight files laid out as torchvision's (built locally: torchvision does not install beside
+    this torch; tests/data holds its names and shapes, which SliceFCN's default preset matches):
+    ``fcn_resnet50(num_classes=21, aux_loss=True)`` and an ImageNet ``resnet50``."""
+    from hanseg.fcn2p5d import SliceFCN, fcn_head
+    from hanseg.network_kinds import BY_KIND
+    kwargs = {**BY_KIND["fcn2p5d"].presets["default"], "slices": 3}
+    fcn = SliceFCN(3, in_channels=1, out_channels=21, **kwargs).state_dict()
+    fcn.update({f"aux_classifier.{k}": v for k, v in fcn_head(1024, 21).state_dict().items()})
+    resnet = {k.removeprefix("backbone."): v for k, v in fcn.items() if k.startswith("backbone.")}
+    resnet.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    torch.save(fcn, tmp_path / "fcn_resnet50.pth")
+    torch.save(resnet, tmp_path / "resnet50.pth")
+    return tmp_path / "fcn_resnet50.pth", tmp_path / "resnet50.pth", fcn
+
+
+def test_the_2p5d_network_loads_torchvision_fcn_and_resnet_state_dicts(tmp_path):
+    from hanseg.network_kinds import BY_KIND
+    from hanseg.networks import build_network
+    from hanseg.plans import NetworkSpec
+    fcn_file, resnet_file, fcn = torchvision_layouts(tmp_path)
+    spec = NetworkSpec("SliceFCN", dict(BY_KIND["fcn2p5d"].presets["default"]))  # 5 slices x CT+MR = 10 inputs
+
+    def build(n_in: int, n_out: int) -> torch.nn.Module:
+        return build_network(spec, n_in, n_out)
+    net = build(2, 31)
+    report = init_from(net, build, 2, 31, fcn_file, "zero")
+    assert report.input_adapted == ["backbone.conv1.weight"] and report.new_head == ["classifier.4.weight", "classifier.4.bias"]
+    assert all(k.startswith("aux_classifier.") for k in report.unexpected) and not report.missing
+    state = net.state_dict()
+    assert torch.equal(state["backbone.layer3.5.conv2.weight"], fcn["backbone.layer3.5.conv2.weight"])
+    assert torch.equal(state["backbone.conv1.weight"][:, :3], fcn["backbone.conv1.weight"])
+    assert not state["backbone.conv1.weight"][:, 3:].any()   # the zero rule: extra channels start silent
+    report = init_from(build(2, 31), build, 2, 31, resnet_file, "zero")
+    assert len(report.copied) == len([k for k in fcn if k.startswith("backbone.")]) - 1
+    assert set(report.missing) == {k for k in state if k.startswith("classifier.")}

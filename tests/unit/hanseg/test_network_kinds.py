@@ -16,7 +16,7 @@ from training import plan
 FINGERPRINT = {"median_spacing_xyz": [1.5, 1.5, 2.5],
                "hu": {"p0_5": -1000.0, "p99_5": 1500.0, "mean": 50.0, "std": 300.0}}
 BUNDLE_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "norm": "batch"}
-FIELDS = ("kind", "class_name", "monai_attr", "patch_divisor", "encoder", "kwargs_builder", "presets")
+FIELDS = ("kind", "class_name", "class_attr", "patch_divisor", "encoder", "kwargs_builder", "presets")
 
 
 def test_the_table_and_the_plans_import_without_torch_or_monai():
@@ -28,16 +28,16 @@ def test_the_table_and_the_plans_import_without_torch_or_monai():
 
 
 def test_cli_names_and_order_are_the_table_s():
-    assert plan.NETWORK_KINDS == ("dynunet", "resunet", "unetr", "swinunetr", "segresnet")
-    assert tuple(nk.BY_CLASS) == ("DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet")
+    assert plan.NETWORK_KINDS == ("dynunet", "resunet", "unetr", "swinunetr", "segresnet", "fcn2p5d")
+    assert tuple(nk.BY_CLASS) == ("DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet", "SliceFCN")
     assert plan.SPLEEN_BUNDLE_UNET == BUNDLE_UNET
 
 
 @pytest.mark.parametrize("kind", nk.KINDS, ids=lambda k: k.kind)
 def test_every_kind_has_every_field_and_preset(kind):
-    from monai.networks import nets
+    import importlib
     assert all(getattr(kind, f) is not None and getattr(kind, f) != "" for f in FIELDS)
-    assert hasattr(nets, kind.monai_attr) and callable(kind.patch_divisor)
+    assert hasattr(importlib.import_module(kind.module), kind.class_attr) and callable(kind.patch_divisor)
     assert kind.encoder.prefixes or kind.encoder.rule in nk.ENCODER_RULES
     assert kind.kwargs_builder in nk.KWARGS_BUILDER_NAMES and kind.kwargs_builder in plan.KWARGS_BUILDERS
     assert tuple(kind.presets) == nk.PRESET_NAMES == tuple(plan.PRESETS)
@@ -54,6 +54,7 @@ def test_every_kind_has_every_field_and_preset(kind):
     ("SwinUNETR", {}, 32),
     ("SegResNet", {}, 8),
     ("SegResNet", {"blocks_down": [1, 2]}, 2),
+    ("SliceFCN", {}, 1),
     ("NotInTheTable", {}, 1),
 ])
 def test_patch_divisor(name, kwargs, divisor):
@@ -123,7 +124,7 @@ def test_dynunet_is_planned_from_patch_and_spacing():
 @pytest.mark.parametrize("kind, preset, patch", [
     ("dynunet", "small", (48, 96, 96)), ("resunet", "small", (48, 96, 96)), ("unetr", "small", (48, 96, 96)),
     ("swinunetr", "small", (64, 96, 96)), ("segresnet", "small", (48, 96, 96)),
-    ("unetr", "tiny", (32, 64, 64)), ("swinunetr", "default", (64, 160, 160)),
+    ("unetr", "tiny", (32, 64, 64)), ("swinunetr", "default", (64, 160, 160)), ("fcn2p5d", "small", (48, 96, 96)),
 ])
 def test_planned_patch_and_round_trip(kind, preset, patch):
     """The patch is rounded up to the table's divisor, and the plan built in memory equals the
@@ -138,11 +139,11 @@ def test_unknown_kind_or_network_names_it_and_the_known_ones():
     from hanseg.networks import build_network, is_encoder_parameter
     with pytest.raises(ValueError) as err:
         plan.network_spec("nope", "tiny", [32, 64, 64], [1, 1, 1])
-    assert str(err.value) == "unknown network kind 'nope'; known: dynunet, resunet, unetr, swinunetr, segresnet"
+    assert str(err.value) == "unknown network kind 'nope'; known: dynunet, resunet, unetr, swinunetr, segresnet, fcn2p5d"
     with pytest.raises(PlansError) as err:
         build_network(NetworkSpec("Nope", {}), 2, 3)
     assert str(err.value).startswith("unknown network 'Nope'; known: ")
-    assert set(str(err.value).split("known: ")[1].split(", ")) == {"DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet"}
+    assert set(str(err.value).split("known: ")[1].split(", ")) == {"DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet", "SliceFCN"}
     with pytest.raises(PlansError, match="no encoder is defined for 'Nope'"):
         is_encoder_parameter("Nope", "x")
 
@@ -169,6 +170,8 @@ def test_unknown_kind_or_network_names_it_and_the_known_ones():
     ("SegResNet", "down_layers.3.4.norm2.bias", True),
     ("SegResNet", "up_samples.1.0.conv.weight", False),
     ("SegResNet", "conv_final.0.weight", False),
+    ("SliceFCN", "backbone.layer4.2.conv3.weight", True),
+    ("SliceFCN", "classifier.0.weight", False),
 ])
 def test_encoder_membership(name, parameter, encoder):
     from hanseg.networks import is_encoder_parameter

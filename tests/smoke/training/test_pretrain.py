@@ -1,0 +1,118 @@
+"""Self-supervised pretraining (``python -m training.pretrain``) as a user runs it: on the raw
+layout with its masks ignored, for several network kinds, resumable, each objective switchable,
+and its output loading with ``--init-from`` (and ``--freeze encoder``) into a training run."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import SimpleITK as sitk
+import torch
+from helpers import ROOT
+
+from hanseg.labels import NUM_CLASSES
+from hanseg.networks import build_network
+from hanseg.plans import load_plans
+from training.pretrain import find_scans
+from training.transfer import init_from
+
+
+def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    if ok:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def plan(raw, work, network: str) -> None:
+    cli("-m", "training.plan", "--data", str(raw), "--work", str(work), "--preset", "tiny", "--network", network,
+        "--spacing", "3", "3", "4", "--patch", "32", "64", "64", "--folds", "2")
+
+
+def pretrain(raw, work, *extra: str, ok: bool = True) -> subprocess.CompletedProcess:
+    return cli("-m", "training.pretrain", "--images", str(raw), "--work", str(work), "--device", "cpu",
+               "--save-every", "2", *extra, ok=ok)
+
+
+@pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "fcn2p5d"])
+def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, tmp_path, network):
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, network)
+    pretrain(raw_phantoms, work, "--steps", "2")
+    out = work / "pretrain"
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [r["step"] for r in rows] == ["2"] and {"inpaint", "rotation", "contrastive"} <= set(rows[0])
+    assert (out / "curves.png").stat().st_size > 1000
+    assert json.loads((out / "pretrain.json").read_text())["scans"] == ["case_01", "case_02"]
+    plans = load_plans(work / "plans.json")
+
+    def build(n_in: int, n_out: int) -> torch.nn.Module:
+        return build_network(plans.network, n_in, n_out)
+    net = build(2, NUM_CLASSES)
+    report = init_from(net, build, 2, NUM_CLASSES, out / "pretrained.pt")
+    assert report.new_head and not report.missing and not report.unexpected and not report.input_adapted
+    saved = torch.load(out / "pretrained.pt", weights_only=True)
+    assert all(torch.equal(net.state_dict()[k], saved[k]) for k in report.copied)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run(raw_phantoms, tmp_path,
+                                                                                  monkeypatch):
+    from training import pretrain as module
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    for work in (once, twice):
+        plan(raw_phantoms, work, "resunet")
+    cfg = module.PretrainConfig(steps=4, save_every=2)
+    module.pretrain(raw_phantoms, once, once / "pretrain", cfg, "cpu")
+    # the same preprocessed scans (multi-threaded registration need not repeat to the last bit)
+    shutil.copytree(once / "cache_unlabelled", twice / "cache_unlabelled")
+    real_step, calls = module.train_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # after the checkpoint of step 2
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+    monkeypatch.setattr(module, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        module.pretrain(raw_phantoms, twice, twice / "pretrain", cfg, "cpu")
+    assert not (twice / "pretrain/pretrained.pt").exists()
+    monkeypatch.setattr(module, "train_step", real_step)
+    module.pretrain(raw_phantoms, twice, twice / "pretrain", cfg, "cpu")
+    a = torch.load(once / "pretrain/pretrained.pt", weights_only=True)
+    b = torch.load(twice / "pretrain/pretrained.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in csv.DictReader(open(twice / "pretrain/log.csv"))] == ["2", "4"]
+    changed = pretrain(raw_phantoms, twice, "--steps", "6", "--lr", "1e-3", ok=False)
+    assert changed.returncode == 2 and "other settings (lr)" in changed.stderr
+
+
+def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, tmp_path):
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
+    assert set(next(csv.DictReader(open(work / "pretrain/log.csv")))) == {"step", "total", "inpaint", "lr", "seconds"}
+    done = cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
+               "--iters", "2", "--val-every", "1", "--device", "cpu", "--init-from", str(work / "pretrain/pretrained.pt"),
+               "--freeze", "encoder")
+    assert "tensors copied" in done.stderr and "frozen:" in done.stderr
+    assert (work / "fold_0/checkpoint_last.pt").is_file()
+
+
+def test_a_folder_of_images_pairs_ct_and_mr_and_an_empty_one_is_refused(raw_phantoms, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    ct = sitk.ReadImage(str(raw_phantoms / "case_01/case_01_IMG_CT.nrrd"))
+    for name in ("a_CT.mha", "a_MR_T1.mha", "b.nii.gz"):
+        sitk.WriteImage(ct, str(folder / name))
+    (folder / "notes.txt").write_text("not an image")
+    scans = {s.scan_id: s for s in find_scans(folder)}
+    assert set(scans) == {"a", "b"} and scans["a"].mr == folder / "a_MR_T1.mha" and scans["b"].mr is None
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    (tmp_path / "empty").mkdir()
+    refused = pretrain(tmp_path / "empty", work, "--steps", "2", ok=False)
+    assert refused.returncode == 2 and "no scans under" in refused.stderr
+    assert not (work / "pretrain/pretrained.pt").exists()

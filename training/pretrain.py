@@ -1,0 +1,408 @@
+"""Self-supervised pretraining of a planned network on unlabelled scans, for ``--init-from``.
+
+    python -m training.pretrain --images UNLABELLED --work WORK [--steps 2000] [--objectives ...]
+
+``WORK/plans.json`` (from ``training.plan`` on the labelled data) names the network and the
+preprocessing; the scans go through the same ``hanseg.preprocess.preprocess_case`` as
+training and inference (registration, crop, spacing, normalisation), so the encoder sees what
+fine-tuning will feed it. ``UNLABELLED`` is a HaN-Seg raw layout (``case_XX/..._IMG_CT.nrrd``
+and ``_IMG_MR_T1.nrrd``; masks ignored) or a folder of images (.nrrd, .mha, .nii.gz, ...):
+``<id>_CT.<ext>`` with an optional ``<id>_MR_T1.<ext>``, and any other image taken as a CT.
+
+The objectives of the SwinUNETR self-supervised recipe (Tang et al. 2022), each switched on
+or off with ``--objectives``; two augmented views of every patch go through the network:
+
+- ``inpaint``: cuboids of each view are dropped (MONAI's ``RandCoarseDropout``) and the
+  network's output (one channel per input channel) must restore the view (L1);
+- ``rotation``: each view is turned by 0/90/180/270° in the axial plane (0/180° where the
+  patch is not square in-plane) and a head on the pooled bottleneck features tells which;
+- ``contrastive``: a projection of the two views' pooled bottleneck features is pulled
+  together and pushed from the other patches' (MONAI's ``ContrastiveLoss``).
+
+Writes to ``--out`` (default ``WORK/pretrain``): ``pretrained.pt`` (the network's state dict:
+``training.train --init-from .../pretrained.pt [--freeze encoder]``; its output layer, sized
+for reconstruction, is replaced by a new 31-class head there), ``checkpoint_last.pt`` (resumed
+unless ``--restart``), ``log.csv``, ``curves.png`` and ``pretrain.json`` (settings, steps,
+seconds, scans). Works for every network kind whose bottleneck :data:`BOTTLENECKS` names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import ContrastiveLoss
+from monai.transforms import RandCoarseDropout
+from torch import nn
+
+from dataset.raw import find_raw_cases
+from hanseg.errors import HansegError
+from hanseg.inference import resolve_device
+from hanseg.io import IMAGE_SUFFIXES, image_suffix, read_image
+from hanseg.networks import build_network
+from hanseg.plans import Plans, load_plans
+from hanseg.preprocess import preprocess_case
+
+from .data import CachedCase, augment, preprocessing_key, sample_patch
+from .train import Checkpoints, poly_lr, progress
+
+log = logging.getLogger("training.pretrain")
+OBJECTIVES = ("inpaint", "rotation", "contrastive")
+
+
+class PretrainError(HansegError):
+    """The unlabelled scans or the settings cannot be used for pretraining."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """One pretraining run's settings (recorded in every checkpoint and in pretrain.json)."""
+
+    steps: int = 2000
+    batch: int = 2
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    objectives: tuple[str, ...] = OBJECTIVES
+    temperature: float = 0.5       # of the contrastive loss (the SwinUNETR recipe's)
+    holes: int = 6                 # cuboids dropped per view, at least ...
+    hole_fraction: float = 0.25    # ... each at most this fraction of the patch per axis
+    seed: int = 0
+    save_every: int = 50
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One unlabelled scan: a CT and, when there is one, its T1 MR."""
+
+    scan_id: str
+    ct: Path
+    mr: Path | None = None
+
+
+# --- finding and preprocessing the scans ------------------------------------------------------
+
+def find_scans(root: Path) -> list[Scan]:
+    """The scans under ``root``: a HaN-Seg raw layout (masks ignored) or a folder of images."""
+    root = Path(root)
+    if any(p.is_dir() for p in root.glob("case_*")):
+        return [Scan(c.case_id, c.ct, c.mr) for c in find_raw_cases(root)]
+    images = sorted(p for p in root.rglob("*") if p.is_file() and image_suffix(p))
+    mr = {_stem(p).removesuffix("_MR_T1"): p for p in images if _stem(p).endswith("_MR_T1")}
+    scans = [Scan(_stem(p).removesuffix("_CT"), p, mr.get(_stem(p).removesuffix("_CT")))
+             for p in images if not _stem(p).endswith("_MR_T1")]
+    if not scans:
+        raise PretrainError(f"no scans under {root}: expected a HaN-Seg raw layout (case_XX/) or image files "
+                            f"({', '.join(IMAGE_SUFFIXES)})")
+    return scans
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(image_suffix(path) or "")]
+
+
+def cache_scan(scan: Scan, plans: Plans, cache_dir: Path) -> Path:
+    """``preprocess_case`` of one scan into ``cache_dir/<id>.npz``, unless already there."""
+    path, key = cache_dir / f"{scan.scan_id}.npz", preprocessing_key(plans)
+    if path.is_file():
+        with np.load(path) as data:
+            if str(data["key"]) == key:
+                return path
+    pre = preprocess_case(read_image(scan.ct), read_image(scan.mr) if scan.mr else None, plans)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, key=key, image=pre.image.astype(np.float16))
+    tmp.replace(path)
+    log.info("cached %s: grid %s", scan.scan_id, pre.grid.shape)
+    return path
+
+
+def load_scan(path: Path) -> CachedCase:
+    """A cached scan as training's :class:`CachedCase` with no labels: patches fall anywhere."""
+    with np.load(path) as data:
+        image = data["image"]
+    labels = np.broadcast_to(np.uint8(0), image.shape[1:])  # shape only, no memory
+    return CachedCase(path.stem, image, labels, np.zeros(31, bool), {})
+
+
+# --- the network with its self-supervision heads ----------------------------------------------
+
+def _monai_unet_bottom(net: nn.Module) -> nn.Module:
+    """MONAI's UNet nests ``Sequential(down, SkipConnection(inner), up)``; the bottom is the
+    innermost SkipConnection's submodule."""
+    level = net.model
+    while isinstance(level[1].submodule, nn.Sequential) and len(level[1].submodule) == 3:
+        level = level[1].submodule
+    return level[1].submodule
+
+
+#: The module whose output is a network's deepest encoder features, by plans.json class name.
+BOTTLENECKS: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "UNet": _monai_unet_bottom,
+    "DynUNet": lambda net: net.bottleneck,
+    "SwinUNETR": lambda net: net.encoder10,
+    "SegResNet": lambda net: net.down_layers[-1],
+    "SliceFCN": lambda net: net.backbone,
+}
+
+
+def pooled(features: torch.Tensor, batch: int) -> torch.Tensor:
+    """``(N, F, ...)`` features → ``(batch, F)``: averaged over space, and over the slices of a
+    2.5D network (whose N is batch × slices)."""
+    flat = features.flatten(2).mean(2)
+    return flat.reshape(batch, -1, flat.shape[1]).mean(1)
+
+
+class SelfSupervised(nn.Module):
+    """The plan's network (output = one channel per input channel, for inpainting) plus a
+    rotation head and a contrastive projection on its pooled bottleneck features."""
+
+    def __init__(self, net: nn.Module, network_name: str, channels: int, patch_zyx: tuple[int, ...],
+                 rotations: int) -> None:
+        super().__init__()
+        if network_name not in BOTTLENECKS:
+            raise PretrainError(f"pretraining has no bottleneck defined for {network_name}; "
+                                f"it works for {', '.join(BOTTLENECKS)}")
+        self.net, self._features = net, None
+        BOTTLENECKS[network_name](net).register_forward_hook(self._keep)
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, channels, *patch_zyx))
+        width = pooled(self._features, 1).shape[1]
+        self.rotation_head = nn.Linear(width, rotations)
+        self.projection = nn.Sequential(nn.Linear(width, 256), nn.ReLU(inplace=True), nn.Linear(256, 128))
+
+    def _keep(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        self._features = output
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        restored = self.net(x)
+        feats = pooled(self._features, x.shape[0])
+        return restored, self.rotation_head(feats), self.projection(feats)
+
+
+# --- the views and the losses -----------------------------------------------------------------
+
+def rotation_count(patch_zyx: tuple[int, ...]) -> int:
+    """4 quarter turns in the axial (y, x) plane on a square patch, else 0° and 180°."""
+    return 4 if patch_zyx[1] == patch_zyx[2] else 2
+
+
+def rotate(x: torch.Tensor, k: torch.Tensor, rotations: int) -> torch.Tensor:
+    """Sample i turned by ``k[i]`` steps of 360/``rotations`` degrees in the (y, x) plane."""
+    quarter = 4 // rotations
+    return torch.stack([torch.rot90(s, int(q) * quarter, dims=(-2, -1)) for s, q in zip(x, k)])
+
+
+def dropout(views: torch.Tensor, masker: RandCoarseDropout) -> torch.Tensor:
+    """Each view with cuboids replaced by random values (MONAI's RandCoarseDropout)."""
+    masked = [masker(v) for v in views]
+    # MONAI returns MetaTensors; the network and the losses get plain tensors
+    return torch.stack([m.as_tensor() if hasattr(m, "as_tensor") else torch.as_tensor(m) for m in masked])
+
+
+def make_masker(cfg: PretrainConfig, patch_zyx: tuple[int, ...]) -> RandCoarseDropout:
+    largest = [max(2, int(p * cfg.hole_fraction)) for p in patch_zyx]
+    masker = RandCoarseDropout(holes=cfg.holes, spatial_size=[max(1, s // 4) for s in largest],
+                               max_holes=cfg.holes * 2, max_spatial_size=largest, prob=1.0)
+    masker.set_random_state(cfg.seed)
+    return masker
+
+
+@dataclass
+class Run:
+    """What the steps advance: the model, the optimiser and every random stream."""
+
+    model: SelfSupervised
+    opt: torch.optim.Optimizer
+    rng: np.random.Generator
+    gen: torch.Generator
+    masker: RandCoarseDropout
+    rotations: int
+    device: torch.device
+
+
+def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[str, torch.Tensor]:
+    """The enabled objectives' losses on two augmented views of ``patches`` (B, C, Z, Y, X)."""
+    b = patches.shape[0]
+    views = []
+    for _ in range(2):
+        view, _, _ = augment(patches.clone(), torch.zeros(patches.shape[:1] + patches.shape[2:], dtype=torch.uint8),
+                             torch.zeros(b, 31, dtype=torch.bool), run.gen)
+        views.append(view)
+    k = torch.randint(0, run.rotations, (2 * b,), generator=run.gen) if "rotation" in cfg.objectives \
+        else torch.zeros(2 * b, dtype=torch.long)
+    target = rotate(torch.cat(views), k, run.rotations)
+    inputs = dropout(target, run.masker) if "inpaint" in cfg.objectives else target
+    restored, rot_logits, proj = run.model(inputs.to(run.device))
+    losses = {}
+    if "inpaint" in cfg.objectives:
+        losses["inpaint"] = F.l1_loss(restored, target.to(run.device))
+    if "rotation" in cfg.objectives:
+        losses["rotation"] = F.cross_entropy(rot_logits, k.to(run.device))
+    if "contrastive" in cfg.objectives:
+        losses["contrastive"] = ContrastiveLoss(temperature=cfg.temperature)(proj[:b], proj[b:])
+    return losses
+
+
+def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainConfig, step: int) -> dict[str, float]:
+    """One optimiser step; returns each objective's loss and the total."""
+    for group in run.opt.param_groups:
+        group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
+    patches = [sample_patch(scans[int(run.rng.integers(len(scans)))], plans.patch_size_zyx, run.rng, 0.0)[0]
+               for _ in range(cfg.batch)]
+    losses = step_losses(run, torch.from_numpy(np.stack(patches)), cfg)
+    total = sum(losses.values())
+    run.opt.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 12.0)
+    run.opt.step()
+    return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
+
+
+# --- checkpoints, logs, curves ----------------------------------------------------------------
+
+def state_of(run: Run, step: int, cfg: PretrainConfig, seconds: float) -> dict:
+    return {"step": step, "model": run.model.state_dict(), "opt": run.opt.state_dict(),
+            "rng": run.rng.bit_generator.state, "gen": run.gen.get_state(),
+            "masker": run.masker.R.get_state(), "config": asdict(cfg), "seconds": seconds}
+
+
+def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
+    """Continue a checkpoint of the same settings (``steps`` may grow); the step and seconds done."""
+    saved = {k: v for k, v in state["config"].items() if k not in ("steps", "save_every")}
+    wanted = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "save_every")}
+    saved["objectives"] = tuple(saved["objectives"])
+    if saved != wanted:
+        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        raise PretrainError(f"the checkpoint was made with other settings ({', '.join(diff)}): "
+                            "pass them again, or --restart")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["opt"])
+    run.rng.bit_generator.state = state["rng"]
+    run.gen.set_state(state["gen"])
+    run.masker.R.set_state(state["masker"])
+    return int(state["step"]), float(state["seconds"])
+
+
+def write_row(folder: Path, row: dict) -> None:
+    path = folder / "log.csv"
+    new = not path.is_file()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def plot(folder: Path) -> None:
+    """``curves.png``: each objective's loss against the step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(folder / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("total", *OBJECTIVES):
+        if key in rows[0]:
+            ax.plot([int(r["step"]) for r in rows], [float(r[key]) for r in rows], label=key)
+    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=80)
+    plt.close(fig)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device) -> Run:
+    torch.manual_seed(cfg.seed)
+    channels = len(plans.channels)
+    net = build_network(plans.network, channels, channels)
+    rotations = rotation_count(plans.patch_size_zyx)
+    model = SelfSupervised(net, plans.network.name, channels, plans.patch_size_zyx, rotations).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return Run(model, opt, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed),
+               make_masker(cfg, plans.patch_size_zyx), rotations, device)
+
+
+def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: str = "auto",
+             restart: bool = False) -> Path:
+    """Pretrain WORK's planned network on the scans under ``images``; returns ``pretrained.pt``."""
+    unknown = sorted(set(cfg.objectives) - set(OBJECTIVES))
+    if unknown or not cfg.objectives:
+        raise PretrainError(f"--objectives: choose among {', '.join(OBJECTIVES)} (got {list(cfg.objectives)})")
+    plans, dev = load_plans(work / "plans.json"), resolve_device(device)[0]
+    scans = find_scans(images)
+    cases = [load_scan(cache_scan(s, plans, work / "cache_unlabelled")) for s in scans]
+    run, ckpt = make_run(plans, cfg, dev), Checkpoints(out)
+    state = None if restart else ckpt.load_last()
+    if restart:
+        (out / "log.csv").unlink(missing_ok=True)
+    start, seconds = resume(run, state, cfg) if state else (0, 0.0)
+    if start:
+        log.info("resuming pretraining at step %d of %d", start, cfg.steps)
+    run.model.train()
+    window, began = [], time.perf_counter() - seconds
+    for step in progress(range(start, cfg.steps), "pretraining", cfg.steps - start):
+        window.append(train_step(run, cases, plans, cfg, step))
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            elapsed = time.perf_counter() - began
+            write_row(out, {"step": step + 1, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                            "lr": poly_lr(cfg.lr, step, cfg.steps), "seconds": round(elapsed, 1)})
+            ckpt.save("checkpoint_last.pt", state_of(run, step + 1, cfg, elapsed))
+            log.info("step %d/%d loss %.4f", step + 1, cfg.steps, window[-1]["total"])
+            window = []
+    return finish(run, out, cfg, scans, plans, time.perf_counter() - began)
+
+
+def finish(run: Run, out: Path, cfg: PretrainConfig, scans: list[Scan], plans: Plans, seconds: float) -> Path:
+    """``pretrained.pt`` (the network alone), ``pretrain.json`` and ``curves.png``."""
+    path = out / "pretrained.pt"
+    tmp = out / ".pretrained.pt.tmp"
+    torch.save(run.model.net.state_dict(), tmp)
+    tmp.replace(path)
+    (out / "pretrain.json").write_text(json.dumps({
+        "network": plans.network.name, "config": asdict(cfg), "seconds": round(seconds, 1),
+        "scans": [s.scan_id for s in scans], "with_mr": sum(s.mr is not None for s in scans)}, indent=1) + "\n")
+    if (out / "log.csv").is_file():
+        plot(out)
+    log.info("pretrained %s for %d steps on %d scans (%.0f s): %s", plans.network.name, cfg.steps, len(scans),
+             seconds, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Self-supervised pretraining on unlabelled scans (see the module doc).")
+    ap.add_argument("--images", type=Path, required=True, help="unlabelled scans: a raw layout or a folder of images")
+    ap.add_argument("--work", type=Path, required=True, help="work folder with plans.json (python -m training.plan)")
+    ap.add_argument("--out", type=Path, help="output folder (default: WORK/pretrain)")
+    defaults = PretrainConfig()
+    for name in ("steps", "batch", "lr", "weight_decay", "temperature", "holes", "hole_fraction", "seed", "save_every"):
+        value = getattr(defaults, name)
+        ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=f"(default: {value})")
+    ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES,
+                    help="self-supervision objectives (default: all three)")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = PretrainConfig(**{k: getattr(args, k) for k in ("steps", "batch", "lr", "weight_decay", "temperature",
+                                                         "holes", "hole_fraction", "seed", "save_every")},
+                         objectives=tuple(args.objectives))
+    try:
+        pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart)
+    except HansegError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
