@@ -119,6 +119,18 @@ def test_a_full_size_case_fits_in_4_gb(image, docker_env):
     assert "exit 0 in" in done.stdout
 
 
+def test_a_2p5d_model_runs_in_the_image_from_opt_ml_model(image, docker_env, tmp_path):
+    """The 2.5D network through the container: the shipped plan with SliceFCN (random weights:
+    the path, not the scores, is under test here; tests/smoke trains one through process.py)."""
+    from benchmarks.network_cost import random_model
+    from hanseg.network_kinds import BY_KIND, plain
+    from hanseg.plans import NetworkSpec
+    model = random_model(ROOT / "model", tmp_path / "fcn2p5d",
+                         NetworkSpec("SliceFCN", plain(BY_KIND["fcn2p5d"].presets["tiny"])))
+    done = run(["docker/other_model.sh", image, str(model)], docker_env)
+    assert "both label maps on their CT grids" in done.stdout and "SliceFCN" in done.stdout
+
+
 def test_export_writes_the_upload_files(image, docker_env):
     out = ROOT / "export"
     try:
