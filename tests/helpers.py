@@ -38,6 +38,24 @@ def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them
     return [shutil.which(t) for t in tools]  # type: ignore[misc]
 
 
+def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: str = "case_09"
+                           ) -> tuple[sitk.Image, sitk.Image]:
+    """``process.py`` with ``model`` on a phantom no test trains on (2023 layout in ``folder``):
+    its (label map, CT), after checking that the run succeeded and wrote results.json."""
+    import json
+    import subprocess
+    import sys
+    from phantoms import make_case, write_gc
+    write_gc(make_case(seed, "small", case_id), folder / "gc")
+    done = subprocess.run([sys.executable, "process.py", "--input", str(folder / "gc/input"), "--output",
+                           str(folder / "out"), "--model", str(model), "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((folder / "out/results.json").read_text())[0]["outputs"]
+    seg = sitk.ReadImage(str(folder / f"out/images/head_neck_oar/{case_id}_seg.mha"))
+    return seg, sitk.ReadImage(str(folder / f"gc/input/images/ct/{case_id}_CT.mha"))
+
+
 TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 
 

@@ -53,7 +53,7 @@ from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case
 
 from .data import CachedCase, augment, preprocessing_key, sample_patch
-from .train import Checkpoints, poly_lr, progress
+from .train import Checkpoints, poly_lr, progress, write_log
 
 log = logging.getLogger("training.pretrain")
 OBJECTIVES = ("inpaint", "rotation", "contrastive")
@@ -292,16 +292,6 @@ def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
     return int(state["step"]), float(state["seconds"])
 
 
-def write_row(folder: Path, row: dict) -> None:
-    path = folder / "log.csv"
-    new = not path.is_file()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def plot(folder: Path) -> None:
     """``curves.png``: each objective's loss against the step."""
     import matplotlib
@@ -354,7 +344,7 @@ def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: s
         window.append(train_step(run, cases, plans, cfg, step))
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             elapsed = time.perf_counter() - began
-            write_row(out, {"step": step + 1, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+            write_log(out, {"step": step + 1, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
                             "lr": poly_lr(cfg.lr, step, cfg.steps), "seconds": round(elapsed, 1)})
             ckpt.save("checkpoint_last.pt", state_of(run, step + 1, cfg, elapsed))
             log.info("step %d/%d loss %.4f", step + 1, cfg.steps, window[-1]["total"])

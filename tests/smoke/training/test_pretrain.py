@@ -37,7 +37,7 @@ def pretrain(raw, work, *extra: str, ok: bool = True) -> subprocess.CompletedPro
                "--save-every", "2", *extra, ok=ok)
 
 
-@pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "fcn2p5d"])
+@pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "segresnet", "fcn2p5d"])
 def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, tmp_path, network):
     work = tmp_path / "work"
     plan(raw_phantoms, work, network)
