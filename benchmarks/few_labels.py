@@ -88,7 +88,9 @@ def _write_case(kind: str, index: int, case_id: str, size: str, folder: Path) ->
 def make_data(out: Path, args: argparse.Namespace) -> dict[str, list[str]]:
     """The four phantom sets (made once; a finished set is kept): labelled pool and validation
     cases in one raw layout, unlabelled cases in another, test cases in the container layout."""
-    n_pool = max(args.sizes)
+    n_pool = args.pool
+    if max(args.sizes) > n_pool:
+        raise SystemExit(f"--sizes {max(args.sizes)} needs a labelled pool of at least that many (--pool {n_pool})")
     ids = {"labelled": [f"case_{i + 1:02d}" for i in range(n_pool)],
            "val": [f"case_{n_pool + i + 1:02d}" for i in range(args.val)],
            "unlabelled": [f"case_{i + 1:02d}" for i in range(args.unlabelled)],
@@ -246,7 +248,7 @@ def command(args: argparse.Namespace) -> str:
     """The command that reproduces these results: every setting, spelled out."""
     parts = ["python -m benchmarks.few_labels"]
     for key, value in vars(args).items():
-        if key in ("workers", "device"):  # change how fast, not what
+        if key in ("workers", "device", "tables_only"):  # change how fast or what is written, not the results
             continue
         shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
         parts.append(f"--{key.replace('_', '-')} {shown}")
@@ -257,6 +259,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Few-label study on phantoms (see the module doc).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "few_labels")
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 12], help="labelled training cases per run")
+    ap.add_argument("--pool", type=int, default=12, help="labelled pool: each run trains on its first N cases "
+                    "(fixed apart from --sizes, so that a run of some sizes uses the same cases and validation set)")
     ap.add_argument("--unlabelled", type=int, default=30)
     ap.add_argument("--val", type=int, default=3, help="validation phantoms (best-epoch choice)")
     ap.add_argument("--test", type=int, default=3, help="unseen test phantoms (the scores)")
@@ -277,13 +281,41 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2, help="processes writing phantoms")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="only write results.md/json again from the runs already scored in --out")
     return ap.parse_args(argv)
+
+
+def tables_only(args: argparse.Namespace) -> int:
+    """The tables again from the runs already scored in ``--out`` (runs of some sizes each, in
+    parallel, gathered into one table); a run not yet scored is left out, with a warning."""
+    previous = json.loads((args.out / "results.json").read_text()) if (args.out / "results.json").is_file() else {}
+    pretrain_json = args.out / "work/ssl/pretrain/pretrain.json"
+    minutes = json.loads(pretrain_json.read_text())["seconds"] / 60 if pretrain_json.is_file() else 0.0
+    results: dict[str, dict[str, dict]] = {}
+    for n in sorted(args.sizes):
+        for arm in args.arms:
+            summary = args.out / "scores" / f"{arm}_n{n}" / "summary.json"
+            if not summary.is_file():
+                log.warning("%s with %d labelled cases has not been scored: left out", arm, n)
+                continue
+            work = args.out / "work" / f"{arm}_n{n}"
+            results.setdefault(arm, {})[str(n)] = {**json.loads(summary.read_text()), **training_record(work, args.iters)}
+    meta = {"command": command(args).replace(" --tables-only True", ""),
+            "settings": {k: v for k, v in vars(args).items() if k not in ("out", "tables_only")} | {"out": str(args.out)},
+            "seeds": SEEDS, "cases": previous.get("cases", {}),
+            "pretrain": {"steps": args.pretrain_steps, "minutes": minutes}}
+    write_results(args.out, results, meta)
+    print((args.out / "results.md").read_text())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.tables_only:
+        return tables_only(args)
     ids = make_data(args.out, args)
     sources, pre_minutes = {}, 0.0
     if any(ARM_RECIPES[a].init == "ssl" for a in args.arms):

@@ -15,7 +15,7 @@ from hanseg.labels import OAR_NAMES
 
 def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     out = tmp_path / "study"
-    cmd = [sys.executable, "-m", "benchmarks.few_labels", "--out", str(out), "--sizes", "1", "--unlabelled", "2",
+    cmd = [sys.executable, "-m", "benchmarks.few_labels", "--out", str(out), "--sizes", "1", "--pool", "1", "--unlabelled", "2",
            "--val", "1", "--test", "1", "--steps", "2", "--iters", "2", "--pretrain-steps", "2", "--bundle-steps", "2",
            "--spacing", "6", "6", "8", "--patch", "16", "32", "32"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
@@ -40,3 +40,8 @@ def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     table = (out / "results.md").read_text()
     assert "## Mean Dice on the test phantoms" in table and all(f"`{a}`" in table for a in ARMS)
     assert all(f"| {oar} |" in table for oar in OAR_NAMES)
+    # the tables again from the scored runs alone (as after runs of some sizes each, in parallel)
+    again = subprocess.run([*cmd, "--tables-only"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    gathered = json.loads((out / "results.json").read_text())
+    assert gathered["arms"] == results["arms"] and gathered["command"] == results["command"]
