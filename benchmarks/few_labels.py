@@ -286,6 +286,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def study_meta(args: argparse.Namespace, cases: dict[str, list[str]], pretrain_minutes: float) -> dict:
+    """What results.json records beside the arms: the command, the settings, seeds and cases."""
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "tables_only")} | {"out": str(args.out)}
+    return {"command": command(args), "settings": settings, "seeds": SEEDS, "cases": cases,
+            "pretrain": {"steps": args.pretrain_steps, "minutes": pretrain_minutes}}
+
+
 def tables_only(args: argparse.Namespace) -> int:
     """The tables again from the runs already scored in ``--out`` (runs of some sizes each, in
     parallel, gathered into one table); a run not yet scored is left out, with a warning."""
@@ -301,10 +308,7 @@ def tables_only(args: argparse.Namespace) -> int:
                 continue
             work = args.out / "work" / f"{arm}_n{n}"
             results.setdefault(arm, {})[str(n)] = {**json.loads(summary.read_text()), **training_record(work, args.iters)}
-    meta = {"command": command(args).replace(" --tables-only True", ""),
-            "settings": {k: v for k, v in vars(args).items() if k not in ("out", "tables_only")} | {"out": str(args.out)},
-            "seeds": SEEDS, "cases": previous.get("cases", {}),
-            "pretrain": {"steps": args.pretrain_steps, "minutes": minutes}}
+    meta = study_meta(args, previous.get("cases", {}), minutes)
     write_results(args.out, results, meta)
     print((args.out / "results.md").read_text())
     return 0
@@ -323,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(ARM_RECIPES[a].init == "bundle" for a in args.arms):
         sources["bundle"] = bundle(args.out, args, ids)
     results: dict[str, dict[str, dict]] = {}
-    meta = {"command": command(args), "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
-            "seeds": SEEDS, "cases": ids, "pretrain": {"steps": args.pretrain_steps, "minutes": pre_minutes}}
+    meta = study_meta(args, ids, pre_minutes)
     for n in sorted(args.sizes):
         for arm in args.arms:
             started = time.perf_counter()
