@@ -7,7 +7,12 @@ preprocessing; the scans go through the same ``hanseg.preprocess.preprocess_case
 training and inference (registration, crop, spacing, normalisation), so the encoder sees what
 fine-tuning will feed it. ``UNLABELLED`` is a HaN-Seg raw layout (``case_XX/..._IMG_CT.nrrd``
 and ``_IMG_MR_T1.nrrd``; masks ignored) or a folder of images (.nrrd, .mha, .nii.gz, ...):
-``<id>_CT.<ext>`` with an optional ``<id>_MR_T1.<ext>``, and any other image taken as a CT.
+``<id>_CT.<ext>`` with an optional ``<id>_MR_T1.<ext>``, and any other image taken as a CT;
+or a folder of DICOM files as a PACS exports them (any names and nesting), where each study's
+planning CT and T1 MR are chosen by the rules of ``process.py``'s DICOM layout
+(``--series-rules`` overrides them). A scan that cannot be read is logged, listed under
+``skipped`` in ``pretrain.json`` and left out: one broken export among thousands of
+unlabelled scans does not stop the run.
 
 The objectives of the SwinUNETR self-supervised recipe (Tang et al. 2022), each switched on
 or off with ``--objectives``; two augmented views of every patch go through the network:
@@ -33,11 +38,12 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 from monai.losses import ContrastiveLoss
@@ -45,9 +51,12 @@ from monai.transforms import RandCoarseDropout
 from torch import nn
 
 from dataset.raw import find_raw_cases
+from hanseg.dicom.scan import scan_folder
+from hanseg.dicom.select import SelectionRules, StudySelection, rules_from_json
 from hanseg.errors import HansegError
 from hanseg.inference import resolve_device
 from hanseg.io import IMAGE_SUFFIXES, image_suffix, read_image
+from hanseg.layouts.dicom import has_dicom, read_study, select_all
 from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case
@@ -81,18 +90,66 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class Scan:
-    """One unlabelled scan: a CT and, when there is one, its T1 MR."""
+    """One unlabelled scan in image files: a CT and, when there is one, its T1 MR."""
 
     scan_id: str
     ct: Path
     mr: Path | None = None
 
+    @property
+    def has_mr(self) -> bool:
+        return self.mr is not None
+
+    def read(self) -> tuple[sitk.Image, sitk.Image | None]:
+        return read_image(self.ct), read_image(self.mr) if self.mr else None
+
+
+@dataclass(frozen=True)
+class DicomScan:
+    """One DICOM study's selected planning CT and T1 MR; named by the CT's SeriesInstanceUID
+    (a cache file name that carries no patient name and changes when the series does)."""
+
+    scan_id: str
+    selection: StudySelection
+    rules: SelectionRules
+
+    @property
+    def has_mr(self) -> bool:
+        return self.selection.mr is not None
+
+    def read(self) -> tuple[sitk.Image, sitk.Image | None]:
+        volumes = read_study(self.selection, self.rules)
+        return volumes.ct, volumes.mr
+
+
+AnyScan = Scan | DicomScan
+
 
 # --- finding and preprocessing the scans ------------------------------------------------------
 
-def find_scans(root: Path) -> list[Scan]:
-    """The scans under ``root``: a HaN-Seg raw layout (masks ignored) or a folder of images."""
+def dicom_scans(root: Path, rules: SelectionRules) -> list[DicomScan]:
+    """The studies of a DICOM folder that have a planning CT (with the DICOM layout's rules;
+    studies without one, and unreadable files, are logged by the selection and left out)."""
+    scan = scan_folder(root)
+    for item in scan.unreadable:
+        log.warning("not DICOM or unreadable, left out: %s (%s)", item.path, item.reason)
+    chosen, failed, _ = select_all(scan, rules)
+    for entry in failed:
+        log.warning("left out: %s", entry["error_messages"][0])
+    if not chosen:
+        raise PretrainError(f"no study with a usable planning CT under {root} "
+                            f"({len(scan.studies)} DICOM study(ies), {len(scan.unreadable)} unreadable file(s))")
+    return [DicomScan(sel.ct.series_uid, sel, rules) for sel in chosen]
+
+
+def find_scans(root: Path, rules: SelectionRules | None = None) -> list[AnyScan]:
+    """The scans under ``root``: a HaN-Seg raw layout (masks ignored), a DICOM folder, or a
+    folder of images."""
     root = Path(root)
+    if not root.is_dir():
+        raise PretrainError(f"--images {root}: not a folder")
+    if has_dicom(root):
+        return dicom_scans(root, rules or SelectionRules())
     if any(p.is_dir() for p in root.glob("case_*")):
         return [Scan(c.case_id, c.ct, c.mr) for c in find_raw_cases(root)]
     images = sorted(p for p in root.rglob("*") if p.is_file() and image_suffix(p))
@@ -100,8 +157,8 @@ def find_scans(root: Path) -> list[Scan]:
     scans = [Scan(_stem(p).removesuffix("_CT"), p, mr.get(_stem(p).removesuffix("_CT")))
              for p in images if not _stem(p).endswith("_MR_T1")]
     if not scans:
-        raise PretrainError(f"no scans under {root}: expected a HaN-Seg raw layout (case_XX/) or image files "
-                            f"({', '.join(IMAGE_SUFFIXES)})")
+        raise PretrainError(f"no scans under {root}: expected a HaN-Seg raw layout (case_XX/), DICOM files "
+                            f"or image files ({', '.join(IMAGE_SUFFIXES)})")
     return scans
 
 
@@ -109,14 +166,14 @@ def _stem(path: Path) -> str:
     return path.name[: -len(image_suffix(path) or "")]
 
 
-def cache_scan(scan: Scan, plans: Plans, cache_dir: Path) -> Path:
+def cache_scan(scan: AnyScan, plans: Plans, cache_dir: Path) -> Path:
     """``preprocess_case`` of one scan into ``cache_dir/<id>.npz``, unless already there."""
     path, key = cache_dir / f"{scan.scan_id}.npz", preprocessing_key(plans)
     if path.is_file():
         with np.load(path) as data:
             if str(data["key"]) == key:
                 return path
-    pre = preprocess_case(read_image(scan.ct), read_image(scan.mr) if scan.mr else None, plans)
+    pre = preprocess_case(*scan.read(), plans)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, key=key, image=pre.image.astype(np.float16))
@@ -131,6 +188,32 @@ def load_scan(path: Path) -> CachedCase:
         image = data["image"]
     labels = np.broadcast_to(np.uint8(0), image.shape[1:])  # shape only, no memory
     return CachedCase(path.stem, image, labels, np.zeros(31, bool), {})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The scans that preprocessing took, and why it left the others out."""
+
+    scans: tuple[AnyScan, ...]
+    cases: tuple[CachedCase, ...]
+    skipped: tuple[dict[str, str], ...]
+
+
+def prepare_scans(scans: list[AnyScan], plans: Plans, cache_dir: Path) -> Prepared:
+    """Preprocess (or take from the cache) every scan; one that cannot be read or preprocessed
+    is logged and left out, and none at all is an error that gives the reasons."""
+    kept, cases, skipped = [], [], []
+    for scan in scans:
+        try:
+            cases.append(load_scan(cache_scan(scan, plans, cache_dir)))
+            kept.append(scan)
+        except (HansegError, ValueError, MemoryError) as exc:
+            log.warning("scan %s left out: %s", scan.scan_id, exc)
+            skipped.append({"scan": scan.scan_id, "reason": str(exc)})
+    if not cases:
+        reasons = "; ".join(f"{s['scan']}: {s['reason']}" for s in skipped[:3])
+        raise PretrainError(f"none of the {len(scans)} scan(s) could be used ({reasons})")
+    return Prepared(tuple(kept), tuple(cases), tuple(skipped))
 
 
 # --- the network with its self-supervision heads ----------------------------------------------
@@ -323,14 +406,14 @@ def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device) -> Run:
 
 
 def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: str = "auto",
-             restart: bool = False) -> Path:
+             restart: bool = False, rules: SelectionRules | None = None) -> Path:
     """Pretrain WORK's planned network on the scans under ``images``; returns ``pretrained.pt``."""
     unknown = sorted(set(cfg.objectives) - set(OBJECTIVES))
     if unknown or not cfg.objectives:
         raise PretrainError(f"--objectives: choose among {', '.join(OBJECTIVES)} (got {list(cfg.objectives)})")
     plans, dev = load_plans(work / "plans.json"), resolve_device(device)[0]
-    scans = find_scans(images)
-    cases = [load_scan(cache_scan(s, plans, work / "cache_unlabelled")) for s in scans]
+    prepared = prepare_scans(find_scans(images, rules), plans, work / "cache_unlabelled")
+    cases = list(prepared.cases)
     run, ckpt = make_run(plans, cfg, dev), Checkpoints(out)
     state = None if restart else ckpt.load_last()
     if restart:
@@ -349,10 +432,10 @@ def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: s
             ckpt.save("checkpoint_last.pt", state_of(run, step + 1, cfg, elapsed))
             log.info("step %d/%d loss %.4f", step + 1, cfg.steps, window[-1]["total"])
             window = []
-    return finish(run, out, cfg, scans, plans, time.perf_counter() - began)
+    return finish(run, out, cfg, prepared, plans, time.perf_counter() - began)
 
 
-def finish(run: Run, out: Path, cfg: PretrainConfig, scans: list[Scan], plans: Plans, seconds: float) -> Path:
+def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: Plans, seconds: float) -> Path:
     """``pretrained.pt`` (the network alone), ``pretrain.json`` and ``curves.png``."""
     path = out / "pretrained.pt"
     tmp = out / ".pretrained.pt.tmp"
@@ -360,17 +443,21 @@ def finish(run: Run, out: Path, cfg: PretrainConfig, scans: list[Scan], plans: P
     tmp.replace(path)
     (out / "pretrain.json").write_text(json.dumps({
         "network": plans.network.name, "config": asdict(cfg), "seconds": round(seconds, 1),
-        "scans": [s.scan_id for s in scans], "with_mr": sum(s.mr is not None for s in scans)}, indent=1) + "\n")
+        "scans": [s.scan_id for s in prepared.scans], "with_mr": sum(s.has_mr for s in prepared.scans),
+        "skipped": list(prepared.skipped)}, indent=1) + "\n")
     if (out / "log.csv").is_file():
         plot(out)
-    log.info("pretrained %s for %d steps on %d scans (%.0f s): %s", plans.network.name, cfg.steps, len(scans),
-             seconds, path)
+    log.info("pretrained %s for %d steps on %d scans (%.0f s; %d left out): %s", plans.network.name, cfg.steps,
+             len(prepared.scans), seconds, len(prepared.skipped), path)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Self-supervised pretraining on unlabelled scans (see the module doc).")
-    ap.add_argument("--images", type=Path, required=True, help="unlabelled scans: a raw layout or a folder of images")
+    ap.add_argument("--images", type=Path, required=True,
+                    help="unlabelled scans: a raw layout, a folder of DICOM files or a folder of images")
+    ap.add_argument("--series-rules", type=Path, metavar="JSON",
+                    help="DICOM input: series selection rules overriding the defaults (as process.py's)")
     ap.add_argument("--work", type=Path, required=True, help="work folder with plans.json (python -m training.plan)")
     ap.add_argument("--out", type=Path, help="output folder (default: WORK/pretrain)")
     defaults = PretrainConfig()
@@ -387,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          "holes", "hole_fraction", "seed", "save_every")},
                          objectives=tuple(args.objectives))
     try:
-        pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart)
+        rules = rules_from_json(args.series_rules) if args.series_rules else None
+        pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart, rules)
     except HansegError as exc:
         log.error("%s", exc)
         return 2

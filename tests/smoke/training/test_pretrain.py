@@ -116,3 +116,36 @@ def test_a_folder_of_images_pairs_ct_and_mr_and_an_empty_one_is_refused(raw_phan
     refused = pretrain(tmp_path / "empty", work, "--steps", "2", ok=False)
     assert refused.returncode == 2 and "no scans under" in refused.stderr
     assert not (work / "pretrain/pretrained.pt").exists()
+
+
+def test_a_pacs_export_gives_one_scan_per_study_with_its_planning_ct_and_t1(raw_phantoms, tmp_path):
+    from phantoms.dicom_export import export_case
+    case = raw_phantoms / "case_01"
+    pacs = tmp_path / "pacs"
+    record = export_case(case / "case_01_IMG_CT.nrrd", case / "case_01_IMG_MR_T1.nrrd", pacs / "one", seed=3)
+    (pacs / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
+    scans = find_scans(pacs)  # the scout, the MIP and the T2 beside them are not taken
+    assert [(s.scan_id, s.selection.mr.series_uid) for s in scans] == [(record.ct.series_uid, record.mr.series_uid)]
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    pretrain(pacs, work, "--steps", "2")
+    meta = json.loads((work / "pretrain/pretrain.json").read_text())
+    assert (meta["scans"], meta["with_mr"], meta["skipped"]) == ([record.ct.series_uid], 1, [])
+    assert (work / f"cache_unlabelled/{record.ct.series_uid}.npz").is_file()
+
+
+def test_a_scan_that_cannot_be_read_is_left_out_by_name_and_none_at_all_is_refused(raw_phantoms, tmp_path):
+    good, bad = tmp_path / "good_and_bad", tmp_path / "bad_only"
+    for folder in (good, bad):
+        folder.mkdir()
+        (folder / "b_CT.mha").write_bytes(b"not an image at all")
+    shutil.copy(raw_phantoms / "case_02/case_02_IMG_CT.nrrd", good / "a_CT.nrrd")
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    pretrain(good, work, "--steps", "2")
+    meta = json.loads((work / "pretrain/pretrain.json").read_text())
+    assert meta["scans"] == ["a"] and [s["scan"] for s in meta["skipped"]] == ["b"]
+    assert "b_CT.mha" in meta["skipped"][0]["reason"]
+    refused = pretrain(bad, work, "--steps", "2", "--out", str(tmp_path / "refused"), ok=False)
+    assert refused.returncode == 2 and "none of the 1 scan(s) could be used (b: b_CT.mha" in refused.stderr
+    assert not (tmp_path / "refused").exists()
