@@ -62,7 +62,7 @@ from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case
 
 from .data import CachedCase, augment, preprocessing_key, sample_patch
-from .train import Checkpoints, poly_lr, progress, write_log
+from .train import Checkpoints, amp_dtype, poly_lr, progress, write_log
 
 log = logging.getLogger("training.pretrain")
 OBJECTIVES = ("inpaint", "rotation", "contrastive")
@@ -86,6 +86,7 @@ class PretrainConfig:
     hole_fraction: float = 0.25    # ... each at most this fraction of the patch per axis
     seed: int = 0
     save_every: int = 50
+    amp: str = "auto"              # as training's --amp: fp16 with a gradient scaler on CUDA, fp32 on the CPU
 
 
 @dataclass(frozen=True)
@@ -310,6 +311,13 @@ class Run:
     masker: RandCoarseDropout
     rotations: int
     device: torch.device
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None = None  # autocast dtype of the forward pass; None: fp32
+
+
+def autocast(run: Run) -> torch.autocast:
+    """The forward pass's mixed precision, as in training (weights and losses stay fp32)."""
+    return torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None)
 
 
 def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[str, torch.Tensor]:
@@ -324,7 +332,9 @@ def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[st
         else torch.zeros(2 * b, dtype=torch.long)
     target = rotate(torch.cat(views), k, run.rotations)
     inputs = dropout(target, run.masker) if "inpaint" in cfg.objectives else target
-    restored, rot_logits, proj = run.model(inputs.to(run.device))
+    with autocast(run):
+        outputs = run.model(inputs.to(run.device))
+    restored, rot_logits, proj = (t.float() for t in outputs)
     losses = {}
     if "inpaint" in cfg.objectives:
         losses["inpaint"] = F.l1_loss(restored, target.to(run.device))
@@ -344,9 +354,11 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
     losses = step_losses(run, torch.from_numpy(np.stack(patches)), cfg)
     total = sum(losses.values())
     run.opt.zero_grad(set_to_none=True)
-    total.backward()
+    run.scaler.scale(total).backward()
+    run.scaler.unscale_(run.opt)  # clip the true gradients, not the fp16-scaled ones
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), 12.0)
-    run.opt.step()
+    run.scaler.step(run.opt)
+    run.scaler.update()
     return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
 
 
@@ -355,7 +367,8 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
 def state_of(run: Run, step: int, cfg: PretrainConfig, seconds: float) -> dict:
     return {"step": step, "model": run.model.state_dict(), "opt": run.opt.state_dict(),
             "rng": run.rng.bit_generator.state, "gen": run.gen.get_state(),
-            "masker": run.masker.R.get_state(), "config": asdict(cfg), "seconds": seconds}
+            "masker": run.masker.R.get_state(), "scaler": run.scaler.state_dict(), "config": asdict(cfg),
+            "seconds": seconds}
 
 
 def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
@@ -372,6 +385,7 @@ def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
     run.rng.bit_generator.state = state["rng"]
     run.gen.set_state(state["gen"])
     run.masker.R.set_state(state["masker"])
+    run.scaler.load_state_dict(state["scaler"])
     return int(state["step"]), float(state["seconds"])
 
 
@@ -401,8 +415,10 @@ def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device) -> Run:
     rotations = rotation_count(plans.patch_size_zyx)
     model = SelfSupervised(net, plans.network.name, channels, plans.patch_size_zyx, rotations).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    amp = amp_dtype(cfg.amp, device)
     return Run(model, opt, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed),
-               make_masker(cfg, plans.patch_size_zyx), rotations, device)
+               make_masker(cfg, plans.patch_size_zyx), rotations, device,
+               torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp)
 
 
 def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: str = "auto",
@@ -467,12 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES,
                     help="self-supervision objectives (default: all three)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--amp", default=defaults.amp, choices=("auto", "bf16", "off"),
+                    help="mixed precision: auto is fp16 on CUDA and fp32 on the CPU (default: auto)")
     ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PretrainConfig(**{k: getattr(args, k) for k in ("steps", "batch", "lr", "weight_decay", "temperature",
                                                          "holes", "hole_fraction", "seed", "save_every")},
-                         objectives=tuple(args.objectives))
+                         objectives=tuple(args.objectives), amp=args.amp)
     try:
         rules = rules_from_json(args.series_rules) if args.series_rules else None
         pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart, rules)

@@ -149,3 +149,21 @@ def test_a_scan_that_cannot_be_read_is_left_out_by_name_and_none_at_all_is_refus
     refused = pretrain(bad, work, "--steps", "2", "--out", str(tmp_path / "refused"), ok=False)
     assert refused.returncode == 2 and "none of the 1 scan(s) could be used (b: b_CT.mha" in refused.stderr
     assert not (tmp_path / "refused").exists()
+
+
+def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_the_cpu(raw_phantoms, tmp_path):
+    from training import pretrain as module
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    plans, cpu = load_plans(work / "plans.json"), torch.device("cpu")
+    run = module.make_run(plans, module.PretrainConfig(amp="bf16"), cpu)
+    with module.autocast(run):
+        restored, _, _ = run.model(torch.zeros(1, len(plans.channels), *plans.patch_size_zyx))
+    assert restored.dtype == torch.bfloat16 and {p.dtype for p in run.model.parameters()} == {torch.float32}
+    assert module.make_run(plans, module.PretrainConfig(), cpu).amp_dtype is None
+    pretrain(raw_phantoms, work, "--steps", "2", "--amp", "bf16")
+    row = next(csv.DictReader(open(work / "pretrain/log.csv")))
+    assert 0 < float(row["total"]) < 100
+    assert json.loads((work / "pretrain/pretrain.json").read_text())["config"]["amp"] == "bf16"
+    changed = pretrain(raw_phantoms, work, "--steps", "4", ok=False)
+    assert changed.returncode == 2 and "other settings (amp)" in changed.stderr
