@@ -27,7 +27,11 @@ and what is frozen differ:
 Every trained model is exported and run on the test phantoms by the Segmenter (the code
 ``process.py`` runs; no mirroring, no time budget, the same for all), and scored by
 ``evaluation.metrics``. ``results.md`` and ``results.json`` hold per-OAR Dice and HD95, the
-means, and the wall-clock minutes of training and pretraining. Re-running continues where it
+means, the wall-clock minutes of training and pretraining, and each arm against ``scratch``
+at the same size: the mean Dice difference, the OARs better and worse, and a two-sided
+Wilcoxon signed-rank test paired by OAR (OARs where both arms score the same are dropped),
+Holm-adjusted over every comparison in the table. The OAR is the unit: with a few test
+phantoms the spread between patients is not in the p-values. Re-running continues where it
 stopped (finished parts are kept, training resumes from its checkpoints).
 """
 
@@ -42,8 +46,11 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
 
 from benchmarks.recipes import make_bundle_checkpoint, run
 from hanseg.inference import Segmenter
@@ -51,6 +58,10 @@ from hanseg.io import read_image, write_label_map
 from hanseg.labels import OAR_NAMES
 
 log = logging.getLogger("benchmarks.few_labels")
+#: the arm every other one is compared with, at each size
+BASELINE = "scratch"
+#: fewer OARs with a difference than this give no p-value (the exact test cannot reach 0.05 below 6)
+MIN_PAIRS = 6
 ROOT = Path(__file__).resolve().parent.parent
 ARMS = ("scratch", "ssl_full", "ssl_frozen", "fcn2p5d", "default")
 #: Base seeds of the phantom sets (never those of the shipped model's data, 1000, or of the
@@ -228,6 +239,61 @@ def per_oar_table(results: dict, n: int) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Paired:
+    """One arm against the baseline at one size, paired by OAR (Dice, arm minus baseline)."""
+
+    mean_difference: float
+    better: int
+    worse: int
+    p: float | None  # two-sided Wilcoxon signed-rank, before adjustment; None: too few pairs
+
+
+def paired_by_oar(arm: dict, baseline: dict) -> Paired:
+    """``arm`` against ``baseline`` over the OARs both scored (``per_oar`` of a summary)."""
+    oars = [o for o in OAR_NAMES if o in arm and o in baseline]
+    diff = np.array([arm[o]["dice"] - baseline[o]["dice"] for o in oars], dtype=float)
+    moved = diff[diff != 0]
+    p = float(wilcoxon(moved).pvalue) if len(moved) >= MIN_PAIRS else None
+    return Paired(float(diff.mean()) if len(diff) else 0.0, int((moved > 0).sum()), int((moved < 0).sum()), p)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment (family-wise error), in the order given."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def comparisons(results: dict, sizes: list[int]) -> dict[str, dict[str, dict]]:
+    """Every arm against :data:`BASELINE` at every size both have, with Holm-adjusted p."""
+    pairs = {(arm, str(n)): paired_by_oar(results[arm][str(n)]["per_oar"], results[BASELINE][str(n)]["per_oar"])
+             for arm in results if arm != BASELINE for n in sizes
+             if str(n) in results[arm] and str(n) in results.get(BASELINE, {})}
+    tested = [key for key, pair in pairs.items() if pair.p is not None]
+    adjusted = dict(zip(tested, holm([pairs[k].p for k in tested])))
+    out: dict[str, dict[str, dict]] = {}
+    for (arm, n), pair in pairs.items():
+        out.setdefault(arm, {})[n] = {**asdict(pair), "p_holm": adjusted.get((arm, n))}
+    return out
+
+
+def comparison_table(compared: dict, sizes: list[int]) -> list[str]:
+    """Arms × sizes: "Δ Dice (OARs better/worse, Holm-adjusted p)"."""
+    lines = ["| arm | " + " | ".join(f"{n} labelled" for n in sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
+    for arm, by_n in compared.items():
+        cells = []
+        for n in sizes:
+            c = by_n.get(str(n))
+            p = "–" if c is None or c["p_holm"] is None else f"{c['p_holm']:.3f}"
+            cells.append("–" if c is None else f"{c['mean_difference']:+.3f} ({c['better']}↑ {c['worse']}↓, p {p})")
+        lines.append(f"| `{arm}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_results(out: Path, results: dict, meta: dict) -> None:
     sizes = meta["settings"]["sizes"]
     lines = ["# Few-label study", "", f"Command: `{meta['command']}`", "",
@@ -237,11 +303,18 @@ def write_results(out: Path, results: dict, meta: dict) -> None:
              "## Mean Dice on the test phantoms", "", *means_table(results, sizes, "mean_dice", 3), "",
              "## Mean HD95 (mm)", "", *means_table(results, sizes, "mean_hd95", 2), "",
              "## Training minutes (wall clock, this machine)", "", *means_table(results, sizes, "minutes", 1), ""]
+    compared = comparisons(results, sizes) if BASELINE in results else {}
+    if compared:
+        lines += [f"## Against `{BASELINE}`, paired by OAR", "",
+                  "Mean Dice difference (arm minus scratch), OARs better ↑ and worse ↓ (ties dropped), and the "
+                  "two-sided Wilcoxon signed-rank p, Holm-adjusted over the table; the OAR is the unit, so the "
+                  "spread between patients is not in it.", "", *comparison_table(compared, sizes), ""]
     for n in sizes:
         lines += [f"## Per OAR, {n} labelled cases (Dice / HD95 mm)", "", *per_oar_table(results, n), ""]
     lines += ["## Arms", ""] + [f"- `{a}`: {ARM_RECIPES[a].description}" for a in results]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({**meta, "arms": results}, indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps({**meta, "arms": results, "against_" + BASELINE: compared},
+                                                 indent=1) + "\n")
 
 
 def command(args: argparse.Namespace) -> str:
