@@ -71,14 +71,15 @@ def shard(items: Sequence[T], ctx: DistContext) -> list[T]:
     return list(items[ctx.rank::ctx.world])
 
 
-def wrap(net: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    """DDP around ``net`` (which broadcasts rank 0's weights to all ranks)."""
+def wrap(net: torch.nn.Module, ctx: DistContext, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
+    """DDP around ``net`` (which broadcasts rank 0's weights to all ranks); ``find_unused``
+    when some parameters get no gradient in a step (DDP then waits for none of theirs)."""
     if not ctx.active:
         return net
     if device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU each rank normalises its own batch
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     return torch.nn.parallel.DistributedDataParallel(
-        net, device_ids=[device.index] if device.type == "cuda" else None)
+        net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
 
 
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:

@@ -39,7 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case
 
+from . import distributed as ddp
 from .data import CachedCase, augment, preprocessing_key, sample_patch
 from .train import Checkpoints, amp_dtype, poly_lr, progress, write_log
 
@@ -77,7 +78,7 @@ class PretrainConfig:
     """One pretraining run's settings (recorded in every checkpoint and in pretrain.json)."""
 
     steps: int = 2000
-    batch: int = 2
+    batch: int = 2                 # patches per process and step
     lr: float = 5e-4
     weight_decay: float = 1e-5
     objectives: tuple[str, ...] = OBJECTIVES
@@ -292,11 +293,11 @@ def dropout(views: torch.Tensor, masker: RandCoarseDropout) -> torch.Tensor:
     return torch.stack([m.as_tensor() if hasattr(m, "as_tensor") else torch.as_tensor(m) for m in masked])
 
 
-def make_masker(cfg: PretrainConfig, patch_zyx: tuple[int, ...]) -> RandCoarseDropout:
+def make_masker(cfg: PretrainConfig, patch_zyx: tuple[int, ...], seed: int) -> RandCoarseDropout:
     largest = [max(2, int(p * cfg.hole_fraction)) for p in patch_zyx]
     masker = RandCoarseDropout(holes=cfg.holes, spatial_size=[max(1, s // 4) for s in largest],
                                max_holes=cfg.holes * 2, max_spatial_size=largest, prob=1.0)
-    masker.set_random_state(cfg.seed)
+    masker.set_random_state(seed)
     return masker
 
 
@@ -313,6 +314,12 @@ class Run:
     device: torch.device
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None = None  # autocast dtype of the forward pass; None: fp32
+    forward: nn.Module | None = None      # the DDP-wrapped model under torchrun; None: ``model`` itself
+    ctx: ddp.DistContext = field(default_factory=ddp.DistContext)
+
+
+#: each rank's random streams start at ``seed + RANK_SEED_STEP * rank`` (rank 0: the single-process ones)
+RANK_SEED_STEP = 7919
 
 
 def autocast(run: Run) -> torch.autocast:
@@ -333,7 +340,7 @@ def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[st
     target = rotate(torch.cat(views), k, run.rotations)
     inputs = dropout(target, run.masker) if "inpaint" in cfg.objectives else target
     with autocast(run):
-        outputs = run.model(inputs.to(run.device))
+        outputs = (run.forward or run.model)(inputs.to(run.device))
     restored, rot_logits, proj = (t.float() for t in outputs)
     losses = {}
     if "inpaint" in cfg.objectives:
@@ -364,11 +371,19 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
 
 # --- checkpoints, logs, curves ----------------------------------------------------------------
 
+def streams_of(run: Run) -> dict:
+    """This rank's random streams: patch sampling, augmentation, the dropped cuboids."""
+    return {"rng": run.rng.bit_generator.state, "gen": run.gen.get_state(), "masker": run.masker.R.get_state()}
+
+
 def state_of(run: Run, step: int, cfg: PretrainConfig, seconds: float) -> dict:
+    """The checkpoint: the weights (the same on every rank), every rank's random streams
+    and parameter digest. Collective under torchrun: every rank calls it."""
+    streams = ddp.gather(streams_of(run), run.ctx)
+    digests = ddp.gather(ddp.param_digest(run.model), run.ctx)
     return {"step": step, "model": run.model.state_dict(), "opt": run.opt.state_dict(),
-            "rng": run.rng.bit_generator.state, "gen": run.gen.get_state(),
-            "masker": run.masker.R.get_state(), "scaler": run.scaler.state_dict(), "config": asdict(cfg),
-            "seconds": seconds}
+            "scaler": run.scaler.state_dict(), "config": asdict(cfg), "seconds": seconds,
+            "world": run.ctx.world, "streams": streams, "param_sha256": digests}
 
 
 def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
@@ -380,12 +395,16 @@ def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
         diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
         raise PretrainError(f"the checkpoint was made with other settings ({', '.join(diff)}): "
                             "pass them again, or --restart")
+    if int(state["world"]) != run.ctx.world:
+        raise PretrainError(f"the checkpoint was made by {state['world']} process(es) and this run has "
+                            f"{run.ctx.world}: start it with torchrun --nproc_per_node {state['world']}, or --restart")
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["opt"])
-    run.rng.bit_generator.state = state["rng"]
-    run.gen.set_state(state["gen"])
-    run.masker.R.set_state(state["masker"])
     run.scaler.load_state_dict(state["scaler"])
+    own = state["streams"][run.ctx.rank]
+    run.rng.bit_generator.state = own["rng"]
+    run.gen.set_state(own["gen"])
+    run.masker.R.set_state(own["masker"])
     return int(state["step"]), float(state["seconds"])
 
 
@@ -408,17 +427,24 @@ def plot(folder: Path) -> None:
 
 # --- the run ----------------------------------------------------------------------------------
 
-def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device) -> Run:
+def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.DistContext = ddp.DistContext()
+             ) -> Run:
+    """The model (the same initial weights on every rank), its optimiser and this rank's streams."""
     torch.manual_seed(cfg.seed)
     channels = len(plans.channels)
     net = build_network(plans.network, channels, channels)
     rotations = rotation_count(plans.patch_size_zyx)
     model = SelfSupervised(net, plans.network.name, channels, plans.patch_size_zyx, rotations).to(device)
+    # With an objective switched off its head (or, without inpainting, the decoder) gets no
+    # gradient, which DDP's reducer must be told about.
+    forward = ddp.wrap(model, ctx, device, find_unused=set(cfg.objectives) != set(OBJECTIVES)) \
+        if ctx.active else None
+    model = ddp.unwrap(forward) if forward is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp = amp_dtype(cfg.amp, device)
-    return Run(model, opt, np.random.default_rng(cfg.seed), torch.Generator().manual_seed(cfg.seed),
-               make_masker(cfg, plans.patch_size_zyx), rotations, device,
-               torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp)
+    amp, seed = amp_dtype(cfg.amp, device), cfg.seed + RANK_SEED_STEP * ctx.rank
+    return Run(model, opt, np.random.default_rng(seed), torch.Generator().manual_seed(seed),
+               make_masker(cfg, plans.patch_size_zyx, seed), rotations, device,
+               torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp, forward, ctx)
 
 
 def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: str = "auto",
@@ -428,27 +454,54 @@ def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: s
     if unknown or not cfg.objectives:
         raise PretrainError(f"--objectives: choose among {', '.join(OBJECTIVES)} (got {list(cfg.objectives)})")
     plans, dev = load_plans(work / "plans.json"), resolve_device(device)[0]
-    prepared = prepare_scans(find_scans(images, rules), plans, work / "cache_unlabelled")
-    cases = list(prepared.cases)
-    run, ckpt = make_run(plans, cfg, dev), Checkpoints(out)
+    ctx = ddp.init_distributed(dev)
+    try:
+        return pretrain_ranks(images, work, out, cfg, plans, ddp.rank_device(dev, ctx), ctx, restart, rules)
+    finally:
+        ddp.shutdown(ctx)
+
+
+def prepare_on_ranks(images: Path, work: Path, plans: Plans, ctx: ddp.DistContext,
+                     rules: SelectionRules | None) -> Prepared:
+    """Rank 0 preprocesses into the cache first; the other ranks then read it."""
+    scans = find_scans(images, rules)
+    prepared = prepare_scans(scans, plans, work / "cache_unlabelled") if ctx.is_main else None
+    ddp.barrier(ctx)
+    return prepared or prepare_scans(scans, plans, work / "cache_unlabelled")
+
+
+def pretrain_ranks(images: Path, work: Path, out: Path, cfg: PretrainConfig, plans: Plans, dev: torch.device,
+                   ctx: ddp.DistContext, restart: bool, rules: SelectionRules | None) -> Path:
+    """The steps, on one process or on each of torchrun's: every rank trains on its share
+    of the scans, DDP averages the gradients, rank 0 writes the log, checkpoints and output."""
+    prepared = prepare_on_ranks(images, work, plans, ctx, rules)
+    cases = ddp.shard(list(prepared.cases), ctx)
+    run, ckpt = make_run(plans, cfg, dev, ctx), Checkpoints(out)
     state = None if restart else ckpt.load_last()
-    if restart:
+    if restart and ctx.is_main:
         (out / "log.csv").unlink(missing_ok=True)
     start, seconds = resume(run, state, cfg) if state else (0, 0.0)
     if start:
         log.info("resuming pretraining at step %d of %d", start, cfg.steps)
     run.model.train()
     window, began = [], time.perf_counter() - seconds
-    for step in progress(range(start, cfg.steps), "pretraining", cfg.steps - start):
+    steps = range(start, cfg.steps)
+    for step in progress(steps, "pretraining", len(steps)) if ctx.is_main else steps:
         window.append(train_step(run, cases, plans, cfg, step))
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             elapsed = time.perf_counter() - began
-            write_log(out, {"step": step + 1, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
-                            "lr": poly_lr(cfg.lr, step, cfg.steps), "seconds": round(elapsed, 1)})
-            ckpt.save("checkpoint_last.pt", state_of(run, step + 1, cfg, elapsed))
-            log.info("step %d/%d loss %.4f", step + 1, cfg.steps, window[-1]["total"])
+            means = {k: ddp.mean_over_ranks(float(np.mean([w[k] for w in window])), ctx) for k in window[0]}
+            checkpoint = state_of(run, step + 1, cfg, elapsed)
+            if ctx.is_main:
+                write_log(out, {"step": step + 1, **means, "lr": poly_lr(cfg.lr, step, cfg.steps),
+                                "seconds": round(elapsed, 1)})
+                ckpt.save("checkpoint_last.pt", checkpoint)
+                log.info("step %d/%d loss %.4f", step + 1, cfg.steps, means["total"])
             window = []
-    return finish(run, out, cfg, prepared, plans, time.perf_counter() - began)
+    path = finish(run, out, cfg, prepared, plans, time.perf_counter() - began) if ctx.is_main \
+        else out / "pretrained.pt"
+    ddp.barrier(ctx)
+    return path
 
 
 def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: Plans, seconds: float) -> Path:
@@ -460,7 +513,7 @@ def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: 
     (out / "pretrain.json").write_text(json.dumps({
         "network": plans.network.name, "config": asdict(cfg), "seconds": round(seconds, 1),
         "scans": [s.scan_id for s in prepared.scans], "with_mr": sum(s.has_mr for s in prepared.scans),
-        "skipped": list(prepared.skipped)}, indent=1) + "\n")
+        "skipped": list(prepared.skipped), "processes": run.ctx.world}, indent=1) + "\n")
     if (out / "log.csv").is_file():
         plot(out)
     log.info("pretrained %s for %d steps on %d scans (%.0f s; %d left out): %s", plans.network.name, cfg.steps,

@@ -167,3 +167,25 @@ def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_t
     assert json.loads((work / "pretrain/pretrain.json").read_text())["config"]["amp"] == "bf16"
     changed = pretrain(raw_phantoms, work, "--steps", "4", ok=False)
     assert changed.returncode == 2 and "other settings (amp)" in changed.stderr
+
+
+def test_torchrun_two_processes_share_the_scans_and_end_with_the_same_weights(raw_phantoms, tmp_path):
+    from training import pretrain as module
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    # contrastive only: the decoder and the rotation head get no gradient, which DDP must be told
+    done = cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.pretrain",
+               "--images", str(raw_phantoms), "--work", str(work), "--device", "cpu", "--steps", "2",
+               "--save-every", "2", "--batch", "1", "--objectives", "contrastive")
+    assert "rank 1 of 2 (gloo backend)" in done.stderr
+    state = torch.load(work / "pretrain/checkpoint_last.pt", map_location="cpu", weights_only=False)
+    # each rank sampled its own scan with its own streams, and DDP kept the weights equal
+    assert state["world"] == 2 and state["param_sha256"][0] == state["param_sha256"][1]
+    assert not torch.equal(state["streams"][0]["gen"], state["streams"][1]["gen"])
+    assert json.loads((work / "pretrain/pretrain.json").read_text())["processes"] == 2
+    plans = load_plans(work / "plans.json")
+    initial = module.make_run(plans, module.PretrainConfig(objectives=("contrastive",)), torch.device("cpu"))
+    trained = torch.load(work / "pretrain/pretrained.pt", weights_only=True)
+    assert any(not torch.equal(v, trained[k]) for k, v in initial.model.net.state_dict().items())
+    alone = pretrain(raw_phantoms, work, "--steps", "4", "--batch", "1", "--objectives", "contrastive", ok=False)
+    assert alone.returncode == 2 and "made by 2 process(es)" in alone.stderr
