@@ -23,6 +23,9 @@ stopping the others (a stage whose input failed is marked skipped):
    auto``: fp16 autocast + gradient scaler), ``train_torchrun`` (``torchrun --standalone
    --nproc_per_node 1``) and ``nccl_probe`` (one NCCL rank all-reducing a CUDA tensor under
    torchrun: a 1-process training run never opens a process group, so it cannot show NCCL).
+5. ``pretrain_amp``: ``training.pretrain --device cuda --amp auto`` (every self-supervision
+   objective) for a few steps on the small phantoms: seconds per step, peak GPU memory, and
+   no NaN loss.
 
 Peak GPU memory, for every GPU stage: ``nvidia-smi memory.used`` polled every 100 ms in the
 background (the whole device, so the CUDA context and cuDNN workspaces are in; the idle
@@ -182,6 +185,22 @@ def read_epoch_seconds(log_csv: Path) -> list[float]:
         return [float(row["seconds"]) for row in csv.DictReader(fh) if row.get("seconds")]
 
 
+def read_pretrain_log(log_csv: Path) -> dict[str, Any]:
+    """Rows of ``training.pretrain``'s ``log.csv``: the steps logged, the last total loss,
+    and the seconds per step between the first and the last row (the first row holds the
+    CUDA start-up and cuDNN tuning, so it is left out of the rate)."""
+    rows = []
+    if log_csv.is_file():
+        with open(log_csv, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step")]
+    if not rows:
+        return {"steps_logged": 0, "last_total": None, "seconds_per_step": None}
+    first, last = rows[0], rows[-1]
+    steps = int(last["step"]) - int(first["step"])
+    rate = round((float(last["seconds"]) - float(first["seconds"])) / steps, 4) if steps > 0 else None
+    return {"steps_logged": int(last["step"]), "last_total": float(last["total"]), "seconds_per_step": rate}
+
+
 def step_seconds(epoch_seconds: Sequence[float], iters: int) -> float | None:
     """Seconds per step from the first epoch, which trains only (validation runs at the last
     epoch, so with ≥ 2 epochs the first has none); it includes cuDNN's first-call tuning and a
@@ -236,6 +255,7 @@ def build_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     test, cpu, full = _stage(report, "cuda_test"), _stage(report, "cpu_test"), _stage(report, "cuda_full")
     agree, train = _stage(report, "amp_agreement"), _stage(report, "train_amp")
     torchrun, probe = _stage(report, "train_torchrun"), _stage(report, "nccl_probe")
+    pre = _stage(report, "pretrain_amp")
     gpus = env.get("gpus") or [{}]
     return {
         "ok": not report.get("failures"),
@@ -263,6 +283,8 @@ def build_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "train_s_per_step": train.get("seconds_per_step"),
         "train_epoch_s": train.get("epoch_seconds"),
         "torchrun_exit_code": torchrun.get("exit_code"),
+        "pretrain_s_per_step": pre.get("seconds_per_step"),
+        "pretrain_smi_peak_mib": pre.get("nvidia_smi_peak_mib"),
         "nccl_ok": probe.get("ok"),
         "failures": list(report.get("failures", [])),
     }
@@ -300,6 +322,9 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         (("train_epoch_s", "torchrun_exit_code", "nccl_ok"),
          f"training (AMP): {_fmt(s['train_s_per_step'], ' s/step', 3)} (first epoch), epochs "
          f"{_fmt(s['train_epoch_s'])} s; torchrun exit {_fmt(s['torchrun_exit_code'])}; NCCL probe {_fmt(s['nccl_ok'])}"),
+        (("pretrain_s_per_step",),
+         f"self-supervised pretraining (AMP): {_fmt(s['pretrain_s_per_step'], ' s/step', 3)}, peak "
+         f"{_fmt(s['pretrain_smi_peak_mib'], ' MiB', 0)} nvidia-smi"),
     ]
     lines = [text for keys, text in rows if any(s.get(k) not in (None, []) for k in keys)]
     if s["failures"]:
@@ -807,6 +832,24 @@ def stage_train(ctx: Context, rec: dict[str, Any], name: str, fold: int, epochs:
         raise StageFailed("training loss is NaN")
 
 
+def stage_pretrain(ctx: Context, rec: dict[str, Any], steps: int = 30, every: int = 10) -> None:
+    out = ctx.work / "pretrain"
+    cmd = [ctx.python, "-m", "training.pretrain", "--images", str(ctx.work / "raw"), "--work",
+           str(ctx.work / "train"), "--out", str(out), "--device", "cuda", "--amp", "auto",
+           "--steps", str(steps), "--save-every", str(every), "--restart"]
+    rec["command"] = "python " + " ".join(cmd[1:])
+    with GpuMemoryPoller(ctx.smi_target) as poller:
+        result = run_job("pretrain_amp", cmd, ctx.logs / "pretrain_amp.log", ctx.timeout_s)
+    rec.update(result.figures())
+    rec.update(poller.figures())
+    rec.update(read_pretrain_log(out / "log.csv"))
+    check_exit(result, "training.pretrain")
+    if rec["steps_logged"] != steps:
+        raise StageFailed(f"{rec['steps_logged']} of {steps} pretraining step(s) logged")
+    if rec["last_total"] != rec["last_total"]:
+        raise StageFailed("pretraining loss is NaN")
+
+
 def stage_nccl(ctx: Context, rec: dict[str, Any]) -> None:
     cmd = [ctx.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
            "-m", "benchmarks.gpu_check", "--nccl-probe"]
@@ -893,6 +936,11 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
                            "need not mention NCCL; nccl_probe checks NCCL itself")
     else:
         report.skip("train_torchrun", "needs train_plan")
+    if report.ok("train_plan"):
+        with report.stage("pretrain_amp") as rec:
+            stage_pretrain(ctx, rec)
+    else:
+        report.skip("pretrain_amp", "needs train_plan")
     with report.stage("nccl_probe") as rec:
         stage_nccl(ctx, rec)
     return EXIT_OK if not report.data["failures"] else EXIT_FAILED

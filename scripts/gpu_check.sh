@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one go (benchmarks/gpu_check.py): process.py --device cuda on test/ and on a
 # full-size phantom (seconds per case, peak GPU memory), CUDA AMP vs CPU fp32 agreement on test/
-# (per-OAR Dice >= 0.99), a few AMP training steps, a 1-GPU torchrun run and an NCCL probe.
+# (per-OAR Dice >= 0.99), a few AMP training and self-supervised pretraining steps, a 1-GPU torchrun run and an NCCL probe.
 # About 3-5 minutes on one modern GPU with 16 CPU cores; --quick skips the full-size case.
 #   scripts/gpu_check.sh [--quick] [--stage-timeout SECONDS] [--json PATH] ...   (--help: all options)
 # Figures: $OUT/gpu_check.json when $OUT is set, else ./gpu_check.json (logs in gpu_check_logs/ beside it).

@@ -103,6 +103,17 @@ def test_train_log_epoch_seconds_and_steps(tmp_path):
     assert g.step_seconds([2.5], 5) is None  # a single epoch validates too
 
 
+def test_pretrain_log_gives_steps_last_loss_and_the_rate_after_the_first_row(tmp_path):
+    log_csv = tmp_path / "log.csv"
+    log_csv.write_text("step,total,inpaint,lr,seconds\n10,2.5,1.0,4e-4,9.0\n20,2.0,0.9,3e-4,10.0\n"
+                       "30,nan,0.8,1e-4,11.5\n")
+    got = g.read_pretrain_log(log_csv)
+    assert got["steps_logged"] == 30 and got["seconds_per_step"] == 0.125  # (11.5 - 9.0) / 20
+    assert got["last_total"] != got["last_total"]  # NaN reaches the stage's check
+    assert g.read_pretrain_log(tmp_path / "missing.csv") == {"steps_logged": 0, "last_total": None,
+                                                             "seconds_per_step": None}
+
+
 def test_parse_probe():
     line = 'noise\n[default0]:' + g.PROBE_TAG + '{"backend": "nccl", "ok": true}\n'
     assert g.parse_probe(line) == {"backend": "nccl", "ok": True}
@@ -162,6 +173,7 @@ def sample_report() -> dict:
                       "torch_max_reserved_mib": 3500.0, "nvidia_smi_peak_mib": 4100, "mean_dice_vs_truth": 0.81},
         "train_amp": {"ok": True, "seconds_per_step": 0.12, "epoch_seconds": [0.6, 1.4]},
         "train_torchrun": {"ok": True, "exit_code": 0},
+        "pretrain_amp": {"ok": True, "seconds_per_step": 0.08, "nvidia_smi_peak_mib": 2100},
         "nccl_probe": {"ok": True},
     }}
 
@@ -173,9 +185,11 @@ def test_build_summary_takes_the_headline_figures():
     assert summary["amp_min_dice"] == 0.9987 and summary["full_cuda_segmented_s"] == 30.0
     assert summary["full_cuda_torch_peak_reserved_mib"] == 3500.0 and summary["full_cuda_smi_peak_mib"] == 4100
     assert summary["train_s_per_step"] == 0.12 and summary["torchrun_exit_code"] == 0 and summary["nccl_ok"] is True
+    assert summary["pretrain_s_per_step"] == 0.08 and summary["pretrain_smi_peak_mib"] == 2100
     json.dumps(summary)  # plain JSON
     lines = g.format_summary(summary)
     assert lines[-1].startswith("PASS") and any("0.9987" in line and "Bone_Mandible" in line for line in lines)
+    assert "self-supervised pretraining (AMP): 0.080 s/step, peak 2100 MiB nvidia-smi" in lines
 
 
 def test_summary_of_a_failed_run_without_figures():
