@@ -40,6 +40,10 @@ def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     table = (out / "results.md").read_text()
     assert "## Mean Dice on the test phantoms" in table and all(f"`{a}`" in table for a in ARMS)
     assert all(f"| {oar} |" in table for oar in OAR_NAMES)
+    assert "## Against `scratch`, paired by OAR" in table
+    assert set(results["against_scratch"]) == set(ARMS) - {"scratch"}
+    assert all(set(c["1"]) == {"mean_difference", "better", "worse", "p", "p_holm"}
+               for c in results["against_scratch"].values())
     # the tables again from the scored runs alone (as after runs of some sizes each, in parallel)
     again = subprocess.run([*cmd, "--tables-only"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
