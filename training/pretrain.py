@@ -105,6 +105,11 @@ class Scan:
     def read(self) -> tuple[sitk.Image, sitk.Image | None]:
         return read_image(self.ct), read_image(self.mr) if self.mr else None
 
+    def source(self) -> str:
+        """The files behind the scan (path, size, time): another folder's scan of the same id
+        or a rewritten file is not taken for the cached one."""
+        return "|".join(_file_source(p) for p in (self.ct, self.mr) if p is not None)
+
 
 @dataclass(frozen=True)
 class DicomScan:
@@ -122,6 +127,17 @@ class DicomScan:
     def read(self) -> tuple[sitk.Image, sitk.Image | None]:
         volumes = read_study(self.selection, self.rules)
         return volumes.ct, volumes.mr
+
+    def source(self) -> str:
+        """The series behind the scan: UIDs and instance counts (a resent series with more or
+        fewer slices, or another T1, is preprocessed again)."""
+        series = [s for s in (self.selection.ct, self.selection.mr) if s is not None]
+        return "|".join(f"{s.series_uid}:{len(s.instances)}" for s in series)
+
+
+def _file_source(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 AnyScan = Scan | DicomScan
@@ -169,16 +185,18 @@ def _stem(path: Path) -> str:
 
 
 def cache_scan(scan: AnyScan, plans: Plans, cache_dir: Path) -> Path:
-    """``preprocess_case`` of one scan into ``cache_dir/<id>.npz``, unless already there."""
+    """``preprocess_case`` of one scan into ``cache_dir/<id>.npz``, unless there already from
+    the same plan's preprocessing of the same source."""
     path, key = cache_dir / f"{scan.scan_id}.npz", preprocessing_key(plans)
+    source = scan.source()
     if path.is_file():
         with np.load(path) as data:
-            if str(data["key"]) == key:
+            if str(data["key"]) == key and "source" in data and str(data["source"]) == source:
                 return path
     pre = preprocess_case(*scan.read(), plans)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, key=key, image=pre.image.astype(np.float16))
+    np.savez_compressed(tmp, key=key, source=source, image=pre.image.astype(np.float16))
     tmp.replace(path)
     log.info("cached %s: grid %s", scan.scan_id, pre.grid.shape)
     return path
@@ -209,7 +227,7 @@ def prepare_scans(scans: list[AnyScan], plans: Plans, cache_dir: Path) -> Prepar
         try:
             cases.append(load_scan(cache_scan(scan, plans, cache_dir)))
             kept.append(scan)
-        except (HansegError, ValueError, MemoryError) as exc:
+        except (HansegError, ValueError, OSError, MemoryError) as exc:
             log.warning("scan %s left out: %s", scan.scan_id, exc)
             skipped.append({"scan": scan.scan_id, "reason": str(exc)})
     if not cases:

@@ -189,3 +189,21 @@ def test_torchrun_two_processes_share_the_scans_and_end_with_the_same_weights(ra
     assert any(not torch.equal(v, trained[k]) for k, v in initial.model.net.state_dict().items())
     alone = pretrain(raw_phantoms, work, "--steps", "4", "--batch", "1", "--objectives", "contrastive", ok=False)
     assert alone.returncode == 2 and "made by 2 process(es)" in alone.stderr
+
+
+def test_the_cache_is_not_taken_for_another_folders_scan_of_the_same_name(raw_phantoms, tmp_path):
+    import numpy as np
+
+    from training import pretrain as module
+    work = tmp_path / "work"
+    plan(raw_phantoms, work, "resunet")
+    plans, cache = load_plans(work / "plans.json"), work / "cache_unlabelled"
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder, case in ((one, "case_01"), (two, "case_02")):
+        folder.mkdir()
+        shutil.copy(raw_phantoms / case / f"{case}_IMG_CT.nrrd", folder / "a_CT.nrrd")
+    path = module.cache_scan(find_scans(one)[0], plans, cache)
+    first, written = np.load(path)["image"], path.stat().st_mtime_ns
+    assert module.cache_scan(find_scans(one)[0], plans, cache).stat().st_mtime_ns == written  # taken from the cache
+    second = np.load(module.cache_scan(find_scans(two)[0], plans, cache))["image"]
+    assert first.shape != second.shape or not np.array_equal(first, second)
