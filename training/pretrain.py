@@ -406,6 +406,9 @@ def state_of(run: Run, step: int, cfg: PretrainConfig, seconds: float) -> dict:
 
 def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
     """Continue a checkpoint of the same settings (``steps`` may grow); the step and seconds done."""
+    if "streams" not in state:
+        raise PretrainError("the checkpoint was written by an earlier training.pretrain, which kept one "
+                            "process's random streams only: start over with --restart")
     saved = {k: v for k, v in state["config"].items() if k not in ("steps", "save_every")}
     wanted = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "save_every")}
     saved["objectives"] = tuple(saved["objectives"])
