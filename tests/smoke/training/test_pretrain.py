@@ -27,9 +27,25 @@ def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def plan(raw, work, network: str) -> None:
+def plan(raw, work, network: str, cache=None) -> None:
+    """``training.plan``; with ``cache``, the raw phantoms' preprocessed scans copied in (the
+    same preprocessing whatever the network), so that each test does not register them again."""
     cli("-m", "training.plan", "--data", str(raw), "--work", str(work), "--preset", "tiny", "--network", network,
         "--spacing", "3", "3", "4", "--patch", "32", "64", "64", "--folds", "2")
+    if cache is not None:
+        shutil.copytree(cache, work / "cache_unlabelled")
+
+
+@pytest.fixture(scope="module")
+def raw_cache(raw_phantoms, tmp_path_factory):
+    """The raw phantoms preprocessed once for pretraining (``WORK/cache_unlabelled``)."""
+    from training.pretrain import cache_scan
+    work = tmp_path_factory.mktemp("cache") / "work"
+    plan(raw_phantoms, work, "resunet")
+    plans = load_plans(work / "plans.json")
+    for scan in find_scans(raw_phantoms):
+        cache_scan(scan, plans, work / "cache_unlabelled")
+    return work / "cache_unlabelled"
 
 
 def pretrain(raw, work, *extra: str, ok: bool = True) -> subprocess.CompletedProcess:
@@ -38,9 +54,9 @@ def pretrain(raw, work, *extra: str, ok: bool = True) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "segresnet", "fcn2p5d"])
-def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, tmp_path, network):
+def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, raw_cache, tmp_path, network):
     work = tmp_path / "work"
-    plan(raw_phantoms, work, network)
+    plan(raw_phantoms, work, network, raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2")
     out = work / "pretrain"
     rows = list(csv.DictReader(open(out / "log.csv")))
@@ -58,16 +74,14 @@ def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, tmp
     assert all(torch.equal(net.state_dict()[k], saved[k]) for k in report.copied)
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run(raw_phantoms, tmp_path,
+def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run(raw_phantoms, raw_cache, tmp_path,
                                                                                   monkeypatch):
     from training import pretrain as module
     once, twice = tmp_path / "once", tmp_path / "twice"
-    for work in (once, twice):
-        plan(raw_phantoms, work, "resunet")
+    for work in (once, twice):  # the same preprocessed scans (multi-threaded registration need not repeat to the bit)
+        plan(raw_phantoms, work, "resunet", raw_cache)
     cfg = module.PretrainConfig(steps=4, save_every=2)
     module.pretrain(raw_phantoms, once, once / "pretrain", cfg, "cpu")
-    # the same preprocessed scans (multi-threaded registration need not repeat to the last bit)
-    shutil.copytree(once / "cache_unlabelled", twice / "cache_unlabelled")
     real_step, calls = module.train_step, []
 
     def interrupted(*args, **kwargs):
@@ -89,9 +103,9 @@ def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run
     assert changed.returncode == 2 and "other settings (lr)" in changed.stderr
 
 
-def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, tmp_path):
+def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, raw_cache, tmp_path):
     work = tmp_path / "work"
-    plan(raw_phantoms, work, "resunet")
+    plan(raw_phantoms, work, "resunet", raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
     assert set(next(csv.DictReader(open(work / "pretrain/log.csv")))) == {"step", "total", "inpaint", "lr", "seconds"}
     done = cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
@@ -151,10 +165,11 @@ def test_a_scan_that_cannot_be_read_is_left_out_by_name_and_none_at_all_is_refus
     assert not (tmp_path / "refused").exists()
 
 
-def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_the_cpu(raw_phantoms, tmp_path):
+def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_the_cpu(raw_phantoms, raw_cache,
+                                                                                        tmp_path):
     from training import pretrain as module
     work = tmp_path / "work"
-    plan(raw_phantoms, work, "resunet")
+    plan(raw_phantoms, work, "resunet", raw_cache)
     plans, cpu = load_plans(work / "plans.json"), torch.device("cpu")
     run = module.make_run(plans, module.PretrainConfig(amp="bf16"), cpu)
     with module.autocast(run):
@@ -169,10 +184,10 @@ def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_t
     assert changed.returncode == 2 and "other settings (amp)" in changed.stderr
 
 
-def test_torchrun_two_processes_share_the_scans_and_end_with_the_same_weights(raw_phantoms, tmp_path):
+def test_torchrun_two_processes_share_the_scans_and_end_with_the_same_weights(raw_phantoms, raw_cache, tmp_path):
     from training import pretrain as module
     work = tmp_path / "work"
-    plan(raw_phantoms, work, "resunet")
+    plan(raw_phantoms, work, "resunet", raw_cache)
     # contrastive only: the decoder and the rotation head get no gradient, which DDP must be told
     done = cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.pretrain",
                "--images", str(raw_phantoms), "--work", str(work), "--device", "cpu", "--steps", "2",
