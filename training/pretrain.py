@@ -63,7 +63,8 @@ from hanseg.preprocess import preprocess_case
 
 from . import distributed as ddp
 from .data import CachedCase, augment, preprocessing_key, sample_patch
-from .train import Checkpoints, amp_dtype, poly_lr, progress, write_log
+from .train import Checkpoints, amp_dtype, optimiser_step, poly_lr, progress, write_log
+from .train import autocast as autocast_of
 
 log = logging.getLogger("training.pretrain")
 OBJECTIVES = ("inpaint", "rotation", "contrastive")
@@ -342,7 +343,7 @@ RANK_SEED_STEP = 7919
 
 def autocast(run: Run) -> torch.autocast:
     """The forward pass's mixed precision, as in training (weights and losses stay fp32)."""
-    return torch.autocast(run.device.type, dtype=run.amp_dtype or torch.float32, enabled=run.amp_dtype is not None)
+    return autocast_of(run.device, run.amp_dtype)
 
 
 def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[str, torch.Tensor]:
@@ -379,11 +380,7 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
     losses = step_losses(run, torch.from_numpy(np.stack(patches)), cfg)
     total = sum(losses.values())
     run.opt.zero_grad(set_to_none=True)
-    run.scaler.scale(total).backward()
-    run.scaler.unscale_(run.opt)  # clip the true gradients, not the fp16-scaled ones
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 12.0)
-    run.scaler.step(run.opt)
-    run.scaler.update()
+    optimiser_step(run.opt, run.scaler, total, list(run.model.parameters()), 12.0)
     return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
 
 

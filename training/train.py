@@ -231,19 +231,31 @@ def train_epoch(fr: FoldRun, epoch: int) -> float:
     return float(np.mean(losses))
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """The forward pass's mixed precision (``dtype`` None: fp32); weights and losses stay fp32."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def optimiser_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
+                   params: list[torch.nn.Parameter], grad_clip: float) -> None:
+    """Backward through the gradient scaler, clip the true gradients, step (a step whose fp16
+    gradients overflowed is skipped by the scaler)."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)  # clip the true gradients, not the fp16-scaled ones
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(opt)
+    scaler.update()
+
+
 def train_step(tr: Trainer, params: list[torch.nn.Parameter], image: torch.Tensor, label: torch.Tensor,
                present: torch.Tensor, progress: float, grad_clip: float) -> float:
     """One optimiser step on one augmented batch; ``progress`` (0..1 through training) feeds
     the losses that change over training. Returns the loss."""
     tr.opt.zero_grad(set_to_none=True)
-    with torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None):
+    with autocast(tr.device, tr.amp_dtype):
         logits = tr.net(image)
     loss = tr.loss(logits.float(), label, present, progress)
-    tr.scaler.scale(loss).backward()
-    tr.scaler.unscale_(tr.opt)  # clip the true gradients, not the fp16-scaled ones
-    torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    tr.scaler.step(tr.opt)
-    tr.scaler.update()
+    optimiser_step(tr.opt, tr.scaler, loss, params, grad_clip)
     return loss.item()
 
 
