@@ -303,10 +303,10 @@ def write_results(out: Path, results: dict, meta: dict) -> None:
              "## Mean Dice on the test phantoms", "", *means_table(results, sizes, "mean_dice", 3), "",
              "## Mean HD95 (mm)", "", *means_table(results, sizes, "mean_hd95", 2), "",
              "## Training minutes (wall clock, this machine)", "", *means_table(results, sizes, "minutes", 1), ""]
-    compared = comparisons(results, sizes) if BASELINE in results else {}
+    compared = comparisons(results, sizes)  # empty without the baseline arm
     if compared:
         lines += [f"## Against `{BASELINE}`, paired by OAR", "",
-                  "Mean Dice difference (arm minus scratch), OARs better ↑ and worse ↓ (ties dropped), and the "
+                  f"Mean Dice difference (arm minus {BASELINE}), OARs better ↑ and worse ↓ (ties dropped), and the "
                   "two-sided Wilcoxon signed-rank p, Holm-adjusted over the table; the OAR is the unit, so the "
                   "spread between patients is not in it.", "", *comparison_table(compared, sizes), ""]
     for n in sizes:
