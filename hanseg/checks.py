@@ -71,9 +71,12 @@ def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
 def _shift(image: sitk.Image, offset: int, maximum: float) -> sitk.Image:
     """``image + offset`` for an image with no value below 0, kept in 16-bit integers when its
     values fit them (a full-size CT as float32 would cost 1.4 GB instead of 0.7)."""
+    shifted: sitk.Image
     if image.GetPixelID() not in _FLOAT_TYPES and maximum <= 32767:
-        return sitk.Cast(image, sitk.sitkInt16) + offset
-    return sitk.Cast(image, sitk.sitkFloat32) + float(offset)
+        shifted = sitk.Cast(image, sitk.sitkInt16) + offset
+    else:
+        shifted = sitk.Cast(image, sitk.sitkFloat32) + float(offset)
+    return shifted
 
 
 #: Offset of an MR stored as unsigned 16-bit with the signed range shifted up (6 of the 42

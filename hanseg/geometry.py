@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import SupportsFloat, SupportsInt
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,28 +24,45 @@ from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
+#: An x,y,z point, vector or spacing in mm.
 Vec3 = tuple[float, float, float]
+#: Three voxel indices or counts (z,y,x for a :class:`Box`, x,y,z for a :class:`Grid` size).
+Index3 = tuple[int, int, int]
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def vec3(values: Iterable[SupportsFloat]) -> Vec3:
+    """The three values of an x,y,z sequence (tuple, list, array) as Python floats."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+def index3(values: Iterable[SupportsInt]) -> Index3:
+    """The three values of an index sequence (tuple, list, array) as Python ints."""
+    i, j, k = (int(v) for v in values)
+    return i, j, k
 
 
 @dataclass(frozen=True)
 class Box:
     """Half-open voxel box ``[lo, hi)`` in z,y,x index order."""
 
-    lo: tuple[int, int, int]
-    hi: tuple[int, int, int]
+    lo: Index3
+    hi: Index3
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(h - l for l, h in zip(self.lo, self.hi))  # type: ignore[return-value]
+    def shape(self) -> Index3:
+        (z0, y0, x0), (z1, y1, x1) = self.lo, self.hi
+        return z1 - z0, y1 - y0, x1 - x0
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(l, h) for l, h in zip(self.lo, self.hi))  # type: ignore[return-value]
+        (z0, y0, x0), (z1, y1, x1) = self.lo, self.hi
+        return slice(z0, z1), slice(y0, y1), slice(x0, x1)
 
     @staticmethod
-    def full(shape: tuple[int, ...]) -> "Box":
-        return Box((0, 0, 0), tuple(int(s) for s in shape))  # type: ignore[arg-type]
+    def full(shape: Iterable[SupportsInt]) -> Box:
+        return Box((0, 0, 0), index3(shape))
 
 
 # --- crop / uncrop ------------------------------------------------------------------------
@@ -54,7 +72,7 @@ def crop(array: np.ndarray, box: Box) -> np.ndarray:
     return array[box.slices]
 
 
-def uncrop(array: np.ndarray, box: Box, full_shape: tuple[int, int, int], fill: float = 0) -> np.ndarray:
+def uncrop(array: np.ndarray, box: Box, full_shape: Index3, fill: float = 0) -> np.ndarray:
     """Inverse of :func:`crop`: place ``array`` at ``box`` in a new ``full_shape`` array."""
     if array.shape != box.shape:
         raise ValueError(f"array shape {array.shape} != box shape {box.shape}")
@@ -131,7 +149,7 @@ def _crop_around(part: np.ndarray, body: np.ndarray, ct: sitk.Image, stride: np.
 
 
 def _box(lo: np.ndarray, hi: np.ndarray) -> Box:
-    return Box(tuple(int(v) for v in lo), tuple(int(v) for v in hi))  # type: ignore[arg-type]
+    return Box(index3(lo), index3(hi))
 
 
 def _extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +163,7 @@ def body_mask(ct: sitk.Image, threshold_hu: float, work_mm: float = 4.0) -> tupl
     none; the pooling stride, z,y,x CT voxels per pooled voxel). See :func:`body_box`."""
     spacing_zyx = np.array(ct.GetSpacing()[::-1])
     stride = np.maximum(1, np.round(work_mm / spacing_zyx)).astype(int)
-    pooled = min_pool(sitk.GetArrayViewFromImage(ct), tuple(int(s) for s in stride))
+    pooled = min_pool(sitk.GetArrayViewFromImage(ct), index3(stride))
     return _deepest_component(ndimage.binary_opening(pooled > threshold_hu, iterations=1), spacing_zyx * stride), stride
 
 
@@ -162,7 +180,7 @@ def depth_below_top_mm(ct: sitk.Image, mask_zyx: np.ndarray, threshold_hu: float
     # the CT slice of that pooled block nearest the patient's top, then the mask's lowest slice
     top_ct = min(top * stride[axis] + stride[axis] - 1, mask_zyx.shape[axis] - 1) if sign > 0 else top * stride[axis]
     lowest = _extreme_slice(mask_zyx, axis, -sign)
-    return abs(top_ct - lowest) * _slice_step_mm(ct, axis)
+    return float(abs(top_ct - lowest) * _slice_step_mm(ct, axis))
 
 
 def _extreme_slice(mask: np.ndarray, axis: int, sign: int) -> int:
@@ -213,7 +231,7 @@ def within_depth(mask: np.ndarray, image: sitk.Image, stride: tuple[int, ...] | 
     return out
 
 
-def min_pool(arr: np.ndarray, stride: tuple[int, int, int]) -> np.ndarray:
+def min_pool(arr: np.ndarray, stride: Index3) -> np.ndarray:
     """Minimum over ``stride`` blocks (z,y,x); a partial block at the end counts as a block.
     Slab by slab, so a 1024² CT never gets a second full-size copy."""
     sz, sy, sx = stride
@@ -236,7 +254,8 @@ def _deepest_component(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray 
         return None
     depth = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
     deepest = ndimage.maximum(depth, labelled, index=np.arange(1, n + 1))
-    return labelled == 1 + int(np.argmax(deepest))
+    component: np.ndarray = labelled == 1 + int(np.argmax(deepest))
+    return component
 
 
 # --- grids ----------------------------------------------------------------------------------
@@ -247,12 +266,13 @@ class Grid:
 
     origin_xyz: Vec3
     spacing_xyz: Vec3
-    size_xyz: tuple[int, int, int]
+    size_xyz: Index3
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> Index3:
         """Array shape z,y,x."""
-        return tuple(reversed(self.size_xyz))  # type: ignore[return-value]
+        x, y, z = self.size_xyz
+        return z, y, x
 
     def reference(self) -> sitk.Image:
         """An empty image with this geometry, for ``sitk.Resample``."""
@@ -290,7 +310,8 @@ def lattice_anchor(image: sitk.Image, fov: Box | None = None) -> np.ndarray:
     voxel of their resampled grid: anchoring our lattice there makes our network grid a sub-block
     of a bundle pipeline's, so both see the same input values (docs/benchmarks.md, "Agreement").
     """
-    return corner_centres(image, fov).min(axis=0)
+    anchor: np.ndarray = corner_centres(image, fov).min(axis=0)
+    return anchor
 
 
 def corner_centres(image: sitk.Image, box: Box | None = None) -> np.ndarray:
@@ -320,14 +341,15 @@ def canonical_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, fov: Box | No
     spacing, anchor = np.asarray(spacing_xyz, float), lattice_anchor(image, fov)
     k0, k1 = _lattice_range(image, box, spacing, anchor)
     origin = anchor + k0 * spacing
-    return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in k1 - k0 + 1))  # type: ignore[arg-type]
+    return Grid(vec3(origin.tolist()), vec3(spacing.tolist()), index3(k1 - k0 + 1))
 
 
 def lattice_size(image: sitk.Image, spacing_xyz: Vec3, fov: Box | None = None) -> np.ndarray:
     """Voxels per axis (x,y,z) of the whole field of view resampled onto the lattice: MONAI
     ``Spacingd``'s output shape: round(extent / spacing + 1), extent between the outer voxel
     centres (rounded as MONAI does, half to even *after* adding 1: 39.5 + 1 → 40)."""
-    return np.round(np.ptp(corner_centres(image, fov), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+    size: np.ndarray = np.round(np.ptp(corner_centres(image, fov), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+    return size
 
 
 def window_starts(n: int, roi: int, overlap: float) -> list[int]:
@@ -366,7 +388,7 @@ def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[i
                  if s <= hi[axis] and s + roi - 1 >= lo[axis]]
         first[axis], last[axis] = spans[0][0], spans[-1][1]
     origin = anchor + first * spacing
-    return Grid(tuple(origin.tolist()), tuple(spacing.tolist()), tuple(int(s) for s in last - first + 1))  # type: ignore[arg-type]
+    return Grid(vec3(origin.tolist()), vec3(spacing.tolist()), index3(last - first + 1))
 
 
 # --- resample / resample back ---------------------------------------------------------------
@@ -390,7 +412,8 @@ def pad_to_cover(image: sitk.Image, grid: Grid, transform: sitk.Transform | None
     lo = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, size - 1)
     hi = np.clip(np.ceil(index.max(axis=0)).astype(int) + 1, 0, size - 1)
     region = sitk.RegionOfInterest(image, [int(v) for v in hi - lo + 1], [int(v) for v in lo])
-    return sitk.ZeroFluxNeumannPad(region, [int(v) for v in lower], [int(v) for v in upper])
+    padded: sitk.Image = sitk.ZeroFluxNeumannPad(region, [int(v) for v in lower], [int(v) for v in upper])
+    return padded
 
 
 def resample_to_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None,

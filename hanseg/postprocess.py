@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import Box, Grid, physical_corners, resample_from_grid, subgrid
+from .geometry import Box, Grid, index3, physical_corners, resample_from_grid, subgrid, vec3
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def grid_part(probs: np.ndarray, grid: Grid, target: sitk.Image) -> tuple[np.nda
     if np.any(hi <= lo):
         return None
     origin = np.asarray(grid.origin_xyz) + lo * np.asarray(grid.spacing_xyz)
-    part = Grid(tuple(origin.tolist()), grid.spacing_xyz, tuple(int(s) for s in hi - lo))  # type: ignore[arg-type]
-    return probs[(slice(None), *Box(tuple(lo[::-1].tolist()), tuple(hi[::-1].tolist())).slices)], part  # type: ignore[arg-type]
+    part = Grid(vec3(origin.tolist()), grid.spacing_xyz, index3(hi - lo))
+    return probs[(slice(None), *Box(index3(lo[::-1].tolist()), index3(hi[::-1].tolist())).slices)], part
 
 
 def _argmax_back(probs: np.ndarray, grid: Grid, target: sitk.Image) -> np.ndarray:
@@ -117,7 +117,7 @@ def winning_region(mask: np.ndarray, grid_image: sitk.Image, target: sitk.Image)
     if not found or found[0] is None:
         return None
     # grown by a voxel each side; its outer voxel edges then reach half a voxel beyond that
-    reads = Box(tuple(s.start - 1 for s in found[0]), tuple(s.stop + 1 for s in found[0]))  # type: ignore[arg-type]
+    reads = Box(index3(s.start - 1 for s in found[0]), index3(s.stop + 1 for s in found[0]))
     idx_xyz = np.array([target.TransformPhysicalPointToContinuousIndex(c.tolist())
                         for c in physical_corners(grid_image, reads)])
     size_xyz = np.array(target.GetSize())
@@ -125,7 +125,7 @@ def winning_region(mask: np.ndarray, grid_image: sitk.Image, target: sitk.Image)
     hi = np.clip(np.ceil(idx_xyz.max(0)) + 2, 0, size_xyz).astype(int)
     if np.any(hi <= lo):
         return None
-    return Box(tuple(lo[::-1].tolist()), tuple(hi[::-1].tolist()))  # type: ignore[arg-type]
+    return Box(index3(lo[::-1].tolist()), index3(hi[::-1].tolist()))
 
 
 def keep_largest_components(labels: np.ndarray, max_components: tuple[int, ...]) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import Box, canonical_grid, corner_centres, resample_to_grid
+from .geometry import Box, Vec3, canonical_grid, corner_centres, resample_to_grid, vec3
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class RegistrationResult:
     message: str
     outline_dice: float
     rotation_deg: float
-    translation_mm: tuple[float, float, float]
+    translation_mm: Vec3
 
 
 def _work_image(image: sitk.Image, box: Box | None, spacing: float, default: float | None) -> sitk.Image:
@@ -88,7 +88,7 @@ def foreground_mask(image: sitk.Image, threshold: float | None = None) -> np.nda
     arr = sitk.GetArrayFromImage(image)
     if threshold is None:
         threshold = tissue_threshold(arr)
-    mask = ndimage.binary_opening(arr > threshold, iterations=1)
+    mask: np.ndarray = ndimage.binary_opening(arr > threshold, iterations=1)
     labelled, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -130,7 +130,7 @@ def _top_slab(mask: np.ndarray, image: sitk.Image, depth_mm: float) -> np.ndarra
     of the skull is in both fields of view even when the MR stops at the neck)."""
     zs = np.nonzero(mask.any(axis=(1, 2)))[0]
     top = zs.max()
-    keep = int(round(depth_mm / image.GetSpacing()[2]))
+    keep = round(depth_mm / image.GetSpacing()[2])
     out = np.zeros_like(mask)
     out[max(0, top - keep): top + 1] = mask[max(0, top - keep): top + 1]
     return out
@@ -172,7 +172,7 @@ def _method(settings: RegistrationSettings, fixed_mask: sitk.Image) -> sitk.Imag
 def field_of_view(image: sitk.Image) -> sitk.Image:
     """A uint8 image of ones on ``image``'s own grid: its field of view, which for an oblique
     MR is a rotated box inside the axis-aligned work copy."""
-    fov = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    fov: sitk.Image = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
     fov.CopyInformation(image)
     return fov
 
@@ -237,13 +237,13 @@ def register_mr_to_ct(ct: sitk.Image, mr: sitk.Image, ct_box: Box | None = None,
 def _failed(transform: sitk.Euler3DTransform, why: str) -> RegistrationResult:
     log.warning("registration failed: %s", why)
     return RegistrationResult(transform, False, f"registration failed: {why}", 0.0,
-                              _rotation_deg(transform), tuple(transform.GetTranslation()))  # type: ignore[arg-type]
+                              _rotation_deg(transform), vec3(transform.GetTranslation()))
 
 
 def _judge(transform: sitk.Euler3DTransform, dice: float, coverage: float,
            settings: RegistrationSettings) -> RegistrationResult:
     rotation = _rotation_deg(transform)
-    translation = tuple(float(v) for v in transform.GetTranslation())
+    translation = vec3(transform.GetTranslation())
     problems = []
     if coverage < settings.min_overlap_fraction:
         problems.append(f"the MR covers only {coverage:.0%} of the CT head after registration "
@@ -254,7 +254,7 @@ def _judge(transform: sitk.Euler3DTransform, dice: float, coverage: float,
     if rotation > settings.max_rotation_deg:
         problems.append(f"implausible rotation {rotation:.1f}°")
     ok = not problems
-    message = ("MR registered to CT: rotation %.1f°, translation (%.1f, %.1f, %.1f) mm, outline Dice %.2f"
-               % (rotation, *translation, dice)) if ok else "; ".join(problems)
+    message = ("MR registered to CT: rotation {:.1f}°, translation ({:.1f}, {:.1f}, {:.1f}) mm, outline Dice {:.2f}"
+               .format(rotation, *translation, dice)) if ok else "; ".join(problems)
     (log.info if ok else log.warning)("registration: %s", message)
-    return RegistrationResult(transform, ok, message, dice, rotation, translation)  # type: ignore[arg-type]
+    return RegistrationResult(transform, ok, message, dice, rotation, translation)
