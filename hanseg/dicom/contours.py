@@ -114,7 +114,7 @@ def _successors(edges: _Edges) -> np.ndarray:
     out_count = np.bincount(edges.src, minlength=n_vertices)
     out_edge = np.full(n_vertices, -1, np.int64)
     out_edge[edges.src] = np.arange(len(edges.src))
-    nxt = out_edge[edges.dst]
+    nxt: np.ndarray = out_edge[edges.dst]
     saddle = out_count[edges.dst] == 2
     if saddle.any():
         keys = edges.src.astype(np.int64) * 4 + edges.direction

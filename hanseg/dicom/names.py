@@ -121,12 +121,12 @@ def check_name(name: object, where: str) -> str:
 
 def check_colour(colour: object, where: str) -> Colour:
     """``colour`` as an (r, g, b) tuple of integers 0..255, else :class:`NameMapError`."""
-    ok = (isinstance(colour, (list, tuple)) and len(colour) == 3
-          and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour))
-    if not ok:
-        raise NameMapError(f"{where}: the colour must be three whole numbers 0..255 "
-                           f"([red, green, blue]), got {colour!r}")
-    return tuple(colour)  # type: ignore[return-value]
+    if isinstance(colour, (list, tuple)) and len(colour) == 3:
+        red, green, blue = colour
+        if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour):
+            return red, green, blue
+    raise NameMapError(f"{where}: the colour must be three whole numbers 0..255 "
+                       f"([red, green, blue]), got {colour!r}")
 
 
 def check_styles(styles: tuple[StructureStyle, ...], where: str = "structure styles") -> None:

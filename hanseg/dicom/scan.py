@@ -19,12 +19,18 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+if TYPE_CHECKING:  # only for annotations: hanseg.geometry imports SimpleITK and scipy
+    from ..geometry import Vec3
+
 log = logging.getLogger(__name__)
+
+#: ImageOrientationPatient: the row cosine (x,y,z) then the column cosine (x,y,z).
+Orientation = tuple[float, float, float, float, float, float]
 
 #: SOP Class of a DICOMDIR (Media Storage Directory): an index, never an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -45,8 +51,8 @@ class Instance:
     series_description: str
     series_number: int | None
     frame_of_reference_uid: str
-    orientation: tuple[float, ...] | None  # ImageOrientationPatient: row cosine, column cosine
-    position: tuple[float, float, float] | None  # ImagePositionPatient of the first voxel (mm)
+    orientation: Orientation | None  # ImageOrientationPatient: row cosine, column cosine
+    position: Vec3 | None  # ImagePositionPatient of the first voxel (mm)
     pixel_spacing: tuple[float, float] | None  # (between rows, between columns) in mm
     rows: int
     columns: int
@@ -125,6 +131,12 @@ def _strings(ds: pydicom.Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(str(v).strip().upper() for v in values)
 
 
+@overload
+def _floats(ds: pydicom.Dataset, keyword: str, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats(ds: pydicom.Dataset, keyword: str, n: Literal[3]) -> Vec3 | None: ...
+@overload
+def _floats(ds: pydicom.Dataset, keyword: str, n: Literal[6]) -> Orientation | None: ...
 def _floats(ds: pydicom.Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
     """A numeric multi-value of exactly ``n`` numbers, or None when absent or malformed."""
     value = ds.get(keyword)
@@ -136,7 +148,11 @@ def _floats(ds: pydicom.Dataset, keyword: str, n: int) -> tuple[float, ...] | No
     return tuple(float(v) for v in values)
 
 
-def _number(ds: pydicom.Dataset, keyword: str, cast: type, default: Any) -> Any:
+_Number = TypeVar("_Number", int, float)
+_Default = TypeVar("_Default", int, float, None)
+
+
+def _number(ds: pydicom.Dataset, keyword: str, cast: type[_Number], default: _Default) -> _Number | _Default:
     value = ds.get(keyword)
     if value is None or value == "":
         return default
@@ -156,8 +172,8 @@ def instance_from_dataset(ds: pydicom.Dataset, path: Path) -> Instance:
         series_number=_number(ds, "SeriesNumber", int, None),
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         orientation=_floats(ds, "ImageOrientationPatient", 6),
-        position=_floats(ds, "ImagePositionPatient", 3),  # type: ignore[arg-type]
-        pixel_spacing=_floats(ds, "PixelSpacing", 2),  # type: ignore[arg-type]
+        position=_floats(ds, "ImagePositionPatient", 3),
+        pixel_spacing=_floats(ds, "PixelSpacing", 2),
         rows=_number(ds, "Rows", int, 0), columns=_number(ds, "Columns", int, 0),
         scanning_sequence=_strings(ds, "ScanningSequence"),
         sequence_variant=_strings(ds, "SequenceVariant"), protocol_name=_text(ds, "ProtocolName"),
@@ -190,7 +206,7 @@ def read_instance(path: Path) -> Instance | Unreadable | None:
             return None
         # pydicom parses lazily: building the record is where a corrupt element surfaces
         return instance_from_dataset(ds, path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure makes the file unreadable
+    except Exception as exc:  # any reader failure makes the file unreadable
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning("skipping %s: cannot be read as DICOM (%s)", path, reason)
         return Unreadable(path, reason)

@@ -43,6 +43,7 @@ from .scan import Instance, Scan, Series, Study
 from .volume import (
     along_normal,
     angle_from_patient_axis_deg,
+    orientation_of,
     slice_normal,
     valid_orientation,
 )
@@ -190,7 +191,7 @@ def ct_reason(series: Series, rules: SelectionRules) -> str | None:
     reason = common_image_reason(series, rules.min_ct_slices)
     if reason:
         return reason
-    angle = max(angle_from_patient_axis_deg(i.orientation) for i in series.instances)  # type: ignore[arg-type]
+    angle = max(angle_from_patient_axis_deg(orientation_of(i)) for i in series.instances)
     if angle > rules.axial_tolerance_deg:
         return f"not axial (normal {angle:.0f}° from the patient axis)"
     return None
@@ -198,7 +199,7 @@ def ct_reason(series: Series, rules: SelectionRules) -> str | None:
 
 def ct_extent_mm(series: Series) -> float:
     """Distance between the outermost slices along the slice normal."""
-    normal = slice_normal(series.instances[0].orientation)  # type: ignore[arg-type]
+    normal = slice_normal(orientation_of(series.instances[0]))
     keys = [along_normal(i, normal) for i in series.instances]
     return float(max(keys) - min(keys))
 
@@ -256,7 +257,7 @@ def choose_mr(candidates: list[Series]) -> tuple[Series | None, list[Skipped]]:
     if not candidates:
         return None, []
 
-    def rank(s: Series) -> tuple:
+    def rank(s: Series) -> tuple[bool, int, int, str]:
         first = s.instances[0]
         number = first.series_number if first.series_number is not None else 1 << 30
         return (first.mr_acquisition_type != "3D", -len(s.instances), number, s.series_uid)
@@ -270,7 +271,8 @@ def choose_mr(candidates: list[Series]) -> tuple[Series | None, list[Skipped]]:
 def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyWithoutCt:
     """The choice in one study; every series not chosen is in ``skipped`` (logged)."""
     skipped: list[Skipped] = []
-    ct_candidates, mr_candidates = [], []
+    ct_candidates: list[Series] = []
+    mr_candidates: list[Series] = []
     for series in study.series:
         is_mr = series.modality == "MR"
         reason = mr_reason(series, rules) if is_mr else ct_reason(series, rules)

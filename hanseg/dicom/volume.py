@@ -44,8 +44,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import DicomSeriesError
+from ..geometry import Vec3
 from ..io import itk_reason
-from .scan import Instance, Series
+from .scan import Instance, Orientation, Series
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class SliceGeometry:
     column: np.ndarray  # direction of increasing row index (SimpleITK y)
     normal: np.ndarray  # direction of increasing k (SimpleITK z)
     origin: np.ndarray  # position of instance 0
-    spacing_xyz: tuple[float, float, float]
+    spacing_xyz: Vec3
 
 
 # --- small geometry helpers ---------------------------------------------------------------
@@ -79,8 +80,8 @@ def valid_orientation(orientation: tuple[float, ...] | None) -> bool:
     if orientation is None:
         return False
     row, col = np.array(orientation[:3], float), np.array(orientation[3:], float)
-    return (abs(np.linalg.norm(row) - 1) < 1e-2 and abs(np.linalg.norm(col) - 1) < 1e-2
-            and abs(float(np.dot(row, col))) < 1e-2)
+    return bool(abs(np.linalg.norm(row) - 1) < 1e-2 and abs(np.linalg.norm(col) - 1) < 1e-2
+                and abs(float(np.dot(row, col))) < 1e-2)
 
 
 def slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
@@ -108,11 +109,35 @@ def _name(inst: Instance) -> str:
     return inst.path.name
 
 
+# The geometry headers of an instance whose series passed :func:`check_complete_headers` (or
+# :func:`hanseg.dicom.select.common_image_reason`): present, so no longer optional.
+
+def orientation_of(inst: Instance) -> Orientation:
+    """``inst``'s ImageOrientationPatient (see above)."""
+    if inst.orientation is None:
+        raise ValueError(f"{_name(inst)} has no ImageOrientationPatient: its headers were not checked")
+    return inst.orientation
+
+
+def position_of(inst: Instance) -> Vec3:
+    """``inst``'s ImagePositionPatient (see above)."""
+    if inst.position is None:
+        raise ValueError(f"{_name(inst)} has no ImagePositionPatient: its headers were not checked")
+    return inst.position
+
+
+def pixel_spacing_of(inst: Instance) -> tuple[float, float]:
+    """``inst``'s PixelSpacing, (between rows, between columns) (see above)."""
+    if inst.pixel_spacing is None:
+        raise ValueError(f"{_name(inst)} has no PixelSpacing: its headers were not checked")
+    return inst.pixel_spacing
+
+
 def _z(inst: Instance) -> str:
     """Where a slice is, in words: its z for axial-like slices (what a physicist reads off
     the couch), the whole position otherwise."""
-    x, y, z = inst.position  # type: ignore[misc]
-    if abs(slice_normal(inst.orientation)[2]) >= math.cos(math.radians(45)):  # type: ignore[arg-type]
+    x, y, z = position_of(inst)
+    if abs(slice_normal(orientation_of(inst))[2]) >= math.cos(math.radians(45)):
         return f"z={z:.2f}"
     return f"position ({x:.2f}, {y:.2f}, {z:.2f})"
 
@@ -150,7 +175,7 @@ def check_uniform(series: Series) -> None:
     """One orientation, frame of reference, matrix size and pixel spacing for all files."""
     first = series.instances[0]
     for inst in series.instances[1:]:
-        if not np.allclose(inst.orientation, first.orientation, atol=ORIENTATION_TOL, rtol=0):
+        if not np.allclose(orientation_of(inst), orientation_of(first), atol=ORIENTATION_TOL, rtol=0):
             raise _refuse(series, f"mixes orientations: {_name(first)} has ImageOrientationPatient "
                           f"{first.orientation}, {_name(inst)} has {inst.orientation}",
                           "a series must be one stack of parallel slices; export each stack as its own series")
@@ -163,7 +188,7 @@ def check_uniform(series: Series) -> None:
             raise _refuse(series, f"mixes matrix sizes: {_name(first)} is {first.rows}x{first.columns}, "
                           f"{_name(inst)} is {inst.rows}x{inst.columns} (rows x columns)",
                           "export the series again with one matrix size")
-        if not np.allclose(inst.pixel_spacing, first.pixel_spacing, atol=PIXEL_SPACING_TOL_MM, rtol=0):
+        if not np.allclose(pixel_spacing_of(inst), pixel_spacing_of(first), atol=PIXEL_SPACING_TOL_MM, rtol=0):
             raise _refuse(series, f"mixes pixel spacings: {_name(first)} has {first.pixel_spacing} mm, "
                           f"{_name(inst)} has {inst.pixel_spacing} mm",
                           "export the series again with one pixel spacing")
@@ -171,7 +196,7 @@ def check_uniform(series: Series) -> None:
 
 def check_axial(series: Series, tolerance_deg: float) -> None:
     """The slice normal lies within ``tolerance_deg`` of the patient's z axis."""
-    angle = angle_from_patient_axis_deg(series.instances[0].orientation)  # type: ignore[arg-type]
+    angle = angle_from_patient_axis_deg(orientation_of(series.instances[0]))
     if angle > tolerance_deg:
         raise _refuse(series, f"is not axial (slice normal {angle:.0f}° from the patient axis, "
                       f"more than {tolerance_deg:g}°)", "use an axial reconstruction of the scan")
@@ -182,7 +207,7 @@ def sorted_instances(series: Series) -> tuple[Instance, ...]:
     so duplicates are reported the same way whatever the file order)."""
     check_complete_headers(series)
     check_uniform(series)
-    normal = slice_normal(series.instances[0].orientation)  # type: ignore[arg-type]
+    normal = slice_normal(orientation_of(series.instances[0]))
     return tuple(sorted(series.instances, key=lambda i: (along_normal(i, normal), str(i.path))))
 
 
@@ -200,7 +225,7 @@ def check_no_tilt(series: Series, ordered: tuple[Instance, ...], normal: np.ndar
     offsets = np.array([inst.position for inst in ordered], float) - first
     along = offsets @ normal
     sideways = np.linalg.norm(offsets - np.outer(along, normal), axis=1)
-    tolerance = max(SPACING_ABS_TOL_MM, SPACING_REL_TOL * min(ordered[0].pixel_spacing))  # type: ignore[arg-type]
+    tolerance = max(SPACING_ABS_TOL_MM, SPACING_REL_TOL * min(pixel_spacing_of(ordered[0])))
     worst = int(np.argmax(sideways))
     if sideways[worst] > tolerance:
         tilt = math.degrees(math.atan2(sideways[worst], abs(along[worst])))
@@ -242,13 +267,14 @@ def check_series(series: Series, axial_tolerance_deg: float | None = None
     if axial_tolerance_deg is not None:
         check_axial(series, axial_tolerance_deg)
     first = ordered[0]
-    normal = slice_normal(first.orientation)  # type: ignore[arg-type]
+    orientation = orientation_of(first)
+    normal = slice_normal(orientation)
     check_no_duplicates(series, ordered, normal)
     check_no_tilt(series, ordered, normal)
     step = check_spacing(series, ordered, normal)
-    row_mm, col_mm = first.pixel_spacing  # type: ignore[misc]
+    row_mm, col_mm = pixel_spacing_of(first)
     # PixelSpacing is (between rows, between columns): x (along a row) is the second value
-    geometry = SliceGeometry(np.array(first.orientation[:3], float), np.array(first.orientation[3:], float),  # type: ignore[index]
+    geometry = SliceGeometry(np.array(orientation[:3], float), np.array(orientation[3:], float),
                              normal, np.array(first.position, float), (col_mm, row_mm, step))
     return ordered, geometry
 
@@ -271,7 +297,7 @@ def check_image_geometry(image: sitk.Image, ordered: tuple[Instance, ...], geome
     tol = max(SPACING_ABS_TOL_MM, SPACING_REL_TOL * geometry.spacing_xyz[2]) + 1e-3
     for k, inst in enumerate(ordered):
         point = image.TransformIndexToPhysicalPoint((0, 0, k))
-        if not np.allclose(point, inst.position, atol=tol, rtol=0):
+        if not np.allclose(point, position_of(inst), atol=tol, rtol=0):
             problems.append(f"slice {k} at {tuple(round(p, 3) for p in point)} instead of "
                             f"{inst.position} ({_name(inst)})")
             break
@@ -284,11 +310,11 @@ def _ct_pixel_type(image: sitk.Image, ordered: tuple[Instance, ...]) -> int:
     """int16 when every rescale is whole and the values fit, else float32 (see module doc)."""
     whole = all(i.rescale_slope == 1.0 and float(i.rescale_intercept).is_integer() for i in ordered)
     if not whole:
-        return sitk.sitkFloat32
+        return int(sitk.sitkFloat32)
     stats = sitk.MinimumMaximumImageFilter()
     stats.Execute(image)
-    fits = -32768 <= stats.GetMinimum() and stats.GetMaximum() <= 32767
-    return sitk.sitkInt16 if fits else sitk.sitkFloat32
+    fits = stats.GetMinimum() >= -32768 and stats.GetMaximum() <= 32767
+    return int(sitk.sitkInt16 if fits else sitk.sitkFloat32)
 
 
 def first_undecodable(ordered: tuple[Instance, ...]) -> str:
@@ -309,10 +335,11 @@ def decode(series: Series, ordered: tuple[Instance, ...]) -> sitk.Image:
     if series.modality != "CT":
         reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
-        return reader.Execute()
+        image: sitk.Image = reader.Execute()
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
         raise _refuse(series, f"its pixel data cannot be decoded ({first_undecodable(ordered)})",
                       "check for truncated files or re-export the series uncompressed") from exc
+    return image
 
 
 def read_volume(series: Series, axial_tolerance_deg: float | None = None) -> tuple[sitk.Image, tuple[Instance, ...]]:

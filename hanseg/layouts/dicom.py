@@ -36,6 +36,7 @@ from ..dicom.select import (
     SelectionRules,
     Skipped,
     StudySelection,
+    StudyWithoutCt,
     rules_from_json,
     select_studies,
     select_study,
@@ -224,7 +225,9 @@ def select_all(scan: Scan, rules: SelectionRules
     """The studies with a CT (each with its T1 MR, perhaps from another study of the patient),
     result entries for the studies that fail (two equal CTs), and the studies without a CT,
     which are reported but are no failure: an MR-only study or a scout is not a case."""
-    chosen, failed, without = [], [], []
+    chosen: list[StudySelection] = []
+    failed: list[dict[str, Any]] = []
+    without: list[StudyWithoutCt] = []
     for study in scan.studies:
         try:
             result = select_study(study, rules)
@@ -239,12 +242,12 @@ def select_all(scan: Scan, rules: SelectionRules
     chosen = [with_mr_of_same_patient(sel, scan.studies, rules) for sel in chosen]
     used = {sel.mr.study_uid: sel.study_uid for sel in chosen if sel.mr is not None}
     skipped = []
-    for study in without:
-        reason = (f"no CT; its T1 MR is used with study {used[study.study_uid]}" if study.study_uid in used
+    for no_ct in without:
+        reason = (f"no CT; its T1 MR is used with study {used[no_ct.study_uid]}" if no_ct.study_uid in used
                   else "no usable CT series: not segmented")
-        log.info("study %s: %s", study.study_uid, reason)
-        skipped.append({"study_uid": study.study_uid, "reason": reason,
-                        "skipped_series": [_skipped_entry(s) for s in study.skipped]})
+        log.info("study %s: %s", no_ct.study_uid, reason)
+        skipped.append({"study_uid": no_ct.study_uid, "reason": reason,
+                        "skipped_series": [_skipped_entry(s) for s in no_ct.skipped]})
     return chosen, failed, skipped
 
 

@@ -19,6 +19,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from ..errors import HansegError, InputLayoutError
 from ..io import image_files, image_suffix
@@ -75,6 +76,12 @@ def _tokens(value: SocketValue) -> set[str]:
     return set(re.split(r"[^a-z0-9]+", f"{value.slug} {value.relative_path}".lower())) - {""}
 
 
+@overload
+def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
+          exclude: frozenset[str], required: Literal[True]) -> SocketValue: ...
+@overload
+def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
+          exclude: frozenset[str], required: bool) -> SocketValue | None: ...
 def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
           exclude: frozenset[str], required: bool) -> SocketValue | None:
     if slug is not None:
