@@ -115,8 +115,8 @@ class JobQueue:
             row = db.execute("SELECT id, status FROM jobs WHERE study_uid=? AND status IN (?, ?) "
                              "ORDER BY id DESC LIMIT 1", (study_uid, RECEIVING, READY)).fetchone()
             if row is None:
-                job_id = db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) "
-                                    "VALUES (?, ?, ?, ?)", (study_uid, RECEIVING, now, now)).lastrowid
+                job_id = _inserted_id(db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) "
+                                                 "VALUES (?, ?, ?, ?)", (study_uid, RECEIVING, now, now)))
                 log.info("job %d: study %s: first instance received", job_id, study_uid)
             else:
                 job_id = row["id"]
@@ -220,9 +220,9 @@ class JobQueue:
         """Files found in ``incoming/`` at start-up that no open job counts (their arrival was
         not recorded before a crash): one receiving job, complete after the usual wait."""
         with self._tx() as db:
-            job_id = db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, instances) "
-                                "VALUES (?, ?, ?, ?, ?)", (study_uid, RECEIVING, now, now,
-                                                           sum(series_counts.values()))).lastrowid
+            job_id = _inserted_id(db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, "
+                                             "instances) VALUES (?, ?, ?, ?, ?)",
+                                             (study_uid, RECEIVING, now, now, sum(series_counts.values()))))
             db.executemany("INSERT INTO series VALUES (?, ?, ?, ?)",
                            [(job_id, uid, n, now) for uid, n in series_counts.items()])
         log.info("job %d: study %s: %d instance(s) found on disk at start-up", job_id, study_uid,
@@ -233,6 +233,14 @@ class JobQueue:
         row = self._conn().execute("SELECT 1 FROM jobs WHERE study_uid=? AND status IN (?, ?)",
                                    (study_uid, RECEIVING, READY)).fetchone()
         return row is not None
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The row id of the row an INSERT on ``cursor`` just added (``lastrowid``, which sqlite3 leaves
+    None only on a cursor that has inserted nothing)."""
+    if cursor.lastrowid is None:
+        raise sqlite3.DatabaseError("an INSERT returned no row id")
+    return cursor.lastrowid
 
 
 class _Transaction:

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.events import EventHandlerType
+
+# pynetdicom creates its SOP class names at import time (sop_class._generate_sop_classes puts them
+# in the module's globals), so no type checker can see them
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from .config import Allowed, NodeConfig
 from .errors import InvalidUidError, StoreError
@@ -42,6 +47,8 @@ def _on_requested(event: evt.Event, allow: tuple[Allowed, ...]) -> None:
     """Refuse an association before any data is exchanged unless its caller is allowed."""
     requestor = event.assoc.requestor
     # the requestor's ae_title is filled in only after negotiation: read the A-ASSOCIATE-RQ itself
+    if requestor.primitive is None:  # pynetdicom sets it before it sends EVT_REQUESTED
+        raise RuntimeError("association requested without an A-ASSOCIATE-RQ")
     calling = str(requestor.primitive.calling_ae_title).strip()
     if not is_allowed(allow, calling, requestor.address):
         log.warning("association refused: calling AE %r from %s is not in --allow", calling, requestor.address)
@@ -85,19 +92,25 @@ def build_ae(config: NodeConfig) -> AE:
     ae.require_calling_aet = [a.ae_title for a in config.allow]
     ae.add_supported_context(Verification)
     for cx in AllStoragePresentationContexts:
+        if cx.abstract_syntax is None:  # never: pynetdicom builds each of them from a SOP class UID
+            continue
         # any transfer syntax: a compressed series is stored and reported by the pipeline
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.maximum_associations = 16
     return ae
 
 
-def start_scp(config: NodeConfig, receiver: Receiver, ssl_context: ssl.SSLContext | None = None):
+def start_scp(config: NodeConfig, receiver: Receiver,
+              ssl_context: ssl.SSLContext | None = None) -> ThreadedAssociationServer:
     """Listen on ``--bind:--port`` in background threads; the server (call ``shutdown()`` to stop)."""
     ae = build_ae(config)
-    handlers = [(evt.EVT_REQUESTED, _on_requested, [config.allow]), (evt.EVT_C_STORE, receiver.on_store),
-                (evt.EVT_C_ECHO, lambda event: SUCCESS)]
+    handlers: list[EventHandlerType] = [(evt.EVT_REQUESTED, _on_requested, [config.allow]),
+                                        (evt.EVT_C_STORE, receiver.on_store),
+                                        (evt.EVT_C_ECHO, lambda event: SUCCESS)]
     server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers,
                              ssl_context=ssl_context)
+    if server is None:  # start_server returns None only when it blocks until the server stops
+        raise RuntimeError("the storage SCP did not start in the background")
     log.info("listening as %s on %s:%d%s; accepting from %s", config.ae_title, config.bind, config.port,
              " (TLS)" if ssl_context else "", ", ".join(a.ae_title + (f"@{a.host}" if a.host else "")
                                                          for a in config.allow))

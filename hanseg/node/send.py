@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pydicom
 from pynetdicom import AE
+from pynetdicom.association import Association
 
 from .config import Peer
 from .errors import SendError
@@ -53,7 +54,7 @@ def send_files(paths: list[Path], peer: Peer, calling_aet: str, ssl_context: ssl
     log.info("sent %d file(s) to %s", len(paths), peer)
 
 
-def _send_one(assoc, path: Path, peer: Peer) -> None:
+def _send_one(assoc: Association, path: Path, peer: Peer) -> None:
     status = assoc.send_c_store(path)
     code = getattr(status, "Status", None)
     if code is None:

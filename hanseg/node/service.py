@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pynetdicom.transport import ThreadedAssociationServer
+
 from ..layouts.common import Predictor
 from ..model_dir import load_model_dir, sha256_file
 from .config import NodeConfig, TlsFiles
@@ -68,7 +70,7 @@ class NodeService:
                              sender, clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.server = None
+        self.server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
         """Recover what a previous run left, then listen and work."""

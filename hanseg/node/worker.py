@@ -44,11 +44,25 @@ class Layout:
 
     root: Path
 
-    incoming = property(lambda self: self.root / "incoming")
-    jobs = property(lambda self: self.root / "jobs")
-    quarantine = property(lambda self: self.root / "quarantine")
-    audit = property(lambda self: self.root / "audit")
-    database = property(lambda self: self.root / "node.sqlite3")
+    @property
+    def incoming(self) -> Path:
+        return self.root / "incoming"
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "node.sqlite3"
 
     def job(self, job_id: int) -> Path:
         return self.jobs / str(job_id)
@@ -68,7 +82,7 @@ def iso(t: float | None) -> str | None:
 
 def backoff(config: NodeConfig, attempt: int) -> float:
     """Seconds before the next send after ``attempt`` failed ones (1 = the first failed)."""
-    return min(config.retry_seconds * 2 ** (attempt - 1), config.max_backoff_s)
+    return min(config.retry_seconds * 2.0 ** (attempt - 1), config.max_backoff_s)
 
 
 def move_tree(src: Path, dst: Path) -> None:
