@@ -21,7 +21,7 @@ channel ``c`` at offset ``j - slices//2``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        y: torch.Tensor = self.relu(out + shortcut)
+        return y
 
 
 class Backbone(nn.Module):
@@ -90,7 +91,8 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        y: torch.Tensor = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return y
 
 
 def fcn_head(in_channels: int, classes: int) -> nn.Sequential:

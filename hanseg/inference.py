@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.inferers import sliding_window_inference
+from monai.inferers.utils import sliding_window_inference
 
 from .budget import RunSettings, body_windows, choose
 from .errors import ModelError
@@ -76,7 +77,7 @@ class Feed:
 FEEDS = {"cpu": ((1, True), (2, True)), "cuda": ((1, True), (2, True), (4, True))}
 
 
-def _can_skip(body: np.ndarray | None, patch_zyx: tuple[int, ...]) -> bool:
+def _can_skip(body: np.ndarray | None, patch_zyx: tuple[int, ...]) -> TypeGuard[np.ndarray]:
     """Windows can be matched to ``body`` unless MONAI pads the grid (an axis shorter than the
     patch shifts its window coordinates)."""
     return body is not None and all(n >= p for n, p in zip(body.shape, patch_zyx))
@@ -116,7 +117,7 @@ class Segmenter:
             raise ModelError(f"{path.name} does not fit the network in plans.json: {exc}") from exc
         return network.to(self.device).eval()
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
@@ -124,7 +125,9 @@ class Segmenter:
     def _layout(self, channels_last: bool) -> None:
         fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
         for network in self.networks:
-            network.to(memory_format=fmt)  # converts the 5-D weights only
+            # converts the 5-D weights only; torch's stubs of Module.to lack the memory_format
+            # keyword that it accepts (and documents) at run time
+            network.to(memory_format=fmt)  # type: ignore[call-overload]
 
     @torch.inference_mode()
     def _seconds_per_window(self, batch: int, channels_last: bool) -> float:
@@ -253,10 +256,13 @@ class Segmenter:
         full-size grid's 31 channels (1.5 GB) stay off a GPU that has the network to run."""
         self.windows_skipped = 0
         with self._autocast():
-            return sliding_window_inference(
+            logits = sliding_window_inference(
                 torch.from_numpy(image[None]), roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
                 predictor=self._predictor(settings, mask), overlap=settings.overlap, mode="gaussian",
                 sw_device=self.device, device=torch.device("cpu"), with_coord=mask is not None)
+        if not isinstance(logits, torch.Tensor):  # what a predictor that returns a tensor gets back
+            raise TypeError(f"sliding-window inference returned {type(logits).__name__}, not a tensor")
+        return logits
 
     def _after_out_of_memory(self) -> None:
         """A GPU ran out of memory (another process on it, a large network): retry with one

@@ -11,8 +11,8 @@ pin every id.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 BACKGROUND = 0
 

@@ -23,9 +23,10 @@ Values are tuples and read-only mappings so that the table cannot be changed by 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 #: Presets of ``training.plan --preset``, smallest first.
 PRESET_NAMES = ("tiny", "small", "default")
@@ -79,7 +80,8 @@ def _unet_divisor(kwargs: Kwargs) -> int:
 
 def _segresnet_divisor(kwargs: Kwargs) -> int:
     """SegResNet downsamples by 2 between its down blocks (MONAI's default: 4 blocks)."""
-    return 2 ** (len(kwargs.get("blocks_down", (1, 2, 2, 4))) - 1)
+    divisor: int = 2 ** (len(kwargs.get("blocks_down", (1, 2, 2, 4))) - 1)
+    return divisor
 
 
 def _img_size_is_patch(kwargs: Kwargs, patch_zyx: Sequence[int]) -> str | None:

@@ -9,10 +9,11 @@ Axis conventions follow :mod:`hanseg.io`: ``spacing_xyz_mm`` is SimpleITK order 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import PlansError
 from .labels import OAR_NAMES
@@ -141,10 +142,11 @@ class Plans:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["channels"] = [{"name": c.name, "normalization": asdict(c.normalization)} for c in self.channels]
         data["network"] = {"name": self.network.name, "kwargs": dict(self.network.kwargs)}
-        return json.loads(json.dumps(data))  # tuples → lists
+        plain: dict[str, Any] = json.loads(json.dumps(data))  # tuples → lists
+        return plain
 
 
-def _tuple(value: Any, kind: type, n: int | None, what: str) -> tuple:
+def _tuple(value: Any, kind: type, n: int | None, what: str) -> tuple[Any, ...]:
     try:
         out = tuple(kind(v) for v in value)
     except (TypeError, ValueError) as exc:
