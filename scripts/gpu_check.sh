@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check in one go (benchmarks/gpu_check.py): process.py --device cuda on test/ and on a
+# The GPU check in one go (benchmarks/gpu_check/): process.py --device cuda on test/ and on a
 # full-size phantom (seconds per case, peak GPU memory), CUDA AMP vs CPU fp32 agreement on test/
 # (per-OAR Dice >= 0.99), a few AMP training and self-supervised pretraining steps, a 1-GPU torchrun run and an NCCL probe.
 # About 3-5 minutes on one modern GPU with 16 CPU cores; --quick skips the full-size case.

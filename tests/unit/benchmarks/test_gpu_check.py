@@ -8,12 +8,41 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import ROOT
 
-from benchmarks import gpu_check as g
+from benchmarks.gpu_check.cli import default_json_path
+from benchmarks.gpu_check.constants import EXIT_FAILED, EXIT_NO_GPU, NO_GPU, PROBE_TAG
+from benchmarks.gpu_check.parsers import (
+    error_tail,
+    parse_gpu_query,
+    parse_memory_used,
+    parse_probe,
+    parse_process_log,
+    parse_smi_header,
+    parse_train_log,
+    read_epoch_seconds,
+    read_pretrain_log,
+    step_seconds,
+)
+from benchmarks.gpu_check.processes import (
+    GpuMemoryPoller,
+    Job,
+    nvidia_smi_target,
+    run_job,
+)
+from benchmarks.gpu_check.report import Report, StageFailed
+from benchmarks.gpu_check.stages import check_exit
+from benchmarks.gpu_check.summary import (
+    agreement_verdict,
+    build_summary,
+    dice_agreement,
+    format_summary,
+    no_gpu_reason,
+)
 
 PROCESS_LOG = """\
 2026-12-01 09:27:59,629 INFO hanseg.model_dir: using the baked model /work/main/model
@@ -32,48 +61,48 @@ def no_gpu_env() -> dict[str, str]:
 
 
 def test_default_json_path_follows_out():
-    assert g.default_json_path({"OUT": "/tmp/o"}) == g.Path("/tmp/o/gpu_check.json")
-    assert g.default_json_path({}) == g.Path("gpu_check.json")
-    assert g.default_json_path({"OUT": ""}) == g.Path("gpu_check.json")
+    assert default_json_path({"OUT": "/tmp/o"}) == Path("/tmp/o/gpu_check.json")
+    assert default_json_path({}) == Path("gpu_check.json")
+    assert default_json_path({"OUT": ""}) == Path("gpu_check.json")
 
 
 def test_nvidia_smi_target_is_the_first_visible_gpu():
-    assert g.nvidia_smi_target({}) == "0"
-    assert g.nvidia_smi_target({"CUDA_VISIBLE_DEVICES": "3,1"}) == "3"
-    assert g.nvidia_smi_target({"CUDA_VISIBLE_DEVICES": "GPU-ab12"}) == "GPU-ab12"
-    assert g.nvidia_smi_target({"CUDA_VISIBLE_DEVICES": ""}) is None
+    assert nvidia_smi_target({}) == "0"
+    assert nvidia_smi_target({"CUDA_VISIBLE_DEVICES": "3,1"}) == "3"
+    assert nvidia_smi_target({"CUDA_VISIBLE_DEVICES": "GPU-ab12"}) == "GPU-ab12"
+    assert nvidia_smi_target({"CUDA_VISIBLE_DEVICES": ""}) is None
 
 
 def test_parse_memory_used_skips_what_is_not_a_number():
-    assert g.parse_memory_used("1234\n[N/A]\n  567 \n\n80.0\n") == [1234, 567, 80]
-    assert g.parse_memory_used("") == []
+    assert parse_memory_used("1234\n[N/A]\n  567 \n\n80.0\n") == [1234, 567, 80]
+    assert parse_memory_used("") == []
 
 
 def test_parse_gpu_query_and_header():
     text = "0, NVIDIA H200, 555.42.06, 143771, 4\n1, Tesla T4, 555.42.06, 15360, [N/A]\nbad line\n"
-    gpus = g.parse_gpu_query(text)
+    gpus = parse_gpu_query(text)
     assert gpus == [{"index": 0, "name": "NVIDIA H200", "driver_version": "555.42.06", "memory_total_mib": 143771,
                      "memory_used_mib": 4},
                     {"index": 1, "name": "Tesla T4", "driver_version": "555.42.06", "memory_total_mib": 15360,
                      "memory_used_mib": None}]
     header = "| NVIDIA-SMI 555.42.06    Driver Version: 555.42.06    CUDA Version: 12.5     |"
-    assert g.parse_smi_header(header) == {"driver_version": "555.42.06", "cuda_driver_version": "12.5"}
-    assert g.parse_smi_header("") == {"driver_version": None, "cuda_driver_version": None}
+    assert parse_smi_header(header) == {"driver_version": "555.42.06", "cuda_driver_version": "12.5"}
+    assert parse_smi_header("") == {"driver_version": None, "cuda_driver_version": None}
 
 
 def test_no_gpu_reason_names_the_cause():
-    assert g.no_gpu_reason({"cuda_available": True}) is None
-    cpu_build = g.no_gpu_reason({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None})
-    assert cpu_build.startswith(g.NO_GPU) and "CPU-only build" in cpu_build
-    hidden = g.no_gpu_reason({"cuda_available": False, "torch": "2.13.0", "torch_cuda": "12.6",
-                              "cuda_visible_devices": "", "nvidia_smi_L": ["GPU 0: T4"]})
+    assert no_gpu_reason({"cuda_available": True}) is None
+    cpu_build = no_gpu_reason({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None})
+    assert cpu_build.startswith(NO_GPU) and "CPU-only build" in cpu_build
+    hidden = no_gpu_reason({"cuda_available": False, "torch": "2.13.0", "torch_cuda": "12.6",
+                            "cuda_visible_devices": "", "nvidia_smi_L": ["GPU 0: T4"]})
     assert "CUDA 12.6" in hidden and "CUDA_VISIBLE_DEVICES is empty" in hidden and "nvidia-smi" not in hidden
-    broken = g.no_gpu_reason({"cuda_available": False, "torch_error": "ImportError: libcudart.so"})
-    assert broken.startswith(g.NO_GPU) and "libcudart" in broken
+    broken = no_gpu_reason({"cuda_available": False, "torch_error": "ImportError: libcudart.so"})
+    assert broken.startswith(NO_GPU) and "libcudart" in broken
 
 
 def test_parse_process_log():
-    parsed = g.parse_process_log(PROCESS_LOG)
+    parsed = parse_process_log(PROCESS_LOG)
     assert parsed["segmented_s"] == [12.5]
     assert parsed["settings"] == ["1 fold(s), mirroring x, overlap 0.5"]
     assert parsed["device"] == "cuda" and parsed["host_peak_gib"] == 1.27
@@ -83,7 +112,7 @@ def test_parse_process_log():
 def test_parse_process_log_sees_a_cpu_fallback_and_errors():
     text = ("2026 WARNING hanseg.inference: GPU out of memory with 1 window per call: continuing on the CPU (slower)\n"
             "2026 ERROR process: FAILED: no CT image found\n")
-    parsed = g.parse_process_log(text)
+    parsed = parse_process_log(text)
     assert parsed["cpu_fallback"] is True
     assert parsed["errors"] == ["2026 ERROR process: FAILED: no CT image found"]
     assert parsed["segmented_s"] == [] and parsed["device"] is None
@@ -93,31 +122,31 @@ def test_train_log_epoch_seconds_and_steps(tmp_path):
     text = ("x INFO training.train: epoch 1/2 loss 4.9340 (48 s)\n"
             "x INFO training.distributed: rank 0 of 2 (nccl backend)\n"
             "x INFO training.train: epoch 2/2 loss 4.7179 val mean Dice 0.0025 (27 s)\n")
-    assert g.parse_train_log(text) == {"epochs_logged": 2, "last_loss": 4.7179, "nccl_in_log": True}
-    assert g.parse_train_log("")["nccl_in_log"] is False
+    assert parse_train_log(text) == {"epochs_logged": 2, "last_loss": 4.7179, "nccl_in_log": True}
+    assert parse_train_log("")["nccl_in_log"] is False
     log_csv = tmp_path / "log.csv"
     log_csv.write_text("epoch,train_loss,val_dice,lr,seconds\n0,4.9340,,6.31e-04,2.5\n1,4.7179,0.0025,1.26e-04,3.1\n")
-    assert g.read_epoch_seconds(log_csv) == [2.5, 3.1]
-    assert g.read_epoch_seconds(tmp_path / "missing.csv") == []
-    assert g.step_seconds([2.5, 3.1], 5) == 0.5
-    assert g.step_seconds([2.5], 5) is None  # a single epoch validates too
+    assert read_epoch_seconds(log_csv) == [2.5, 3.1]
+    assert read_epoch_seconds(tmp_path / "missing.csv") == []
+    assert step_seconds([2.5, 3.1], 5) == 0.5
+    assert step_seconds([2.5], 5) is None  # a single epoch validates too
 
 
 def test_pretrain_log_gives_steps_last_loss_and_the_rate_after_the_first_row(tmp_path):
     log_csv = tmp_path / "log.csv"
     log_csv.write_text("step,total,inpaint,lr,seconds\n10,2.5,1.0,4e-4,9.0\n20,2.0,0.9,3e-4,10.0\n"
                        "30,nan,0.8,1e-4,11.5\n")
-    got = g.read_pretrain_log(log_csv)
+    got = read_pretrain_log(log_csv)
     assert got["steps_logged"] == 30 and got["seconds_per_step"] == 0.125  # (11.5 - 9.0) / 20
     assert got["last_total"] != got["last_total"]  # NaN reaches the stage's check
-    assert g.read_pretrain_log(tmp_path / "missing.csv") == {"steps_logged": 0, "last_total": None,
-                                                             "seconds_per_step": None}
+    assert read_pretrain_log(tmp_path / "missing.csv") == {"steps_logged": 0, "last_total": None,
+                                                           "seconds_per_step": None}
 
 
 def test_parse_probe():
-    line = 'noise\n[default0]:' + g.PROBE_TAG + '{"backend": "nccl", "ok": true}\n'
-    assert g.parse_probe(line) == {"backend": "nccl", "ok": True}
-    assert g.parse_probe("nothing here") is None
+    line = 'noise\n[default0]:' + PROBE_TAG + '{"backend": "nccl", "ok": true}\n'
+    assert parse_probe(line) == {"backend": "nccl", "ok": True}
+    assert parse_probe("nothing here") is None
 
 
 # --------------------------------------------------------------------------- the Dice verdict
@@ -131,28 +160,28 @@ def label_map() -> np.ndarray:
 
 
 def test_identical_maps_agree():
-    verdict = g.dice_agreement(label_map(), label_map(), 0.99)
+    verdict = dice_agreement(label_map(), label_map(), 0.99)
     assert verdict["ok"] and verdict["min_dice"] == 1.0 and verdict["n_oars"] == 2 and verdict["below"] == {}
 
 
 def test_a_boundary_slip_fails_and_names_the_oar():
     other = label_map()
     other[1:5, 14:18, 14] = 0  # a quarter of OAR 7 lost
-    verdict = g.dice_agreement(label_map(), other, 0.99)
+    verdict = dice_agreement(label_map(), other, 0.99)
     assert not verdict["ok"]
     assert list(verdict["below"]) == [verdict["min_oar"]] and verdict["min_dice"] == pytest.approx(6 / 7)
 
 
 def test_shape_mismatch_and_empty_maps_fail():
-    assert not g.dice_agreement(label_map(), label_map()[:3], 0.99)["ok"]
+    assert not dice_agreement(label_map(), label_map()[:3], 0.99)["ok"]
     empty = np.zeros((2, 2, 2), np.uint8)
-    verdict = g.dice_agreement(empty, empty, 0.99)
+    verdict = dice_agreement(empty, empty, 0.99)
     assert not verdict["ok"] and verdict["reason"] == "no OAR in either label map"
 
 
 def test_agreement_verdict_threshold():
-    assert g.agreement_verdict({"a": 0.995, "b": 0.991}, 0.99)["ok"]
-    verdict = g.agreement_verdict({"a": 0.995, "b": 0.98}, 0.99)
+    assert agreement_verdict({"a": 0.995, "b": 0.991}, 0.99)["ok"]
+    verdict = agreement_verdict({"a": 0.995, "b": 0.98}, 0.99)
     assert not verdict["ok"] and verdict["below"] == {"b": 0.98} and verdict["min_oar"] == "b"
 
 
@@ -179,7 +208,7 @@ def sample_report() -> dict:
 
 
 def test_build_summary_takes_the_headline_figures():
-    summary = g.build_summary(sample_report())
+    summary = build_summary(sample_report())
     assert summary["ok"] is True and summary["gpu"] == "NVIDIA H200" and summary["gpu_memory_total_mib"] == 143771
     assert summary["test_cuda_segmented_s"] == 9.5 and summary["test_cpu_segmented_s"] == 40.2
     assert summary["amp_min_dice"] == 0.9987 and summary["full_cuda_segmented_s"] == 30.0
@@ -187,30 +216,30 @@ def test_build_summary_takes_the_headline_figures():
     assert summary["train_s_per_step"] == 0.12 and summary["torchrun_exit_code"] == 0 and summary["nccl_ok"] is True
     assert summary["pretrain_s_per_step"] == 0.08 and summary["pretrain_smi_peak_mib"] == 2100
     json.dumps(summary)  # plain JSON
-    lines = g.format_summary(summary)
+    lines = format_summary(summary)
     assert lines[-1].startswith("PASS") and any("0.9987" in line and "Bone_Mandible" in line for line in lines)
     assert "self-supervised pretraining (AMP): 0.080 s/step, peak 2100 MiB nvidia-smi" in lines
 
 
 def test_summary_of_a_failed_run_without_figures():
     report = {"failures": ["environment: no CUDA GPU: ..."], "stages": {"environment": {"ok": False}}}
-    summary = g.build_summary(report)
+    summary = build_summary(report)
     assert summary["ok"] is False and summary["amp_min_dice"] is None and summary["full_cuda_wall_s"] is None
-    lines = g.format_summary(summary)
+    lines = format_summary(summary)
     assert lines == ["FAILED:", "  environment: no CUDA GPU: ..."]  # no lines of unmeasured figures
 
 
 def test_a_failed_stage_is_recorded_and_the_next_still_runs(tmp_path):
-    report = g.Report(tmp_path / "r.json", {})
+    report = Report(tmp_path / "r.json", {})
     with report.stage("first") as rec:
         rec["figure"] = 1.5
-        raise g.StageFailed("check failed")
+        raise StageFailed("check failed")
     with report.stage("second") as rec:
         raise ValueError("boom")
     with report.stage("third") as rec:
         rec["figure"] = 2
     report.skip("fourth", "needs first")
-    report.finish(g.EXIT_FAILED)
+    report.finish(EXIT_FAILED)
     data = json.loads((tmp_path / "r.json").read_text())
     stages = data["stages"]
     assert stages["first"]["ok"] is False and stages["first"]["figure"] == 1.5
@@ -221,20 +250,20 @@ def test_a_failed_stage_is_recorded_and_the_next_still_runs(tmp_path):
 
 
 def test_a_job_past_its_time_limit_is_killed(tmp_path):
-    job = g.Job("sleeper", [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
-                tmp_path / "sleeper.log", timeout_s=1.0)
+    job = Job("sleeper", [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+              tmp_path / "sleeper.log", timeout_s=1.0)
     result = job.wait()
     assert result.timed_out and result.wall_s < 30 and job.proc.poll() is not None
-    with pytest.raises(g.StageFailed, match="limit"):
-        g.check_exit(result, "sleeper")
+    with pytest.raises(StageFailed, match="limit"):
+        check_exit(result, "sleeper")
 
 
 def test_a_failing_job_reports_its_exit_code_and_tail(tmp_path):
-    result = g.run_job("fails", [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"],
-                       tmp_path / "fails.log", 60)
+    result = run_job("fails", [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"],
+                     tmp_path / "fails.log", 60)
     assert result.exit_code == 3 and not result.timed_out and "last words" in result.text
-    with pytest.raises(g.StageFailed, match="exited 3: .*last words"):
-        g.check_exit(result, "fails")
+    with pytest.raises(StageFailed, match="exited 3: .*last words"):
+        check_exit(result, "fails")
 
 
 def test_error_tail_finds_the_cause_under_torchrun_noise():
@@ -243,14 +272,14 @@ def test_error_tail_finds_the_cause_under_torchrun_noise():
             "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
             "  error_file: <N/A>\n  traceback : To enable traceback see: https://pytorch.org/docs\n"
             "=========================\n")
-    assert g.error_tail(text) == "[rank0]: AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'"
+    assert error_tail(text) == "[rank0]: AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'"
     logged = "2026 INFO a: fine\n2026 ERROR process: FAILED: no CT image found\n"
-    assert g.error_tail(logged) == "2026 ERROR process: FAILED: no CT image found"
-    assert g.error_tail("one\ntwo\nthree\nfour\n") == "two | three | four"
+    assert error_tail(logged) == "2026 ERROR process: FAILED: no CT image found"
+    assert error_tail("one\ntwo\nthree\nfour\n") == "two | three | four"
 
 
 def test_memory_poller_without_a_target_measures_nothing():
-    with g.GpuMemoryPoller(None) as poller:
+    with GpuMemoryPoller(None) as poller:
         pass
     assert poller.figures()["nvidia_smi_peak_mib"] is None
 
@@ -270,10 +299,10 @@ def test_without_a_gpu_it_stops_at_once_and_writes_the_json(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--work", str(work)], cwd=ROOT,
                           env={**no_gpu_env(), "OUT": str(out)}, capture_output=True, text=True, timeout=180)
-    assert done.returncode == g.EXIT_NO_GPU, done.stdout + done.stderr
+    assert done.returncode == EXIT_NO_GPU, done.stdout + done.stderr
     assert "no CUDA GPU" in done.stdout
     data = json.loads((out / "gpu_check.json").read_text())
-    assert data["ok"] is False and data["exit_code"] == g.EXIT_NO_GPU
+    assert data["ok"] is False and data["exit_code"] == EXIT_NO_GPU
     assert list(data["stages"]) == ["environment"]  # nothing after it ran
     assert data["failures"] and data["failures"][0].startswith("environment: no CUDA GPU")
     assert data["summary"]["ok"] is False
@@ -286,4 +315,4 @@ def test_the_wrapper_says_no_cuda_gpu_and_exits_2(tmp_path):
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no CUDA GPU" in done.stderr and "torch.cuda.is_available() says 'False'" in done.stderr
-    assert json.loads((tmp_path / "gpu_check.json").read_text())["exit_code"] == g.EXIT_NO_GPU
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["exit_code"] == EXIT_NO_GPU
