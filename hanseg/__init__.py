@@ -14,7 +14,7 @@ stand beside it and import it, never the other way round. Modules, from the bott
   time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``
   (probabilities back onto the CT grid, largest components);
 * ``dicom`` (DICOM in and out: ``scan``, ``select``, ``volume``; ``contours``, ``names``,
-  ``rtstruct``, ``seg``);
+  ``rtstruct``, ``seg``, ``common``: what those two share);
 * ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``dicom``,
   ``common``);
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,

@@ -10,7 +10,9 @@ the label map back to DICOM objects a treatment planning system imports. Modules
 * ``contours``: label-map slices to planar contours and back;
 * ``names``: structure names and colours of the output objects;
 * ``rtstruct``: the RT Structure Set referencing the CT's slices;
-* ``seg``: the DICOM Segmentation object.
+* ``seg``: the DICOM Segmentation object;
+* ``common``: what ``rtstruct`` and ``seg`` share: the patient and study attributes copied
+  from the CT, the "not reviewed" wording, and the checked, atomic write of a file.
 
 The axis contract is the one of :mod:`hanseg.io` (SimpleITK x,y,z; numpy z,y,x; LPS).
 """

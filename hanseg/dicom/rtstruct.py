@@ -24,21 +24,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
-from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -46,9 +40,9 @@ from pydicom.uid import (
     RTStructureSetStorage,
     generate_uid,
 )
-from pydicom.valuerep import MAX_VALUE_LEN, VR_REGEXES, validate_value
 from scipy import ndimage
 
+from .common import PATIENT_STUDY_KEYWORDS, UNREVIEWED, write_dataset_atomic
 from .contours import Loop, mask_contours
 from .names import Provenance, StructureStyle, check_styles
 
@@ -66,15 +60,10 @@ CONTOUR_DECIMALS = 2
 #: pydicom would silently write a longer ContourData as UN, which a TPS cannot read.
 MAX_ELEMENT_BYTES = 0xFFFE
 DS_MAX_LENGTH = 16
-#: Patient and study attributes copied from the CT (Type 2: written empty when absent).
-PATIENT_STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                          "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-                          "ReferringPhysicianName")
 #: Copied when present (Type 3), never invented.
 OPTIONAL_COPIED_KEYWORDS = ("StudyDescription", "PatientAge", "PatientWeight", "PatientSize",
                             "IssuerOfPatientID", "OtherPatientIDs")
 STRUCTURE_SET_LABEL = "hanseg OAR auto"  # SH: at most 16 characters
-UNREVIEWED = "automatic segmentation, not reviewed"
 
 
 def format_ds(value: float, decimals: int = DS_DECIMALS) -> str:
@@ -415,77 +404,6 @@ def build_rtstruct(labels: np.ndarray, ct: sitk.Image, ct_headers: Sequence[Data
     log.info("RTSTRUCT: %d structures, %d contours; empty, not written: %s", len(rois),
              sum(len(c.ContourSequence) for c in contours), ", ".join(empty) or "none")
     return ds, tuple(empty)
-
-
-#: VRs whose values are text with a length limit or a pattern worth checking before writing.
-_CHECKED_VRS = frozenset({"AE", "CS", "DA", "DS", "IS", "LO", "LT", "SH", "ST", "TM", "UI"})
-
-
-def _number_list_pattern(vr: str) -> re.Pattern[str]:
-    """pydicom's pattern for one DS/IS value, repeated for backslash-joined values."""
-    one = VR_REGEXES[vr].lstrip("^").rstrip("$")
-    return re.compile(rf"(?:{one})(?:\\(?:{one}))*")
-
-
-_NUMBER_LISTS = {vr: _number_list_pattern(vr) for vr in ("DS", "IS")}
-
-
-def _check_texts(vr: str, texts: list[str | bytes]) -> None:
-    """The values of one element against its VR; DS/IS lists in one regex pass (a large
-    ContourData has ~10^5 values and pydicom's validate_value costs ~10 us each)."""
-    if vr in _NUMBER_LISTS and all(isinstance(t, str) for t in texts):
-        texts = [t for t in texts if t]  # an empty value is allowed, as in pydicom
-        if not texts:
-            return
-        too_long = [t for t in texts if len(t) > MAX_VALUE_LEN[vr]]  # type: ignore[arg-type]
-        if too_long or not _NUMBER_LISTS[vr].fullmatch("\\".join(texts)):  # type: ignore[arg-type]
-            bad = too_long[0] if too_long else texts
-            raise ValueError(f"invalid {vr} value {bad!r:.80} (numbers of at most "
-                             f"{MAX_VALUE_LEN[vr]} characters)")
-        return
-    for text in texts:
-        validate_value(vr, text, config.RAISE)
-
-
-def _written_texts(elem: DataElement) -> list[str | bytes]:
-    """What pydicom writes for each value: the original string of DS/IS/DA/TM values when
-    there is one; date and time objects are left out (the writer formats them itself)."""
-    values = elem.value if isinstance(elem.value, (list, tuple, MultiValue)) else [elem.value]
-    texts: list[str | bytes] = []
-    for value in values:
-        text = getattr(value, "original_string", value)
-        if not isinstance(text, (date, time)):
-            texts.append(text if isinstance(text, (str, bytes)) else str(text))
-    return texts
-
-
-def check_values(ds: Dataset) -> None:
-    """Raise ValueError for any text value that breaks its VR's length or pattern (a DS
-    longer than 16 characters, a UID over 64...), including those inside sequences.
-
-    The same checks as pydicom's RAISE validation mode, without changing global settings.
-    """
-    for elem in ds.iterall():
-        if elem.VR in _CHECKED_VRS and elem.value is not None:
-            try:
-                _check_texts(elem.VR, _written_texts(elem))
-            except ValueError as exc:
-                raise ValueError(f"{elem.keyword or elem.tag}: {exc}") from exc
-
-
-def write_dataset_atomic(ds: Dataset, path: Path | str, what: str = "DICOM object") -> Path:
-    """Check ``ds`` (:func:`check_values`) and write it as a DICOM file, atomically: to a
-    temporary file in the target folder, then renamed, so a receiver never sees half a file."""
-    path = Path(path)
-    check_values(ds)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.dcm")
-    try:
-        pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("wrote %s %s (%d bytes)", what, path, path.stat().st_size)
-    return path
 
 
 def write_rtstruct(ds: Dataset, path: Path | str) -> Path:

@@ -33,8 +33,8 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from .common import PATIENT_STUDY_KEYWORDS, UNREVIEWED, write_dataset_atomic
 from .names import Provenance, StructureStyle, check_styles
-from .rtstruct import PATIENT_STUDY_KEYWORDS, UNREVIEWED, write_dataset_atomic
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, RTStructureSetStorage, generate_uid
 
+from hanseg.dicom.common import check_values
 from hanseg.dicom.names import Provenance, StructureStyle, default_styles
 from hanseg.dicom.rtstruct import (
     DETACHED_STUDY_MANAGEMENT,
     build_rtstruct,
-    check_values,
     format_ds,
     format_ds_array,
     write_rtstruct,
