@@ -23,8 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import sanitize_ct, sanitize_mr
-from .geometry import (Box, Crop, Grid, body_crops, canonical_grid, resample_from_grid, resample_to_grid,
-                       subgrid, uncrop, window_grid)
+from .geometry import Box, Crop, Grid, body_crops, canonical_grid, resample_to_grid, window_grid
 from .plans import Normalization, Plans
 from .registration import RegistrationResult, fov_height_mm, register_mr_to_ct
 
@@ -147,10 +146,3 @@ def labels_to_grid(labels: sitk.Image, case: PreprocessedCase) -> np.ndarray:
     """A CT-grid label map brought onto the case's canonical grid (nearest neighbour), for
     training. Inverse direction of :func:`hanseg.postprocess.probabilities_to_ct`."""
     return resample_to_grid(labels, case.grid, interpolator=sitk.sitkNearestNeighbor).astype(np.uint8)
-
-
-def labels_from_grid(labels_zyx: np.ndarray, case: PreprocessedCase, ct: sitk.Image) -> np.ndarray:
-    """Inverse of :func:`labels_to_grid`: a label map on the canonical grid back onto the full
-    CT grid (nearest neighbour, zero outside the crop box)."""
-    cropped = resample_from_grid(labels_zyx, case.grid, subgrid(ct, case.box), sitk.sitkNearestNeighbor)
-    return uncrop(cropped, case.box, tuple(reversed(ct.GetSize())))
