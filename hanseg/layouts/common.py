@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,8 +23,18 @@ from ..resources import check_fits
 log = logging.getLogger(__name__)
 
 
+class PredictionLike(Protocol):
+    """What the layouts read of a prediction (:class:`hanseg.inference.Prediction`)."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def warnings(self) -> Sequence[str]: ...
+
+
 class Predictor(Protocol):
-    def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Any: ...
+    def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> PredictionLike: ...
 
 
 @dataclass(frozen=True)
