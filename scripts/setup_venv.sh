@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv with the CPU build of torch first, then the requirements.
 # Usage: scripts/setup_venv.sh [requirements file]   (default: requirements-dev.txt)
+# pip runs only when a requirements file changed since the last install into this .venv: a stamp
+# of their hash is kept in .venv (delete it, or .venv, to force a reinstall).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQ="${1:-requirements-dev.txt}"
@@ -14,5 +16,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "[setup] installing torch==${TORCH_VERSION:-2.13.0}"
     .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
+# Every requirements file (they include each other with -r) and the torch pin make the stamp.
+stamp=".venv/.installed-$(basename "$REQ").sha256"
+hash="$(cat requirements*.txt <(echo "torch==${TORCH_VERSION:-2.13.0}") | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
+    echo "[setup] $REQ unchanged since the last install: pip skipped"
+    exit 0
+fi
 echo "[setup] installing $REQ"
 .venv/bin/pip install -q -r "$REQ"
+echo "$hash" > "$stamp"

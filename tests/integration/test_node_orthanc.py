@@ -122,6 +122,17 @@ def wait_rtstruct(setup: dict, study_uid: str, seconds: float = 240) -> None:
     raise AssertionError("no RTSTRUCT in Orthanc: " + (setup["folder"] / "node.log").read_text()[-4000:])
 
 
+def wait_log(setup: dict, text: str, seconds: float = 120) -> None:
+    """Until the node's log holds ``text``."""
+    log = setup["folder"] / "node.log"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if text in log.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the node never logged {text!r}: " + log.read_text()[-4000:])
+
+
 def test_a_pacs_export_comes_back_as_an_rtstruct_in_orthanc(setup):
     record = export(setup, 1, "NODE1")
     node = start_node(setup)
@@ -137,11 +148,15 @@ def test_a_node_killed_while_working_delivers_after_its_restart(setup):
     record = export(setup, 2, "NODE2")
     node = start_node(setup)
     storescu(setup, record.folder)
-    time.sleep(5)  # past --stable-seconds: the job has most likely started
+    # killed only once the node says it is segmenting this study, and before it has sent anything
+    wait_log(setup, f"segmenting study {record.study_uid}")
     stop_pid(node, signal.SIGKILL)
+    assert not setup["pacs"].rtstructs(record.study_uid)
     node = start_node(setup)
     try:
+        wait_log(setup, "resumed (was running)")
         wait_rtstruct(setup, record.study_uid)
     finally:
         stop_pid(node)
     assert node.returncode == 0
+    assert len(setup["pacs"].rtstructs(record.study_uid)) == 1

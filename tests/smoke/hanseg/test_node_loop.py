@@ -13,7 +13,6 @@ import pytest
 from dicom_fixtures import SeriesSpec, mr_spec, write_series
 from helpers import FakePredictor
 
-pynetdicom = pytest.importorskip("pynetdicom")
 from pynetdicom import AE, StoragePresentationContexts, evt
 
 from hanseg.node.config import Allowed, NodeConfig, Peer

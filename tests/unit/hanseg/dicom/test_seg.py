@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import highdicom as hd
@@ -12,6 +11,8 @@ from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, SegmentationStorage, generate_uid
+
+from helpers import need_tools
 
 from hanseg.dicom.names import Provenance, StructureStyle, default_styles
 from hanseg.dicom.seg import build_seg, write_seg
@@ -138,9 +139,8 @@ def test_nothing_to_write_and_mismatched_sizes_are_refused():
         build_seg(labels_of_three().astype(np.int32), headers, default_styles(), PROVENANCE)
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
 def test_dciodvfy_finds_no_error(tmp_path):
     path = write_seg(build_seg(labels_of_three(), ct_headers(), default_styles(), PROVENANCE), tmp_path / "seg.dcm")
-    result = subprocess.run(["dciodvfy", str(path)], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60)
     report = result.stdout + result.stderr
     assert not [line for line in report.splitlines() if line.startswith("Error")], report
