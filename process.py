@@ -21,12 +21,12 @@ import logging
 import sys
 from pathlib import Path
 
-from hanseg.layouts import run
-from hanseg.layouts.dicom import DicomConfig
 from hanseg.errors import HansegError
 from hanseg.inference import DEFAULT_TIME_BUDGET_S, Segmenter
-from hanseg.model_dir import resolve_model_root
+from hanseg.layouts import run
+from hanseg.layouts.dicom import DicomConfig
 from hanseg.layouts.sockets import SocketConfig
+from hanseg.model_dir import resolve_model_root
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "model"
 log = logging.getLogger("process")

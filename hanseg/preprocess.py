@@ -23,6 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import sanitize_ct, sanitize_mr
+from .errors import PlansError
 from .geometry import Box, Crop, Grid, body_crops, canonical_grid, resample_to_grid, window_grid
 from .plans import Normalization, Plans
 from .registration import RegistrationResult, fov_height_mm, register_mr_to_ct
@@ -48,7 +49,9 @@ class PreprocessedCase:
 
 def normalize_ct(hu: np.ndarray, norm: Normalization) -> np.ndarray:
     """Clip to the plan's HU window, then standardise with the training set's mean/std."""
-    out = np.clip(hu, norm.clip_low, norm.clip_high)
+    if norm.clip_low is None or norm.clip_high is None or norm.mean is None or norm.std is None:
+        raise PlansError(f"CT normalisation needs clip_low, clip_high, mean and std (scheme {norm.scheme!r})")
+    out: np.ndarray = np.clip(hu, norm.clip_low, norm.clip_high)
     out -= norm.mean
     out /= norm.std
     return out

@@ -98,7 +98,7 @@ def format_ds_array(values: np.ndarray, decimals: int = DS_DECIMALS) -> list[str
     if decimals > 0:
         text = np.char.rstrip(np.char.rstrip(text, "0"), ".")
     text[text == "-0"] = "0"
-    out = text.tolist()
+    out: list[str] = text.tolist()
     for i in np.flatnonzero((np.char.str_len(text) > DS_MAX_LENGTH) | ~np.isfinite(flat)):
         out[i] = format_ds(float(flat[i]), decimals)
     return out
@@ -117,7 +117,8 @@ class _SliceGeometry:
         """(N, 2) continuous (x, y) indices of slice k as (N, 3) patient mm (LPS)."""
         index = np.column_stack([points_xy, np.full(len(points_xy), float(k))])
         # The same arithmetic as sitk's TransformContinuousIndexToPhysicalPoint.
-        return self.origin + index @ self.matrix.T + self.shift[k]
+        points: np.ndarray = self.origin + index @ self.matrix.T + self.shift[k]
+        return points
 
 
 def _header_vector(header: Dataset, keyword: str, size: int, k: int) -> np.ndarray:
@@ -318,10 +319,10 @@ def _roi_contour(number: int, style: StructureStyle, loops_by_slice: dict[int, l
                  headers: Sequence[Dataset]) -> Dataset:
     """One ROI's contours, slice by slice; ``offset_zyx`` places the cropped mask."""
     dz, dy, dx = offset_zyx
-    items = []
+    items: list[Dataset] = []
     for k, loops in sorted(loops_by_slice.items()):
         for loop in loops:
-            points = geometry.to_patient(loop.points + (dx, dy), k + dz)
+            points = geometry.to_patient(loop.points + np.array((dx, dy)), k + dz)
             items.append(_contour_item(len(items) + 1, points, headers[k + dz]))
     roi = Dataset()
     roi.ReferencedROINumber = number
@@ -383,7 +384,10 @@ def build_rtstruct(labels: np.ndarray, ct: sitk.Image, ct_headers: Sequence[Data
     ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     _add_patient_study_series(ds, ct_headers[0], provenance, series_number, now)
     _add_structure_set(ds, ct_headers, provenance, now)
-    rois, contours, observations, empty = [], [], [], []
+    rois: list[Dataset] = []
+    contours: list[Dataset] = []
+    observations: list[Dataset] = []
+    empty: list[str] = []
     for style in styles:
         box = boxes[style.label - 1] if style.label <= len(boxes) else None
         if box is None:

@@ -115,6 +115,8 @@ def build_seg(labels: np.ndarray, ct_source_datasets: Sequence[Dataset],
         series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1,
         manufacturer=provenance.manufacturer, manufacturer_model_name=provenance.model_name,
+        # highdicom annotates software_versions as str | tuple[str] (a 1-tuple) but takes, and
+        # checks, any sequence of strings: the list of two is what SoftwareVersions should hold
         software_versions=[provenance.software_version, f"model {provenance.model_version}"[:64]],  # type: ignore[arg-type]
         device_serial_number=provenance.device_serial_number, content_label=CONTENT_LABEL,
         content_description=f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64])

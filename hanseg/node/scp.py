@@ -17,12 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, VerificationPresentationContexts, evt
 from pynetdicom.events import EventHandlerType
-
-# pynetdicom creates its SOP class names at import time (sop_class._generate_sop_classes puts them
-# in the module's globals), so no type checker can see them
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .config import Allowed, NodeConfig
@@ -90,7 +86,11 @@ def build_ae(config: NodeConfig) -> AE:
     ae = AE(ae_title=config.ae_title)
     ae.require_called_aet = True  # a sender that calls another AE title reached the wrong node
     ae.require_calling_aet = [a.ae_title for a in config.allow]
-    ae.add_supported_context(Verification)
+    # C-ECHO, with pynetdicom's default transfer syntaxes; from the presentation context, since the
+    # name Verification is made in pynetdicom.sop_class at import time, where no type checker sees it
+    for cx in VerificationPresentationContexts:
+        if cx.abstract_syntax is not None:  # never: built from the Verification SOP class UID
+            ae.add_supported_context(cx.abstract_syntax)
     for cx in AllStoragePresentationContexts:
         if cx.abstract_syntax is None:  # never: pynetdicom builds each of them from a SOP class UID
             continue
