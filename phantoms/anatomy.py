@@ -6,9 +6,11 @@ stream of its own, so the head and neck (and every simple case) stay exactly as 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import numpy as np
+import numpy.typing as npt
 
 from hanseg.labels import LABEL_IDS
 
@@ -79,11 +81,11 @@ class _Builder:
             self.add(f"{name}:{tissue}", Union(tuple(sh.grown(d) for sh in shapes)), tissue)
 
 
-def _ell(c: Sequence[float], r: Sequence[float], k: float = 1.0, rot: np.ndarray | None = None) -> Ellipsoid:
+def _ell(c: npt.ArrayLike, r: npt.ArrayLike, k: float = 1.0, rot: np.ndarray | None = None) -> Ellipsoid:
     return Ellipsoid(np.asarray(c, float), np.asarray(r, float) * k, rot)
 
 
-def _tube(pts: Sequence[Sequence[float]], r: float, k: float = 1.0, scale: Sequence[float] = (1, 1, 1)) -> Tube:
+def _tube(pts: npt.ArrayLike, r: float, k: float = 1.0, scale: npt.ArrayLike = (1, 1, 1)) -> Tube:
     return Tube(np.asarray(pts, float), r * k, np.asarray(scale, float))
 
 
@@ -105,9 +107,9 @@ def _envelopes(b: _Builder) -> None:
     jaw = _ell((0, -28, -66), (60, 50, 28), k())
     nose = _ell((0, -82, -8), (12, 14, 20), k())
     ears = [_ell((sx * 78, 15, -5), (5, 12, 24), k()) for sx in (1, -1)]
-    core = [shoulders, neck, cranium, face, chin, jaw]
-    b.layers("body", core + [nose] + ears, [(0.0, "SKIN")])
-    b.layers("subcut", core + [nose.grown(-2)], [(-2.0, "FAT")])
+    core: list[Shape] = [shoulders, neck, cranium, face, chin, jaw]
+    b.layers("body", [*core, nose, *ears], [(0.0, "SKIN")])
+    b.layers("subcut", [*core, nose.grown(-2)], [(-2.0, "FAT")])
     b.layers("core", core[1:], [(-8.0, "MUSCLE")])
     b.layers("trunk", [shoulders], [(-14.0, "MUSCLE")])
 
@@ -221,12 +223,12 @@ def _brain_oars(b: _Builder) -> None:
     b.add("prepontine_cistern", Clip(stem.grown(2.5), axis=2, lo=-40), "CSF")
     b.oar("Brainstem", Clip(stem, axis=2, lo=-36 + o[2]), "WHITE")
     o = b.off()
-    b.add("suprasellar_cistern", _ell((0, -6, 8) + o, (15, 11, 6)), "CSF")
+    b.add("suprasellar_cistern", _ell(_v(0, -6, 8) + o, (15, 11, 6)), "CSF")
     for sx, name in ((1, "OpticNrv_L"), (-1, "OpticNrv_R")):
         pts = np.array([(sx * 29, -47, 3.5), (sx * 20, -33, 5), (sx * 13, -19, 7), (sx * 7, -10, 8.5)]) + o
         b.oar(name, _tube(pts, 2.0, b.k_tube()), "NERVE")
-    b.oar("OpticChiasm", _ell((0, -8, 9) + o, (8, 5, 2.6), b.k_oar(), rotation_matrix((1, 0, 0), -20)), "NERVE")
-    b.oar("Pituitary", _ell((0, -4, -1) + b.off(0.5), (6.5, 5, 4), b.k_oar()), "GREY")
+    b.oar("OpticChiasm", _ell(_v(0, -8, 9) + o, (8, 5, 2.6), b.k_oar(), rotation_matrix((1, 0, 0), -20)), "NERVE")
+    b.oar("Pituitary", _ell(_v(0, -4, -1) + b.off(0.5), (6.5, 5, 4), b.k_oar()), "GREY")
 
 
 def _eye_oars(b: _Builder) -> None:
@@ -239,8 +241,8 @@ def _eye_oars(b: _Builder) -> None:
         centre = _v(sx * 31, -58, 4) + o
         b.oar(f"Eye_P{side}", _ell(centre, (12, 12, 12), k), "MUSCLE")  # sclera
         b.add("vitreous", _ell(centre, (11, 11, 11), k), "VITREOUS")
-        b.oar(f"Eye_A{side}", _ell(centre + (0, -9.9 * k, 0), (7.5, 3.8, 7.5), b.k_oar()), "VITREOUS")
-        b.add("lens", _ell(centre + (0, -6.5 * k, 0), (4.5, 2, 4.5), k), "LENS")
+        b.oar(f"Eye_A{side}", _ell(centre + _v(0, -9.9 * k, 0), (7.5, 3.8, 7.5), b.k_oar()), "VITREOUS")
+        b.add("lens", _ell(centre + _v(0, -6.5 * k, 0), (4.5, 2, 4.5), k), "LENS")
         b.oar(f"Cochlea_{side}", _ell(_v(sx * 29, 17, -11) + b.off(0.7), (3.2, 2.8, 2.4), b.k_oar()), "FLUID")
 
 
@@ -397,11 +399,12 @@ def build_anatomy(rng: np.random.Generator, s: float, missing: Iterable[str],
     is exactly the head-and-neck anatomy (the simple profile)."""
     b = _Builder(rng, s, missing)
     low = None if body_rng is None else _BelowNeck(body_rng, s, b.items)
-    parts = [(b, _envelopes), (b, _trunk), (b, _spine), (b, _skull_and_brain), (b, _skull_base_and_face),
-             (b, _neck_soft), (b, _brain_oars), (b, _eye_oars), (b, _face_oars), (b, _neck_oars)]
+    parts: list[Callable[[], None]] = [
+        partial(part, b) for part in (_envelopes, _trunk, _spine, _skull_and_brain, _skull_base_and_face,
+                                      _neck_soft, _brain_oars, _eye_oars, _face_oars, _neck_oars)]
     if low is not None:
-        parts[2:2] = [(low, _chest_organs), (low, _upper_abdomen), (low, _chest_wall)]
-        parts.insert(0, (low, _arms))
-    for builder, part in parts:
-        part(builder)
+        parts[2:2] = [partial(part, low) for part in (_chest_organs, _upper_abdomen, _chest_wall)]
+        parts.insert(0, partial(_arms, low))
+    for paint in parts:
+        paint()
     return b.items

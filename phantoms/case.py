@@ -46,14 +46,14 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from hanseg.geometry import Grid
+from hanseg.geometry import Grid, vec3
 from hanseg.labels import LABEL_IDS, NUM_OARS, OAR_NAMES
 
 from .anatomy import HEAD_CENTRE, LOWEST_OAR_Z, build_anatomy
@@ -121,7 +121,7 @@ class Profile:
     def name(self) -> str:
         return "real" if self.real else "simple"
 
-    def resolve(self, rng: np.random.Generator) -> "Profile":
+    def resolve(self, rng: np.random.Generator) -> Profile:
         """Every quirk decided: forced ones kept, the others drawn (always three draws, so
         forcing one leaves the others as they would have been)."""
         if not self.real:
@@ -320,7 +320,7 @@ def _shift_mr_frame(d: np.ndarray, mr_grid: Grid, mr_affine: Affine,
                     tr: sitk.Euler3DTransform) -> tuple[Grid, Affine, sitk.Euler3DTransform]:
     """The MR grid, its map to canonical space and ``ct_to_mr``, all in the frame moved by
     ``d``: the ground truth stays the truth (MR voxels see the same anatomy)."""
-    grid = Grid(tuple(float(o) for o in np.asarray(mr_grid.origin_xyz) + d), mr_grid.spacing_xyz, mr_grid.size_xyz)
+    grid = Grid(vec3(np.asarray(mr_grid.origin_xyz) + d), mr_grid.spacing_xyz, mr_grid.size_xyz)
     affine = Affine(mr_affine.A, mr_affine.b - mr_affine.A @ d)
     moved = sitk.Euler3DTransform()
     moved.SetCenter(tr.GetCenter())
@@ -474,8 +474,8 @@ def get_profile(profile: str | Profile | None, size: str) -> Profile:
 def _real_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
     """Quirk, body-below-the-neck and grid streams of the real profile, independent of the
     main stream (which keeps the head-and-neck anatomy of the seed) and of each other."""
-    children = np.random.SeedSequence([int(seed), 0x4E41]).spawn(3)
-    return tuple(np.random.default_rng(c) for c in children)  # type: ignore[return-value]
+    quirks, below_neck, grid = np.random.SeedSequence([int(seed), 0x4E41]).spawn(3)
+    return np.random.default_rng(quirks), np.random.default_rng(below_neck), np.random.default_rng(grid)
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,15 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import SupportsFloat, TypedDict
 
 import numpy as np
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from hanseg.io import read_image
@@ -216,7 +217,7 @@ def stored_values(image: sitk.Image, spec: SeriesSpec) -> np.ndarray:
     return stored.astype(np.int16 if spec.signed else np.uint16)
 
 
-def _ds(values: Sequence[float]) -> list[str]:
+def _ds(values: Iterable[SupportsFloat]) -> list[str]:
     """Decimal strings of at most 16 characters, as the DS VR demands (~1e-11 mm)."""
     return [format_number_as_ds(float(v)) for v in values]
 
@@ -234,8 +235,8 @@ def instance_uid(series_uid: str, instance: int) -> str:
 
 def _file_meta(sop_class: str, sop_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return meta
 
@@ -440,7 +441,30 @@ def _record(spec: SeriesSpec, files: Sequence[Path]) -> SeriesRecord:
                         spec.series_description, spec.image_type, tuple(files))
 
 
-def _variant(options: ExportOptions) -> dict[str, bool]:
+class _Variant(TypedDict):
+    """The :class:`SeriesSpec` fields that every series of the exam shares."""
+
+    feet_first: bool
+    negate_column_cosine: bool
+    compressed: bool
+
+
+class _Frame(_Variant):
+    """The :class:`SeriesSpec` fields that the series of one frame of reference share."""
+
+    modality: str
+    study: StudySpec
+    frame_of_reference_uid: str
+
+
+class _CTFrame(_Frame):
+    """The CT's, with the encoding of its values."""
+
+    rescale_intercept: float
+    bits_stored: int
+
+
+def _variant(options: ExportOptions) -> _Variant:
     """The options every series of the exam shares: one patient position, one encoding."""
     return {"feet_first": options.feet_first, "negate_column_cosine": options.negate_column_cosine,
             "compressed": options.compressed}
@@ -450,8 +474,8 @@ def _ct_series(ct: sitk.Image, staging: Path, study: StudySpec, key: str,
                options: ExportOptions) -> tuple[SeriesRecord, SeriesRecord, SeriesRecord]:
     """The CT, its localizer (two views, one series) and a derived MIP, one frame of reference."""
     frame = _uid(key, "frame", "CT")
-    common = {"modality": "CT", "study": study, "frame_of_reference_uid": frame, "rescale_intercept": CT_INTERCEPT,
-              "bits_stored": CT_BITS_STORED, **_variant(options)}
+    common: _CTFrame = {"modality": "CT", "study": study, "frame_of_reference_uid": frame,
+                        "rescale_intercept": CT_INTERCEPT, "bits_stored": CT_BITS_STORED, **_variant(options)}
     scout = SeriesSpec(series_uid=_uid(key, "series", "scout"), series_description="Topogram 0.6 T20s",
                        series_number=1, image_type=LOCALIZER, **common)
     views = localizer_images(ct)
@@ -469,7 +493,7 @@ def _mr_series(mr: sitk.Image, staging: Path, study: StudySpec, key: str,
                options: ExportOptions) -> tuple[SeriesRecord, SeriesRecord]:
     """The T1 and a T2 distractor (numbered first): the MR's own frame of reference."""
     frame = _uid(key, "frame", "MR")
-    common = {"modality": "MR", "study": study, "frame_of_reference_uid": frame, **_variant(options)}
+    common: _Frame = {"modality": "MR", "study": study, "frame_of_reference_uid": frame, **_variant(options)}
     t2 = SeriesSpec(series_uid=_uid(key, "series", "T2"), series_description="t2_tse_tra",
                     series_number=4, mr=T2_TSE, **common)
     t1 = SeriesSpec(series_uid=_uid(key, "series", "T1"), series_description="t1_mprage_tra",
@@ -493,9 +517,7 @@ def _shuffle(files: Sequence[Path], out: Path, seed: int) -> dict[Path, Path]:
     return moved
 
 
-def _relocated(record: SeriesRecord | None, moved: dict[Path, Path]) -> SeriesRecord | None:
-    if record is None:
-        return None
+def _relocated(record: SeriesRecord, moved: dict[Path, Path]) -> SeriesRecord:
     return replace(record, files=tuple(moved[p] for p in record.files))
 
 
@@ -519,7 +541,8 @@ def export_images(ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int,
     moved = _shuffle([p for r in records for p in r.files], out, seed)
     shutil.rmtree(staging)
     result = ExportRecord(out, study.study_uid, _relocated(ct_rec, moved), _relocated(scout, moved),
-                          _relocated(mip, moved), _relocated(t1_rec, moved), _relocated(t2_rec, moved))
+                          _relocated(mip, moved), None if t1_rec is None else _relocated(t1_rec, moved),
+                          None if t2_rec is None else _relocated(t2_rec, moved))
     log.info("exported study %s to %s: %s", study.study_uid, out,
              ", ".join(f"{s.description} ({len(s.files)})" for s in result.series))
     return result

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Warp:
             q[c] += disp[c]
 
     @staticmethod
-    def random(rng: np.random.Generator, amplitude: float = 2.5, n_terms: int = 2) -> "Warp":
+    def random(rng: np.random.Generator, amplitude: float = 2.5, n_terms: int = 2) -> Warp:
         terms = []
         for c in range(3):
             for _ in range(n_terms):
@@ -95,6 +96,21 @@ def _coords(G: np.ndarray, h: Vec, a: np.ndarray, b: np.ndarray) -> list[np.ndar
 
 def _zyx(a: np.ndarray, b: np.ndarray) -> tuple[slice, slice, slice]:
     return slice(a[2], b[2]), slice(a[1], b[1]), slice(a[0], b[0])
+
+
+@overload
+def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: Literal[True],
+           chunk_voxels: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: Literal[False],
+           chunk_voxels: int = ...) -> tuple[np.ndarray, None]: ...
+
+
+@overload
+def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: bool,
+           chunk_voxels: int = ...) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def render(

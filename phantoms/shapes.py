@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
+
+from .errors import PhantomError
 
 Vec = np.ndarray  # shape (3,), float64, x,y,z
 
@@ -20,7 +24,7 @@ class Shape(Protocol):
 
     def contains(self, q: Coords) -> np.ndarray: ...
 
-    def grown(self, d: float) -> "Shape": ...
+    def grown(self, d: float) -> Shape: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Ellipsoid:
         acc += (d[2] * np.float32(1 / self.radii[2])) ** 2
         return acc <= 1.0
 
-    def grown(self, d: float) -> "Ellipsoid":
+    def grown(self, d: float) -> Ellipsoid:
         return Ellipsoid(self.center, np.maximum(self.radii + d, 0.1), self.rot)
 
 
@@ -69,17 +73,19 @@ class Tube:
         inv = (1.0 / self.scale).astype(np.float32)
         p = [q[i] * inv[i] for i in range(3)]
         pts = (self.points / self.scale).astype(np.float32)
-        best = None
-        for a, b in zip(pts[:-1], pts[1:]):
+        best: np.ndarray | None = None
+        for a, b in itertools.pairwise(pts):
             u = b - a
             inv_len2 = np.float32(1.0 / max(float(u @ u), 1e-9))
             d = [p[i] - a[i] for i in range(3)]
             t = np.clip((d[0] * u[0] + d[1] * u[1] + d[2] * u[2]) * inv_len2, 0.0, 1.0)
             d2 = (d[0] - t * u[0]) ** 2 + (d[1] - t * u[1]) ** 2 + (d[2] - t * u[2]) ** 2
             best = d2 if best is None else np.minimum(best, d2, out=best)
+        if best is None:
+            raise PhantomError(f"a tube needs at least two points, got {len(self.points)}")
         return best <= np.float32(self.radius**2)
 
-    def grown(self, d: float) -> "Tube":
+    def grown(self, d: float) -> Tube:
         return Tube(self.points, max(self.radius + d / float(self.scale.min()), 0.1), self.scale)
 
 
@@ -97,7 +103,7 @@ class Union:
             out |= p.contains(q)
         return out
 
-    def grown(self, d: float) -> "Union":
+    def grown(self, d: float) -> Union:
         return Union(tuple(p.grown(d) for p in self.parts))
 
 
@@ -114,7 +120,7 @@ class Difference:
     def contains(self, q: Coords) -> np.ndarray:
         return self.keep.contains(q) & ~self.cut.contains(q)
 
-    def grown(self, d: float) -> "Difference":
+    def grown(self, d: float) -> Difference:
         return Difference(self.keep.grown(d), self.cut)
 
 
@@ -138,7 +144,7 @@ class Clip:
         c = q[self.axis]
         return self.shape.contains(q) & (c >= self.lo) & (c <= self.hi)
 
-    def grown(self, d: float) -> "Clip":
+    def grown(self, d: float) -> Clip:
         return Clip(self.shape.grown(d), self.axis, self.lo, self.hi)
 
 
@@ -158,7 +164,7 @@ def _v(*xs: float) -> Vec:
     return np.asarray(xs, dtype=np.float64)
 
 
-def rotation_matrix(axis: Sequence[float], degrees: float) -> np.ndarray:
+def rotation_matrix(axis: npt.ArrayLike, degrees: float) -> np.ndarray:
     """Right-handed rotation about ``axis`` (Rodrigues)."""
     a = np.asarray(axis, dtype=np.float64)
     a = a / np.linalg.norm(a)

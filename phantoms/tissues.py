@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 #: name -> (CT HU, T1 MR intensity in arbitrary units ~0..1000)
 _TISSUES: dict[str, tuple[float, float]] = {
     "AIR": (-1000.0, 0.0),

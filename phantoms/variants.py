@@ -67,6 +67,8 @@ def regrid_labels(labels: sitk.Image, kind: str) -> sitk.Image:
             out, best, geometry = np.zeros(p.shape, array.dtype), np.full(p.shape, 0.5, np.float32), moved
         wins = p >= best
         out[wins], best[wins] = value, p[wins]
+    if out is None:  # never: values is not empty
+        raise PhantomError("no label to regrid")
     result = sitk.GetImageFromArray(out)
     result.CopyInformation(geometry)
     return result
