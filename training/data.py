@@ -12,12 +12,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dataset.raw import RawCase, label_map
+from hanseg.geometry import index3
 from hanseg.io import image_like, read_image
 from hanseg.labels import lr_swap_table
 from hanseg.plans import Plans
@@ -73,9 +75,11 @@ def cache_case(case: RawCase, plans: Plans, cache_dir: Path) -> Path:
     coords = _class_coords(labels, np.random.default_rng(0))
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
+    # Any, not ndarray: mypy would match a dict of arrays against savez's allow_pickle flag (numpy >= 2.1),
+    # and naming that flag here would store it as an array under older numpy
+    by_class: dict[str, Any] = {f"coords_{c}": v for c, v in coords.items()}
     np.savez_compressed(tmp, key=key, image=pre.image.astype(np.float16), labels=labels,
-                        present=case.present, warnings=np.array(pre.warnings, dtype=str),
-                        **{f"coords_{c}": v for c, v in coords.items()})
+                        present=case.present, warnings=np.array(pre.warnings, dtype=str), **by_class)
     tmp.replace(path)
     log.info("cached %s: grid %s%s", case.case_id, pre.grid.shape,
              f" ({'; '.join(pre.warnings)})" if pre.warnings else "")
@@ -107,9 +111,9 @@ def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.G
     image = np.zeros((case.image.shape[0], *patch), np.float32)
     image[0] = case.image[0].min()  # CT padding = air after normalisation
     labels = np.zeros(patch, np.uint8)
-    dst = tuple(slice(a - l, b - l) for a, b, l in zip(src_lo, src_hi, lo))
+    dst = tuple(slice(a - start, b - start) for a, b, start in zip(src_lo, src_hi, lo))
     src = tuple(slice(a, b) for a, b in zip(src_lo, src_hi))
-    image[(slice(None),) + dst] = case.image[(slice(None),) + src]
+    image[(slice(None), *dst)] = case.image[(slice(None), *src)]
     labels[dst] = case.labels[src]
     return image, labels
 
@@ -258,7 +262,7 @@ def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generat
         bend = torch.rand(b, generator=gen) < elastic
         if bend.any():
             bend = bend.to(image.device)
-            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), tuple(image.shape[2:]), gen,
+            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), index3(image.shape[2:]), gen,
                                                     device=image.device)
     image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
     lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -43,6 +44,10 @@ class DistContext:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+
+#: A plain run's context (no torchrun): one process, rank 0.
+SINGLE_PROCESS = DistContext()
 
 
 def init_distributed(device: torch.device) -> DistContext:

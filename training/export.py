@@ -21,8 +21,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -50,7 +50,7 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tens
     probs = marginal_probabilities(logits, present)
     ce = F.nll_loss(torch.log(probs.clamp_min(1e-8)), target)
     onehot = F.one_hot(target, n_classes).movedim(-1, 1).float()
-    dims = (0,) + tuple(range(2, logits.dim()))
+    dims = (0, *range(2, logits.dim()))
     inter = (probs * onehot).sum(dims)
     truth = onehot.sum(dims)
     dice = (2 * inter + smooth) / (probs.sum(dims) + truth + smooth)   # (C,)
@@ -72,7 +72,7 @@ def _onehot(target: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def _sum_dims(x: torch.Tensor) -> tuple[int, ...]:
-    return (0,) + tuple(range(2, x.dim()))
+    return (0, *range(2, x.dim()))
 
 
 def generalised_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hanseg.plans import Plans, load_plans
 
@@ -83,7 +84,7 @@ def _commands(meta: Metadata) -> list[str]:
     lines = ["```bash", meta["training_data"]["command"]]
     for stage in meta.get("stages", []):
         lines += [f"# {stage['version']}", *stage.get("commands", [])]
-    return lines + ["```"]
+    return [*lines, "```"]
 
 
 def _unseen_table(scores: Mapping[str, Any]) -> list[str]:
@@ -97,7 +98,7 @@ def _unseen_table(scores: Mapping[str, Any]) -> list[str]:
     per_oar = ", ".join(f"{oar} {d:.2f}" for oar, d in scores.get("per_oar_dice", {}).items())
     rows += ["", "s/case is the wall time of each `process.py` run on whatever machine ran the command, busy or "
              "not: a check that nothing is pathologically slow, not a benchmark (speed: docs/benchmarks.md)."]
-    return rows + ["", f"Dice per OAR on the original grid: {per_oar}."] if per_oar else rows
+    return [*rows, "", f"Dice per OAR on the original grid: {per_oar}."] if per_oar else rows
 
 
 def _scores(meta: Metadata) -> list[str]:
@@ -106,11 +107,11 @@ def _scores(meta: Metadata) -> list[str]:
              f"({val['what']})."]
     scores = unseen(meta)
     if not scores:
-        return lines + ["- **Unseen phantoms:** not recorded (`python -m benchmarks.phantom_eval --record MODEL`)."]
+        return [*lines, "- **Unseen phantoms:** not recorded (`python -m benchmarks.phantom_eval --record MODEL`)."]
     settings = scores["settings"]
-    return lines + [f"- **Unseen phantoms** ({settings['cases']} cases of size `{settings['size']}`, seed "
-                    f"{settings['seed']}, never used in training, through `process.py` with its defaults), from:", "",
-                    f"  `{scores['command']}`", "", *_unseen_table(scores)]
+    return [*lines, f"- **Unseen phantoms** ({settings['cases']} cases of size `{settings['size']}`, seed "
+            f"{settings['seed']}, never used in training, through `process.py` with its defaults), from:", "",
+            f"  `{scores['command']}`", "", *_unseen_table(scores)]
 
 
 def card(meta: Metadata, plans: Plans) -> str:

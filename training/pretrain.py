@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import logging
+import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def dicom_scans(root: Path, rules: SelectionRules) -> list[DicomScan]:
     return [DicomScan(sel.ct.series_uid, sel, rules) for sel in chosen]
 
 
-def find_scans(root: Path, rules: SelectionRules | None = None) -> list[AnyScan]:
+def find_scans(root: Path, rules: SelectionRules | None = None) -> Sequence[AnyScan]:
     """The scans under ``root``: a HaN-Seg raw layout (masks ignored), a DICOM folder, or a
     folder of images."""
     root = Path(root)
@@ -220,7 +222,7 @@ class Prepared:
     skipped: tuple[dict[str, str], ...]
 
 
-def prepare_scans(scans: list[AnyScan], plans: Plans, cache_dir: Path) -> Prepared:
+def prepare_scans(scans: Sequence[AnyScan], plans: Plans, cache_dir: Path) -> Prepared:
     """Preprocess (or take from the cache) every scan; one that cannot be read or preprocessed
     is logged and left out, and none at all is an error that gives the reasons."""
     kept, cases, skipped = [], [], []
@@ -242,19 +244,19 @@ def prepare_scans(scans: list[AnyScan], plans: Plans, cache_dir: Path) -> Prepar
 def _monai_unet_bottom(net: nn.Module) -> nn.Module:
     """MONAI's UNet nests ``Sequential(down, SkipConnection(inner), up)``; the bottom is the
     innermost SkipConnection's submodule."""
-    level = net.model
-    while isinstance(level[1].submodule, nn.Sequential) and len(level[1].submodule) == 3:
-        level = level[1].submodule
-    return level[1].submodule
+    level = net.get_submodule("model")
+    while isinstance(inner := level.get_submodule("1.submodule"), nn.Sequential) and len(inner) == 3:
+        level = inner
+    return level.get_submodule("1.submodule")
 
 
 #: The module whose output is a network's deepest encoder features, by plans.json class name.
 BOTTLENECKS: dict[str, Callable[[nn.Module], nn.Module]] = {
     "UNet": _monai_unet_bottom,
-    "DynUNet": lambda net: net.bottleneck,
-    "SwinUNETR": lambda net: net.encoder10,
-    "SegResNet": lambda net: net.down_layers[-1],
-    "SliceFCN": lambda net: net.backbone,
+    "DynUNet": lambda net: net.get_submodule("bottleneck"),
+    "SwinUNETR": lambda net: net.get_submodule("encoder10"),
+    "SegResNet": lambda net: list(net.get_submodule("down_layers").children())[-1],
+    "SliceFCN": lambda net: net.get_submodule("backbone"),
 }
 
 
@@ -275,20 +277,27 @@ class SelfSupervised(nn.Module):
         if network_name not in BOTTLENECKS:
             raise PretrainError(f"pretraining has no bottleneck defined for {network_name}; "
                                 f"it works for {', '.join(BOTTLENECKS)}")
-        self.net, self._features = net, None
+        self.net = net
+        self._features: torch.Tensor | None = None
         BOTTLENECKS[network_name](net).register_forward_hook(self._keep)
         with torch.no_grad():
             net.eval()(torch.zeros(1, channels, *patch_zyx))
-        width = pooled(self._features, 1).shape[1]
+        width = pooled(self._bottleneck(), 1).shape[1]
         self.rotation_head = nn.Linear(width, rotations)
         self.projection = nn.Sequential(nn.Linear(width, 256), nn.ReLU(inplace=True), nn.Linear(256, 128))
 
     def _keep(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
         self._features = output
 
+    def _bottleneck(self) -> torch.Tensor:
+        """The bottleneck's output of the last forward pass."""
+        if self._features is None:
+            raise PretrainError("the network's bottleneck gave no output: its forward hook never ran")
+        return self._features
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         restored = self.net(x)
-        feats = pooled(self._features, x.shape[0])
+        feats = pooled(self._bottleneck(), x.shape[0])
         return restored, self.rotation_head(feats), self.projection(feats)
 
 
@@ -378,7 +387,7 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
     patches = [sample_patch(scans[int(run.rng.integers(len(scans)))], plans.patch_size_zyx, run.rng, 0.0)[0]
                for _ in range(cfg.batch)]
     losses = step_losses(run, torch.from_numpy(np.stack(patches)), cfg)
-    total = sum(losses.values())
+    total = functools.reduce(operator.add, losses.values())  # never empty: pretrain() checks --objectives
     run.opt.zero_grad(set_to_none=True)
     optimiser_step(run.opt, run.scaler, total, list(run.model.parameters()), 12.0)
     return {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
@@ -437,7 +446,9 @@ def plot(folder: Path) -> None:
     for key in ("total", *OBJECTIVES):
         if key in rows[0]:
             ax.plot([int(r["step"]) for r in rows], [float(r[key]) for r in rows], label=key)
-    ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.set_yscale("log"), ax.legend()
+    ax.set_xlabel("step"), ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(folder / "curves.png", dpi=80)
     plt.close(fig)
@@ -445,7 +456,7 @@ def plot(folder: Path) -> None:
 
 # --- the run ----------------------------------------------------------------------------------
 
-def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.DistContext = ddp.DistContext()
+def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.DistContext = ddp.SINGLE_PROCESS
              ) -> Run:
     """The model (the same initial weights on every rank), its optimiser and this rank's streams."""
     torch.manual_seed(cfg.seed)
@@ -457,7 +468,10 @@ def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.D
     # gradient, which DDP's reducer must be told about.
     forward = ddp.wrap(model, ctx, device, find_unused=set(cfg.objectives) != set(OBJECTIVES)) \
         if ctx.active else None
-    model = ddp.unwrap(forward) if forward is not None else model
+    unwrapped = ddp.unwrap(forward) if forward is not None else model
+    if not isinstance(unwrapped, SelfSupervised):  # never: DDP holds the model it was given
+        raise PretrainError(f"the DDP-wrapped model is a {type(unwrapped).__name__}, not the pretraining model")
+    model = unwrapped
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp, seed = amp_dtype(cfg.amp, device), cfg.seed + RANK_SEED_STEP * ctx.rank
     return Run(model, opt, np.random.default_rng(seed), torch.Generator().manual_seed(seed),

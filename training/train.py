@@ -27,10 +27,11 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -103,7 +104,9 @@ def sample_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: n
     for _ in range(cfg.batch):
         case = cases[int(rng.integers(len(cases)))]
         img, lab = sample_patch(case, plans.patch_size_zyx, rng, cfg.fg_fraction)
-        images.append(img), labels.append(lab), present.append(case.present)
+        images.append(img)
+        labels.append(lab)
+        present.append(case.present)
     return np.stack(images), np.stack(labels), np.stack(present)
 
 
@@ -297,11 +300,14 @@ def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimi
     """Only the trainable parameters: frozen ones get neither steps nor weight decay.
     ``cfg.weight_decay`` is already the optimiser's default when not given (see TrainConfig)."""
     params = [p for p in net.parameters() if p.requires_grad]
+    decay = cfg.weight_decay
+    if decay is None:  # never: TrainConfig.__post_init__ sets it
+        raise ValueError("TrainConfig.weight_decay was not resolved to the optimiser's default")
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=decay)
 
 
 def build_model(plans: Plans, cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, list[str]]:
@@ -317,7 +323,10 @@ def build_model(plans: Plans, cfg: TrainConfig, device: torch.device) -> tuple[t
 
 def class_counts(cases: list[CachedCase]) -> np.ndarray:
     """Voxels per class over the training cases (sets the weighted-CE weights)."""
-    return sum(np.bincount(c.labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES] for c in cases)
+    counts = np.zeros(NUM_CLASSES, np.int64)
+    for c in cases:
+        counts += np.bincount(c.labels.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return counts
 
 
 def make_trainer(plans: Plans, cfg: TrainConfig, device: torch.device, ctx: ddp.DistContext,
@@ -359,8 +368,10 @@ def resume(fr: FoldRun, state: dict) -> int:
         raise SystemExit(f"the checkpoint was trained with {', '.join(changed)}: resume with the same "
                          "settings, or start over with --restart")
     tr = fr.tr
-    ddp.unwrap(tr.net).load_state_dict(state["model"]), tr.opt.load_state_dict(state["optimizer"])
-    tr.scaler.load_state_dict(state["scaler"]), tr.loss.load_state_dict(state.get("loss", {}))
+    ddp.unwrap(tr.net).load_state_dict(state["model"])
+    tr.opt.load_state_dict(state["optimizer"])
+    tr.scaler.load_state_dict(state["scaler"])
+    tr.loss.load_state_dict(state.get("loss", {}))
     # checkpoints written before multi-process training kept one RNG pair
     rngs = state.get("rank_rng") or [{"np": state["np_rng"], "torch": state["torch_gen"]}]
     if len(rngs) == fr.ctx.world:

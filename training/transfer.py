@@ -29,9 +29,9 @@ Adaptation rules, applied tensor by tensor to the network in ``plans.json``:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -129,15 +129,18 @@ def adapt_state(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
         s = source.get(key)
         in_axes = in_dims.get(key, ())
         if s is None:
-            report.missing.append(key), state.update({key: t})
+            report.missing.append(key)
+            state[key] = t
         elif s.shape == t.shape:
-            report.copied.append(key), state.update({key: s.to(t.dtype)})
+            report.copied.append(key)
+            state[key] = s.to(t.dtype)
         elif (len(in_axes) == 1 and _differs_only_along(s, t, in_axes)
               and s.shape[in_axes[0]] < t.shape[in_axes[0]]):
             state[key] = _adapt_input(s.to(t.dtype), t, in_axes[0], input_init)
             report.input_adapted.append(key)
         elif key in out_dims and _differs_only_along(s, t, out_dims[key]):
-            report.new_head.append(key), state.update({key: t})
+            report.new_head.append(key)
+            state[key] = t
         else:
             bad.append(f"{key}: source {tuple(s.shape)} vs network {tuple(t.shape)}")
     report.unexpected = sorted(set(source) - set(target))
