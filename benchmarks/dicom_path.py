@@ -30,7 +30,7 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from benchmarks.inference_vs_monai import run_one
+from benchmarks.inference_vs_monai import ProcessRun, run_one
 from hanseg.compare import per_oar_dice
 from hanseg.labels import LABEL_IDS
 from phantoms import TALL_SEED, Profile, make_case, write_gc
@@ -60,16 +60,22 @@ def dicom_input(images: Path, out: Path) -> Path:
     return folder
 
 
-def run(layout: str, input_dir: Path, out: Path, model: Path) -> dict:
+class LayoutRun(ProcessRun):
+    """``process.py`` on one layout: :func:`run_one`'s measures, the seconds its log gives for
+    the segmentation (None where it says none), and the output folder."""
+
+    segmentation_seconds: float | None
+    output: str
+
+
+def run(layout: str, input_dir: Path, out: Path, model: Path) -> LayoutRun:
     output = out / f"{layout}_output"
     shutil.rmtree(output, ignore_errors=True)
     cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(input_dir), "--output", str(output),
            "--model", str(model), "--device", "cpu", "--time-budget", "0"]
-    result = run_one(cmd, out / f"{layout}.log", None)
+    measured = run_one(cmd, out / f"{layout}.log", None)
     found = SEGMENTED.findall((out / f"{layout}.log").read_text())
-    result["segmentation_seconds"] = float(found[-1]) if found else None
-    result["output"] = str(output)
-    return result
+    return {**measured, "segmentation_seconds": float(found[-1]) if found else None, "output": str(output)}
 
 
 def seg_labels(seg_path: Path, rtstruct_path: Path) -> np.ndarray:
@@ -85,7 +91,7 @@ def seg_labels(seg_path: Path, rtstruct_path: Path) -> np.ndarray:
     return labels
 
 
-def compare(mha: dict, dicom: dict) -> dict:
+def compare(mha: LayoutRun, dicom: LayoutRun) -> dict:
     """Agreement of the DICOM path's SEG with the .mha path's label map, and the object sizes."""
     label_map = next((Path(mha["output"]) / "images/head_neck_oar").iterdir())
     rtstruct = next(Path(dicom["output"]).rglob("rtstruct.dcm"))
@@ -102,7 +108,7 @@ def table(results: dict) -> str:
     rows = ["| layout | seconds | segmentation s (log) | peak RSS (GiB) | exit |", "| --- | ---: | ---: | ---: | ---: |"]
     for layout, r in results["runs"].items():
         rows.append(f"| {layout} | {r['seconds']} | {r['segmentation_seconds']} | {r['peak_rss_gib']} | {r['exit_code']} |")
-    return "\n".join(rows + ["", json.dumps(results["summary"])])
+    return "\n".join([*rows, "", json.dumps(results["summary"])])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -273,8 +273,8 @@ def comparisons(results: dict, sizes: list[int]) -> dict[str, dict[str, dict]]:
     pairs = {(arm, str(n)): paired_by_oar(results[arm][str(n)]["per_oar"], results[BASELINE][str(n)]["per_oar"])
              for arm in results if arm != BASELINE for n in sizes
              if str(n) in results[arm] and str(n) in results.get(BASELINE, {})}
-    tested = [key for key, pair in pairs.items() if pair.p is not None]
-    adjusted = dict(zip(tested, holm([pairs[k].p for k in tested])))
+    tested = {key: pair.p for key, pair in pairs.items() if pair.p is not None}
+    adjusted = dict(zip(tested, holm(list(tested.values()))))
     out: dict[str, dict[str, dict]] = {}
     for (arm, n), pair in pairs.items():
         out.setdefault(arm, {})[n] = {**asdict(pair), "p_holm": adjusted.get((arm, n))}

@@ -31,12 +31,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import SimpleITK as sitk
 
 from hanseg.compare import per_oar_dice
-from phantoms import make_case, write_gc
+from phantoms import PhantomCase, make_case, write_gc
 
 log = logging.getLogger("benchmarks.inference_vs_monai")
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,11 +57,16 @@ def in_plane_resampled(image: sitk.Image, size_xy: int, interpolator: int, defau
 
 def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
     cases = {}
-    full = make_case(seed, size="full") if {"512", "1024"} & set(sizes) else None
+    full: PhantomCase | None = None  # the 512 and 1024 cases' phantom, made when first needed
     for size in sizes:
         out = folder / f"case_{size}"
         if not (out / "input/images/ct").is_dir():
-            case = make_case(seed, size="small") if size == "small" else full
+            if size == "small":
+                case = make_case(seed, size="small")
+            else:
+                if full is None:
+                    full = make_case(seed, size="full")
+                case = full
             write_gc(case, out)
             if size == "512":
                 ct = in_plane_resampled(case.ct, 512, sitk.sitkLinear, -1000.0)
@@ -80,7 +86,42 @@ def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
             "--model", str(model), "--invert", invert]
 
 
-def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> dict:
+class Agreement(TypedDict):
+    """Per-OAR Dice of two label maps (:func:`agreement`); the means None where no OAR is in both."""
+
+    mean_dice: float | None
+    min_dice: float | None
+    per_oar: dict[str, float]
+
+
+class _Measured(TypedDict):
+    seconds: float
+    peak_rss_gib: float
+    exit_code: int
+
+
+class ProcessRun(_Measured, total=False):
+    """What :func:`run_one` measures of one process."""
+
+    error: str  # the last line of its log that says Error, when it failed
+
+
+class RunResult(ProcessRun, total=False):
+    """One variant on one case: :func:`run_one`'s keys, then what ``main`` adds."""
+
+    ct_size: str              # x×y×z voxels
+    agreement: Agreement      # with ours (the other variants)
+    truth_dice: float | None  # mean Dice against the phantom's ground truth, when it ran
+
+
+class Results(TypedDict):
+    """results.json: the settings, then each case's runs by variant."""
+
+    settings: dict[str, str | int | None]
+    cases: dict[str, dict[str, RunResult]]
+
+
+def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> ProcessRun:
     """Run ``cmd`` as its own process; wall time and peak RSS from wait4."""
     def limit() -> None:
         if cap_bytes:
@@ -92,14 +133,15 @@ def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> dict:
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code
-    result = {"seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2), "exit_code": code}
+    result: ProcessRun = {"seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+                         "exit_code": code}
     if code != 0:
         lines = [line for line in log_path.read_text().splitlines() if line.strip()]
         result["error"] = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
     return result
 
 
-def agreement(first: Path, second: Path) -> dict:
+def agreement(first: Path, second: Path) -> Agreement:
     """Per-OAR Dice of two label maps, on the first one's grid (the second is brought there by
     nearest neighbour when its grid differs: the 1024² truth for the 512² case)."""
     a, b = sitk.ReadImage(str(first)), sitk.ReadImage(str(second))
@@ -111,7 +153,7 @@ def agreement(first: Path, second: Path) -> dict:
             "per_oar": {k: round(v, 4) for k, v in scores.items()}}
 
 
-def table(results: dict) -> str:
+def table(results: Results) -> str:
     rows = ["| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) "
             "| mean Dice vs truth | note |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -137,17 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     cases = make_cases(args.out / "cases", args.sizes, args.seed)
-    results = {"settings": {**{k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
-                            "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}, "cases": {}}
+    results: Results = {"settings": {**{k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
+                                     "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}, "cases": {}}
     for size, case in cases.items():
-        runs = results["cases"][size] = {}
+        runs: dict[str, RunResult] = {}
+        results["cases"][size] = runs
         ct_size = "×".join(map(str, sitk.ReadImage(str(case / "input/images/ct/case_01_CT.mha")).GetSize()))
         for variant in args.variants:
             out = args.out / "outputs" / size / variant
             cap = int(args.memory_cap_gib * 2**30) if variant != "ours" else None
             log.info("%s / %s ...", size, variant)
-            r = run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap)
-            r["ct_size"] = ct_size
+            r: RunResult = {**run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap),
+                            "ct_size": ct_size}
             label_map = out / "images/head_neck_oar/case_01_seg.mha"
             if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
                 r["agreement"] = agreement(args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map)

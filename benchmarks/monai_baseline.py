@@ -42,6 +42,7 @@ from monai.transforms import (
     Transposed,
 )
 
+from hanseg.errors import InputLayoutError
 from hanseg.io import read_image, write_label_map
 from hanseg.labels import NUM_CLASSES
 from hanseg.layouts.gc2023 import find_cases, output_name
@@ -89,7 +90,8 @@ def preprocessing(plans: Plans, load: bool = True) -> Compose:
     ``MetaTensor`` instead of a file (tests build it without ITK, see :func:`metatensor`)."""
     # MONAI arrays are (C, X, Y, Z); the network was trained on (C, Z, Y, X) in LPS.
     head = [LoadImaged("image", reader="ITKReader", image_only=True), EnsureChannelFirstd("image")] if load else []
-    return Compose(head + [
+    return Compose([
+        *head,
         Orientationd("image", axcodes="LPS"),
         Spacingd("image", pixdim=plans.spacing_xyz_mm, mode="bilinear"),
         Lambdad("image", normalise(plans)),
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     [case] = find_cases(args.input)
+    if case.mr is None:
+        raise InputLayoutError(f"{case.ct.name} has no T1 MR: the baseline's input is CT and MR as two channels")
     with tempfile.TemporaryDirectory() as scratch:
         labels = segment(case.ct, case.mr, args.model, args.invert, Path(scratch))
     out = args.output / "images/head_neck_oar" / output_name(case.ct)

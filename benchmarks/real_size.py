@@ -140,7 +140,7 @@ def table(results: dict) -> str:
         dock_text = f"exit {dock['exit_code']} in {dock['seconds']} s" if dock else ""
         rows.append(f"| {variant} | {r['ct_voxels'] / 1e6:.0f} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} "
                     f"| {r.get('dice_vs_truth', '')} | {dock_text} |")
-    return "\n".join(rows + ["", json.dumps(results["summary"])])
+    return "\n".join([*rows, "", json.dumps(results["summary"])])
 
 
 def main(argv: list[str] | None = None) -> int:

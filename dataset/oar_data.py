@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from hanseg.errors import InputLayoutError
 from hanseg.labels import OAR_DATA_CSV_NAMES, OAR_DATA_CSV_ORDER, OAR_NAMES

@@ -72,6 +72,9 @@ class ExtraScore(Score):
     ari: float | None = None
 
 
+#: The positional fields of a :class:`Score`: case, OAR, Dice, HD95, missing_pred.
+ScoreFields = tuple[str, str, float, float, bool]
+
 METRICS = ("dice", "hd95", "hd", "ari")
 DEFAULT_METRICS = ("dice", "hd95")
 _CHUNK = 1 << 22          # voxels per bincount: 32 MiB of int64 indices at a time
@@ -186,7 +189,8 @@ def score_case(case: str, pred: np.ndarray, gt: np.ndarray, present: np.ndarray,
             continue
         p = pred == label
         if not p.any():
-            fields, hd = (case, LABEL_NAMES[label], 0.0, diagonal, True), diagonal
+            fields: ScoreFields = (case, LABEL_NAMES[label], 0.0, diagonal, True)
+            hd: float | None = diagonal
         else:
             fields, hd = (case, LABEL_NAMES[label], *score_oar(p, g, spacing_zyx), False), None
             if "hd" in extras:
@@ -195,7 +199,7 @@ def score_case(case: str, pred: np.ndarray, gt: np.ndarray, present: np.ndarray,
     return scores
 
 
-def _with_extras(fields: tuple, extras: frozenset[str], hd: float | None, ari: float | None) -> Score:
+def _with_extras(fields: ScoreFields, extras: frozenset[str], hd: float | None, ari: float | None) -> Score:
     """A plain Score when no optional metric is on (the default output unchanged), else an
     ExtraScore carrying only the metrics asked for (the others None)."""
     if not extras:
@@ -269,7 +273,7 @@ def summarize(scores: list[Score]) -> dict:
         if mine:
             per_oar[oar] = {"dice": float(np.mean([s.dice for s in mine])),
                             "hd95": float(np.mean([s.hd95 for s in mine])), "n": len(mine)}
-            hds = [_extra(s, "hd") for s in mine if _extra(s, "hd") is not None]
+            hds = [hd for s in mine if (hd := _extra(s, "hd")) is not None]
             if hds:
                 per_oar[oar]["hd"] = float(np.mean(hds))
     summary = {"cases": len({s.case for s in scores}),
@@ -283,10 +287,10 @@ def summarize(scores: list[Score]) -> dict:
 def _summarize_extras(scores: list[Score], per_oar: dict) -> dict:
     """The summary keys of the optional metrics, only those computed (none by default): mean
     HD over OARs like mean_hd95, and ARI per case (a case value, so averaged over cases)."""
-    out = {}
+    out: dict[str, float | dict[str, float]] = {}
     if any("hd" in v for v in per_oar.values()):
         out["mean_hd"] = float(np.mean([v["hd"] for v in per_oar.values() if "hd" in v]))
-    per_case = {s.case: _extra(s, "ari") for s in scores if _extra(s, "ari") is not None}
+    per_case = {s.case: ari for s in scores if (ari := _extra(s, "ari")) is not None}
     if per_case:
         out["mean_ari"] = float(np.mean(list(per_case.values())))
         out["per_case_ari"] = per_case

@@ -28,6 +28,7 @@ import torchvision
 from torchvision.models.segmentation import fcn_resnet50
 
 ROOT = Path(__file__).resolve().parent.parent
+# run as a file, from any folder (scripts/ is no package): the project goes on sys.path first
 sys.path.insert(0, str(ROOT))
 from hanseg.fcn2p5d import SliceFCN, stack_slices  # noqa: E402
 

@@ -45,13 +45,14 @@ class Job:
         self.name, self.log_path, self.timeout_s = name, log_path, timeout_s
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log.debug("%s: %s", name, " ".join(map(str, cmd)))
-        self._fh = open(log_path, "w")
-        self._fh.write("$ " + " ".join(map(str, cmd)) + "\n")
-        self._fh.flush()
-        self.start = time.perf_counter()
-        self.end: float | None = None
-        self.proc = subprocess.Popen(list(map(str, cmd)), stdout=self._fh, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env=dict(env if env is not None else child_env()), start_new_session=True)
+        # the child writes to its own copy of the descriptor: this one closes once it has started
+        with open(log_path, "w") as fh:
+            fh.write("$ " + " ".join(map(str, cmd)) + "\n")
+            fh.flush()
+            self.start = time.perf_counter()
+            self.end: float | None = None
+            self.proc = subprocess.Popen(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env=dict(env if env is not None else child_env()), start_new_session=True)
         self._done = threading.Event()
         Job.live.add(self)
         threading.Thread(target=self._watch, daemon=True).start()
@@ -81,7 +82,6 @@ class Job:
             log.error("%s: still running after %.0f s: killing it", self.name, self.timeout_s)
             self.kill()
         Job.live.discard(self)
-        self._fh.close()
         end = self.end if self.end is not None else time.perf_counter()
         text = self.log_path.read_text(errors="replace")
         return ProcResult(self.proc.returncode, end - self.start, timed_out, text)
@@ -150,7 +150,7 @@ class GpuMemoryPoller:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             done = subprocess.run(self._query(), capture_output=True, text=True, timeout=20)
             self.baseline = max(parse_memory_used(done.stdout), default=None)
-            self._proc = subprocess.Popen(self._query() + ["-lms", str(self.interval_ms)], stdout=subprocess.PIPE,
+            self._proc = subprocess.Popen([*self._query(), "-lms", str(self.interval_ms)], stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, text=True)
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()

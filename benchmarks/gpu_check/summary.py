@@ -32,7 +32,7 @@ def agreement_verdict(scores: Mapping[str, float], min_dice: float) -> dict[str,
     if not scores:
         return {"ok": False, "threshold": min_dice, "n_oars": 0, "min_dice": None, "min_oar": None, "below": {},
                 "reason": "no OAR in either label map"}
-    low_oar = min(scores, key=scores.get)
+    low_oar = min(scores, key=scores.__getitem__)
     below = {name: round(d, 4) for name, d in sorted(scores.items()) if d < min_dice}
     return {"ok": not below, "threshold": min_dice, "n_oars": len(scores), "min_dice": round(scores[low_oar], 6),
             "min_oar": low_oar, "below": below}
