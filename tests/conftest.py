@@ -10,12 +10,31 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import write_tiny_model
 
 TIERS = ("unit", "smoke", "integration")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker gets its share of the cores: torch, ITK and OpenMP in
+    this process and in every process a test starts (they inherit the environment). Two
+    workers that each use every core would wait on each other's threads."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[name] = os.environ.get("HANSEG_TEST_THREADS", threads)
+    import SimpleITK as sitk
+    import torch
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,3 +58,38 @@ def raw_phantoms(tmp_path_factory) -> Path:
     for i, seed in enumerate((31, 32)):
         write_raw(make_case(seed, "small", f"case_{i + 1:02d}"), root)
     return root
+
+
+PlanWork = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def plan_work(raw_phantoms, tmp_path_factory) -> PlanWork:
+    """``plan_work(work, *plan options)``: ``training.plan`` of the raw phantoms into ``work``
+    (in this process), with its preprocessed cache copied in from one made once per session
+    and preprocessing key (the plan's spacing and normalisation; the network does not change
+    it), so that each training test does not register the same phantoms again. The cache is
+    the one ``training.train`` would make: tests/smoke/training/test_training_loop.py checks
+    that path on its own."""
+    from helpers import run_main
+
+    from dataset.raw import find_raw_cases
+    from training.data import preprocessing_key
+    from training.plan import main as plan_main
+    from training.train import cache_cases
+    from hanseg.plans import load_plans
+
+    shared = tmp_path_factory.mktemp("shared_cache")
+
+    def plan(work: Path, *options: str) -> Path:
+        run_main(plan_main, "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny", *options)
+        plans = load_plans(work / "plans.json")
+        cache = shared / preprocessing_key(plans)
+        if not cache.is_dir():
+            ids = [case.case_id for case in find_raw_cases(raw_phantoms)]
+            cache_cases(raw_phantoms, cache.with_suffix(".tmp"), plans, ids)
+            (cache.with_suffix(".tmp") / "cache").rename(cache)
+        shutil.copytree(cache, work / "cache")
+        return work
+
+    return plan

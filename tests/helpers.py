@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,45 @@ def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them
             pytest.fail(message)
         pytest.skip(message)
     return [shutil.which(t) for t in tools]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """What a CLI run left behind, in the shape of ``subprocess.CompletedProcess``."""
+    args: tuple[str, ...]
+    returncode: int
+    stderr: str   # the log records at INFO and above, formatted as the CLIs' own basicConfig does
+
+
+def run_main(main: Callable[[list[str]], int | None], *args: str, check: bool = True) -> CliRun:
+    """``main(list(args))`` in this process, as ``python -m`` would run it but without a new
+    interpreter importing torch and MONAI again (seconds per call): the log records are
+    captured as the process's stderr would hold them and ``SystemExit`` becomes the return
+    code. For the tests where the process boundary is not what is checked; each CLI keeps one
+    test through a real subprocess. ``check``: assert exit 0, with the log's tail."""
+    import io
+    import logging
+    text = io.StringIO()
+    handler = logging.StreamHandler(text)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        try:
+            code = main(list(args))
+        except SystemExit as stop:
+            if isinstance(stop.code, str):
+                logging.getLogger("run_main").error("%s", stop.code)
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    done = CliRun(args, int(code or 0), text.getvalue())
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: str = "case_09"

@@ -98,6 +98,7 @@ def test_a_study_is_received_segmented_and_delivered(node, tmp_path):
     try:
         assert send(files, service.config.port) == [0] * len(files)
         wait_for(lambda: [j.status for j in service.queue.jobs()] == [DELIVERED])
+        wait_for(lambda: json.loads((service.layout.audit / "1.json").read_text())["status"] == DELIVERED)
     finally:
         destination.stop()
     assert sorted(ds.Modality for ds in destination.received) == ["RTSTRUCT", "SEG"]
@@ -120,6 +121,8 @@ def test_a_destination_that_is_down_gets_retries_then_quarantine_keeps_the_data(
     service = node()  # nothing listens on the destination port
     assert send(files, service.config.port) == [0] * len(files)
     wait_for(lambda: [j.status for j in service.queue.jobs()] == [FAILED])
+    # the audit is rewritten just after the status changes: wait for the final one
+    wait_for(lambda: json.loads((service.layout.audit / "1.json").read_text())["status"] == FAILED)
     folder = service.layout.quarantine / "1"
     assert json.loads((folder / "reason.json").read_text())["reason"].startswith("not delivered after 2")
     assert len(list((folder / "input").rglob("*.dcm"))) == len(files)

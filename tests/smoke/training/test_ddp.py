@@ -20,11 +20,8 @@ def test_shard_splits_cases_like_a_distributed_sampler():
     assert shard(["a"], DistContext(1, 2)) == ["a"]   # fewer cases than ranks: every rank takes all
 
 
-def test_torchrun_two_ranks_hold_identical_weights(raw_phantoms, tmp_path):
-    work = tmp_path / "work"
-    subprocess.run([sys.executable, "-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work),
-                    "--preset", "tiny", "--spacing", "4", "4", "5", "--folds", "1"], cwd=ROOT, check=True,
-                   capture_output=True)
+def test_torchrun_two_ranks_hold_identical_weights(raw_phantoms, plan_work, tmp_path):
+    work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "all",
                            "--epochs", "1", "--iters", "2", "--batch", "1", "--lr", "1e-2", "--device", "cpu"],

@@ -1,32 +1,25 @@
-"""The 2.5D network end to end, as a user runs it: plan --network fcn2p5d → train → export →
-process.py on a case it never saw, whose labels come back on that case's CT grid."""
-
-import subprocess
-import sys
+"""The 2.5D network end to end, as a user runs it: plan --network fcn2p5d → train → export (their
+``main`` in this process) → process.py on a case it never saw, whose labels come back on that
+case's CT grid."""
 
 import numpy as np
 import SimpleITK as sitk
-from helpers import ROOT, segment_unseen_phantom
+from helpers import run_main, segment_unseen_phantom
 
 from hanseg.plans import load_plans
+from training.export import main as export_main
+from training.train import main as train_main
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def test_a_2p5d_model_plans_trains_exports_and_runs_in_process_py(raw_phantoms, tmp_path):
+def test_a_2p5d_model_plans_trains_exports_and_runs_in_process_py(raw_phantoms, plan_work, tmp_path):
     work, model = tmp_path / "work", tmp_path / "model"
-    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
-        "--network", "fcn2p5d", "--spacing", "3", "3", "4", "--folds", "2")
+    plan_work(work, "--network", "fcn2p5d", "--spacing", "3", "3", "4", "--folds", "2")
     plans = load_plans(work / "plans.json")
     assert plans.network.name == "SliceFCN" and plans.network.kwargs["slices"] == 3
-    cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "2",
-        "--iters", "4", "--batch", "2", "--val-every", "2", "--device", "cpu")
-    cli("-m", "training.export", "--work", str(work), "--out", str(model), "--folds", "0",
-        "--data-note", "smoke test phantoms 31, 32", "--changes", "2.5D smoke", "--command", "python -m x")
+    run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "2",
+             "--iters", "4", "--batch", "2", "--val-every", "2", "--device", "cpu")
+    run_main(export_main, "--work", str(work), "--out", str(model), "--folds", "0",
+             "--data-note", "smoke test phantoms 31, 32", "--changes", "2.5D smoke", "--command", "python -m x")
     seg, ct = segment_unseen_phantom(model, tmp_path)
     assert seg.GetSize() == ct.GetSize() and seg.GetPixelID() == sitk.sitkUInt8
     assert seg.GetOrigin() == ct.GetOrigin() and seg.GetSpacing() == ct.GetSpacing()

@@ -11,12 +11,15 @@ import sys
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import ROOT
+from helpers import ROOT, CliRun, run_main
 
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import load_plans
+from training.plan import main as plan_main
 from training.pretrain import find_scans
+from training.pretrain import main as pretrain_main
+from training.train import main as train_main
 from training.transfer import init_from
 
 
@@ -30,8 +33,8 @@ def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 def plan(raw, work, network: str, cache=None) -> None:
     """``training.plan``; with ``cache``, the raw phantoms' preprocessed scans copied in (the
     same preprocessing whatever the network), so that each test does not register them again."""
-    cli("-m", "training.plan", "--data", str(raw), "--work", str(work), "--preset", "tiny", "--network", network,
-        "--spacing", "3", "3", "4", "--patch", "32", "64", "64", "--folds", "2")
+    run_main(plan_main, "--data", str(raw), "--work", str(work), "--preset", "tiny", "--network", network,
+             "--spacing", "3", "3", "4", "--patch", "32", "64", "64", "--folds", "2")
     if cache is not None:
         shutil.copytree(cache, work / "cache_unlabelled")
 
@@ -48,9 +51,10 @@ def raw_cache(raw_phantoms, tmp_path_factory):
     return work / "cache_unlabelled"
 
 
-def pretrain(raw, work, *extra: str, ok: bool = True) -> subprocess.CompletedProcess:
-    return cli("-m", "training.pretrain", "--images", str(raw), "--work", str(work), "--device", "cpu",
-               "--save-every", "2", *extra, ok=ok)
+def pretrain(raw, work, *extra: str, ok: bool = True) -> CliRun:
+    """``training.pretrain`` in this process (the torchrun test below runs it as a process)."""
+    return run_main(pretrain_main, "--images", str(raw), "--work", str(work), "--device", "cpu",
+                    "--save-every", "2", *extra, check=ok)
 
 
 @pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "segresnet", "fcn2p5d"])
@@ -108,9 +112,9 @@ def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, raw_c
     plan(raw_phantoms, work, "resunet", raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
     assert set(next(csv.DictReader(open(work / "pretrain/log.csv")))) == {"step", "total", "inpaint", "lr", "seconds"}
-    done = cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
-               "--iters", "2", "--val-every", "1", "--device", "cpu", "--init-from", str(work / "pretrain/pretrained.pt"),
-               "--freeze", "encoder")
+    done = run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
+                    "--iters", "2", "--val-every", "1", "--device", "cpu",
+                    "--init-from", str(work / "pretrain/pretrained.pt"), "--freeze", "encoder")
     assert "tensors copied" in done.stderr and "frozen:" in done.stderr
     assert (work / "fold_0/checkpoint_last.pt").is_file()
 

@@ -1,5 +1,6 @@
 """CPU smoke test of the training path, as a user runs it: phantoms (raw layout) → plan →
-train a tiny network a few steps (loss must fall) → resume → export → process.py."""
+train a tiny network a few steps (loss must fall) → resume → export → process.py, each a real
+``python -m`` process (the other training tests call the CLIs' ``main`` in-process)."""
 
 import csv
 import json
@@ -8,11 +9,12 @@ import sys
 
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT, segment_unseen_phantom
+from helpers import ROOT, run_main, segment_unseen_phantom
 
 from hanseg.labels import OAR_NAMES
 from hanseg.model_dir import load_model_dir
 from hanseg.plans import load_plans
+from training.train import main as train_main
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -87,12 +89,10 @@ def test_exported_model_runs_in_process_py(trained, tmp_path):
     assert seg.GetSize() == ct.GetSize() and seg.GetPixelID() == sitk.sitkUInt8
 
 
-def test_adaptive_tvmf_kappa_is_learnt_from_validation_and_checkpointed(raw_phantoms, tmp_path):
-    work = tmp_path / "work"
-    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
-        "--spacing", "4", "4", "5", "--folds", "2")
-    cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
-        "--iters", "2", "--val-every", "1", "--device", "cpu", "--loss", "tvmf", "--elastic", "0.5")
+def test_adaptive_tvmf_kappa_is_learnt_from_validation_and_checkpointed(raw_phantoms, plan_work, tmp_path):
+    work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")
+    run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
+             "--iters", "2", "--val-every", "1", "--device", "cpu", "--loss", "tvmf", "--elastic", "0.5")
     import torch
     state = torch.load(work / "fold_0" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     val = json.loads((work / "fold_0" / "val_dice.json").read_text())

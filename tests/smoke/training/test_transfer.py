@@ -1,16 +1,15 @@
 """Transfer learning (--init-from, --freeze): adaptation rules on the spleen bundle's network,
 and frozen layers verified unchanged after real training steps through the CLI."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import run_main
 from monai.networks import nets
 
 from training.plan import SPLEEN_BUNDLE_UNET
+from training.train import main as train_main
 from training.transfer import (
     TransferError,
     adapt_state,
@@ -135,21 +134,13 @@ def test_frozen_batch_norms_stay_in_eval_mode():
     assert modules["model.2.0.adn.N"].training  # the trainable head's norm learns
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
 @pytest.mark.parametrize("policy", ["all-but-last:2", "encoder"])
-def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, tmp_path, policy):
+def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, plan_work, tmp_path, policy):
     source = write_bundle(tmp_path / "bundle")
-    work = tmp_path / "work"
-    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
-        "--network", "resunet", "--spacing", "4", "4", "5", "--folds", "2")
-    run = cli("-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
-              "--epochs", "1", "--iters", "3", "--batch", "2", "--lr", "1e-2", "--device", "cpu", "--loss", "bce",
-              "--optimizer", "adam", "--init-from", str(tmp_path / "bundle"), "--freeze", policy)
+    work = plan_work(tmp_path / "work", "--network", "resunet", "--spacing", "4", "4", "5", "--folds", "2")
+    run = run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
+                   "--epochs", "1", "--iters", "3", "--batch", "2", "--lr", "1e-2", "--device", "cpu", "--loss", "bce",
+                   "--optimizer", "adam", "--init-from", str(tmp_path / "bundle"), "--freeze", policy)
     assert "initialised from" in run.stderr and "2 input-adapted" in run.stderr
     state = torch.load(work / "fold_0" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
     net = bundle_unet(2, 31)
