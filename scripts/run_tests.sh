@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_venv.sh requirements-dev.txt
-exec .venv/bin/python -m pytest -n auto --dist loadfile --durations=25 "$@"
+exec .venv/bin/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25 "$@"

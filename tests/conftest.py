@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from helpers import write_tiny_model
 
 TIERS = ("unit", "smoke", "integration")
@@ -37,12 +38,50 @@ def pytest_configure(config: pytest.Config) -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+#: The modules that take longest, longest first (``scripts/run_tests.sh``'s ``--durations``,
+#: summed per file; docs/testing.md). They are started first, so that with pytest-xdist
+#: (``--dist loadfile --no-loadscope-reorder``) no worker starts a long module while the other
+#: sits idle at the end. Only the order changes: a module missing here runs after these.
+SLOWEST_FIRST = (
+    "smoke/benchmarks/test_few_labels.py",
+    "integration/test_node_orthanc.py",
+    "smoke/training/test_pretrain.py",
+    "smoke/hanseg/test_real_data_quirks.py",
+    "smoke/training/test_train.py",
+    "smoke/training/test_training_loop.py",
+    "smoke/phantoms/test_phantoms.py",
+    "smoke/hanseg/test_process_e2e.py",
+    "smoke/benchmarks/test_recipes.py",
+    "smoke/hanseg/test_registration.py",
+    "integration/test_dicom_rt.py",
+    "smoke/training/test_check_data.py",
+    "integration/test_shipped_model.py",
+    "smoke/training/test_transfer.py",
+    "smoke/training/test_fcn2p5d_end_to_end.py",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast-first", action="store_true",
+                     help="run the quickest modules first (the unit tier, then the smoke tier's quick modules): "
+                          "with -x, a broken product fails in seconds (scripts/mutation_check.py)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live under tests/<tier>/ with a tier in {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
+    here = Path(__file__).parent
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        module = Path(str(item.fspath)).relative_to(here).as_posix()
+        slow = SLOWEST_FIRST.index(module) if module in SLOWEST_FIRST else len(SLOWEST_FIRST)
+        if config.getoption("--fast-first"):
+            return (TIERS.index(module.split("/")[0]), -slow)
+        return (slow, 0)
+    items.sort(key=rank)  # stable: a module's tests keep their order and stay together
 
 
 @pytest.fixture
@@ -71,13 +110,12 @@ def plan_work(raw_phantoms, tmp_path_factory) -> PlanWork:
     it), so that each training test does not register the same phantoms again. The cache is
     the one ``training.train`` would make: tests/smoke/training/test_training_loop.py checks
     that path on its own."""
-    from helpers import run_main
-
     from dataset.raw import find_raw_cases
+    from hanseg.plans import load_plans
+    from helpers import run_main
     from training.data import preprocessing_key
     from training.plan import main as plan_main
     from training.train import cache_cases
-    from hanseg.plans import load_plans
 
     shared = tmp_path_factory.mktemp("shared_cache")
 
