@@ -78,10 +78,11 @@ def mr_spec(**kwargs: Any) -> SeriesSpec:
 def stack_positions(spec: SeriesSpec) -> list[tuple[float, float, float]]:
     """Slice positions: the given ones, or ``origin + k * spacing * normal``."""
     if spec.positions is not None:
-        return [tuple(p) for p in spec.positions]  # type: ignore[misc]
+        return list(spec.positions)
     normal = np.cross(spec.orientation[:3], spec.orientation[3:])
     origin = np.array(spec.origin)
-    return [tuple(float(v) for v in origin + k * spec.slice_spacing * normal) for k in range(spec.n_slices)]
+    points = [origin + k * spec.slice_spacing * normal for k in range(spec.n_slices)]
+    return [(float(p[0]), float(p[1]), float(p[2])) for p in points]
 
 
 def stored_values(spec: SeriesSpec, n: int) -> np.ndarray:

@@ -85,6 +85,7 @@ def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: s
     import json
     import subprocess
     import sys
+
     from phantoms import make_case, write_gc
     write_gc(make_case(seed, "small", case_id), folder / "gc")
     done = subprocess.run([sys.executable, "process.py", "--input", str(folder / "gc/input"), "--output",

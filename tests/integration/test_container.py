@@ -70,17 +70,17 @@ def docker_env() -> Iterator[dict[str, str]]:
         pytest.skip("the container tier needs root (it installs docker.io and starts dockerd)")
     _install_engine()
     folder = Path(tempfile.mkdtemp(prefix="hanseg-dockerd."))
-    log = open(folder / "log", "w")
-    subprocess.Popen(["dockerd", f"--data-root={folder}/data", f"--exec-root={folder}/exec", f"--pidfile={folder}/pid",
-                      f"--host=unix://{folder}/sock", "--iptables=false", "--bridge=none"], stdout=log, stderr=log)
-    env = {**os.environ, "DOCKER_HOST": f"unix://{folder}/sock", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-           "PYTHON": sys.executable}
-    try:
-        _wait_for(env)
-        yield env
-    finally:
-        _stop(folder)
-        log.close()
+    with open(folder / "log", "w") as log:  # dockerd's output, closed after _stop
+        subprocess.Popen(["dockerd", f"--data-root={folder}/data", f"--exec-root={folder}/exec",
+                          f"--pidfile={folder}/pid", f"--host=unix://{folder}/sock", "--iptables=false",
+                          "--bridge=none"], stdout=log, stderr=log)
+        env = {**os.environ, "DOCKER_HOST": f"unix://{folder}/sock", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+               "PYTHON": sys.executable}
+        try:
+            _wait_for(env)
+            yield env
+        finally:
+            _stop(folder)
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: int = 1500) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import ROOT, need_tools
 
 SCRIPTS = ["build.sh", "test.sh", "export.sh", "docker/build_local_base.sh", "docker/check_image.sh", "docker/faulty_inputs.sh",

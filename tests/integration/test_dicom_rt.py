@@ -20,10 +20,11 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT, need_tools
 
 from hanseg.labels import LABEL_IDS, OAR_NAMES
+from helpers import ROOT, need_tools
 from phantoms.dicom_export import ExportOptions, ExportRecord, export_case
+
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * float(np.logical_and(a, b).sum()) / max(1, int(a.sum()) + int(b.sum()))

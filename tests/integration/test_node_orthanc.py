@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helpers import ROOT, need_tools
 
 NODE_AET, SCANNER_AET, PACS_AET = "HANSEG", "STORESCU", "ORTHANC"
@@ -88,9 +89,8 @@ def start_node(setup: dict) -> subprocess.Popen:
            "--bind", "127.0.0.1", "--storage", str(setup["folder"] / "storage"),
            "--destination", f"{PACS_AET}@127.0.0.1:{setup['pacs'].dicom_port}", "--allow", f"{SCANNER_AET}@127.0.0.1",
            "--model", str(ROOT / "model"), "--device", "cpu", "--stable-seconds", "3", "--retry-seconds", "2"]
-    log = open(setup["folder"] / "node.log", "a")  # noqa: SIM115 (handed to the child)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
-    log.close()
+    with open(setup["folder"] / "node.log", "a") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
     for _ in range(240):  # the model is loaded and timed before the port opens
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", setup["node_port"])) == 0:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT
 
 from hanseg.compare import compare_label_maps, compare_results, per_oar_dice
+from helpers import ROOT
 
 OUTPUT = "images/head_neck_oar/case_01_seg.mha"
 #: Floors for the one test case: below the model's own figures on unseen phantoms in

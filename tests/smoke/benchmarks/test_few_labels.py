@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import torch
-from helpers import ROOT
 
 from benchmarks.few_labels import ARMS
 from hanseg.labels import OAR_NAMES
+from helpers import ROOT
 
 
 def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):

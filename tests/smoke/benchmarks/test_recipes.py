@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import torch
-from helpers import ROOT
 
 from hanseg.labels import OAR_NAMES
+from helpers import ROOT
 
 
 def test_recipes_script_trains_every_recipe_and_writes_the_table(raw_phantoms, tmp_path):

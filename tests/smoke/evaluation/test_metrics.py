@@ -40,7 +40,10 @@ def test_agrees_with_monai(shift):
     gt = ball((30, 60, 60), (15, 30, 30), 14.0, spacing)
     pred = ball((30, 60, 60), (15, 30 + shift, 30 - shift), 12.0, spacing)
     dice, hd95 = score_oar(pred, gt, spacing)
-    t = lambda m: torch.from_numpy(m[None, None].astype(np.float32))
+
+    def t(m: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(m[None, None].astype(np.float32))
+
     assert dice == pytest.approx(float(compute_dice(t(pred), t(gt))), abs=1e-6)
     monai_hd = float(compute_hausdorff_distance(t(pred), t(gt), percentile=95, spacing=list(spacing)))
     assert hd95 == pytest.approx(monai_hd, abs=0.5)  # percentile conventions differ by < a voxel

@@ -4,7 +4,6 @@ SwinUNETR, SegResNet), their patch rules, and fold ensembles at inference."""
 import numpy as np
 import pytest
 import torch
-from helpers import write_tiny_model
 
 from hanseg.budget import RunSettings
 from hanseg.errors import PlansError
@@ -12,6 +11,7 @@ from hanseg.inference import Segmenter
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import plans_from_json
+from helpers import write_tiny_model
 from training.plan import NETWORK_KINDS, SPLEEN_BUNDLE_UNET, make_plans
 
 FINGERPRINT = {"median_spacing_xyz": [1.5, 1.5, 2.5],

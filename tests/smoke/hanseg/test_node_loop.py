@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicom_fixtures import SeriesSpec, mr_spec, write_series
-from helpers import FakePredictor
-
 from pynetdicom import AE, StoragePresentationContexts, evt
 
+from dicom_fixtures import SeriesSpec, mr_spec, write_series
 from hanseg.node.config import Allowed, NodeConfig, Peer
 from hanseg.node.jobs import DELIVERED, FAILED
 from hanseg.node.service import NodeService
 from hanseg.node.worker import ModelInfo
+from helpers import FakePredictor
 
 CT = SeriesSpec(n_slices=12)
 
@@ -36,8 +35,10 @@ class Destination:
         self.received: list[pydicom.Dataset] = []
         ae = AE(ae_title="DEST")
         ae.supported_contexts = StoragePresentationContexts
-        self.server = ae.start_server(("127.0.0.1", port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        server = ae.start_server(("127.0.0.1", port), block=False,
+                                 evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        assert server is not None  # block=False: the running server is returned
+        self.server = server
 
     def _store(self, event) -> int:
         self.received.append(event.dataset)

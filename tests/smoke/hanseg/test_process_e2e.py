@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT, run_main
-from process import main as process_main
 
+from helpers import ROOT, run_main
 from phantoms import make_case, regrid, write_gc
+from process import main as process_main
 
 
 def run_process(inp: Path, out: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -73,7 +73,7 @@ def cut_below(ct: sitk.Image, labels: sitk.Image, keep_mm: float) -> tuple[sitk.
 
 def write(folder: Path, name: str, ct: sitk.Image, mr: sitk.Image, labels: sitk.Image) -> None:
     case = folder / name
-    for sub, image in (("input/images/ct", ct), ("input/images/t1-mri", mr), ("truth", labels)):
+    for sub in ("input/images/ct", "input/images/t1-mri", "truth"):
         (case / sub).mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(ct, str(case / "input/images/ct" / f"{name}_CT.mha"), True)
     sitk.WriteImage(mr, str(case / "input/images/t1-mri" / f"{name}_T1.mha"), True)

@@ -19,9 +19,24 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, RLELossless
 
-from phantoms.dicom_export import (AXIAL, CT_INTERCEPT, DERIVED, LOCALIZER, T1_MPRAGE, ExportOptions, ExportRecord,
-                                   SeriesSpec, StudySpec, case_inputs, export_case, export_images, main,
-                                   slab_mip, t2_like, write_series)
+from phantoms.dicom_export import (
+    AXIAL,
+    CT_INTERCEPT,
+    DERIVED,
+    LOCALIZER,
+    T1_MPRAGE,
+    ExportOptions,
+    ExportRecord,
+    SeriesSpec,
+    StudySpec,
+    case_inputs,
+    export_case,
+    export_images,
+    main,
+    slab_mip,
+    t2_like,
+    write_series,
+)
 from phantoms.errors import PhantomError
 
 STUDY = StudySpec(study_uid="1.2.826.0.1.3680043.8.498.1001", patient_id="P1")
@@ -199,6 +214,7 @@ def exported(tmp_path_factory) -> ExportRecord:
 
 
 def test_export_holds_one_study_with_five_series(exported: ExportRecord) -> None:
+    assert exported.mr is not None and exported.t2 is not None
     found = _by_series(exported.folder)
     assert set(found) == {s.series_uid for s in exported.series}
     assert len(found) == 5
@@ -216,6 +232,7 @@ def test_export_holds_one_study_with_five_series(exported: ExportRecord) -> None
 
 
 def test_export_ct_and_t1_read_back_exactly(exported: ExportRecord) -> None:
+    assert exported.mr is not None
     ct, mr = _tiny_ct(), _tiny_mr()
     back_ct, back_mr = _read(exported.folder, exported.ct.series_uid), _read(exported.folder, exported.mr.series_uid)
     _assert_same_geometry(back_ct, ct)
@@ -226,6 +243,7 @@ def test_export_ct_and_t1_read_back_exactly(exported: ExportRecord) -> None:
 
 
 def test_export_distractor_series(exported: ExportRecord) -> None:
+    assert exported.t2 is not None
     scouts = [pydicom.dcmread(p) for p in exported.localizer.files]
     assert len(scouts) == 2 and [ds.InstanceNumber for ds in scouts] == [1, 2]
     for ds in scouts:
@@ -318,6 +336,7 @@ def test_case_inputs_finds_container_layouts(tmp_path: Path) -> None:
 def test_mr_own_study_puts_the_mr_series_in_a_second_study_of_the_same_patient(tmp_path: Path) -> None:
     record = export_images(_tiny_ct(), _tiny_mr(), tmp_path / "out", 11,
                            ExportOptions(patient_id="CASE11", mr_own_study=True))
+    assert record.mr is not None and record.t2 is not None
     found = _by_series(record.folder)
     studies = {s.series_uid: {ds.StudyInstanceUID for ds in found[s.series_uid]} for s in record.series}
     assert studies[record.ct.series_uid] == studies[record.localizer.series_uid] == {record.study_uid}

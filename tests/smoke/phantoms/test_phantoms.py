@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import time
 
 import numpy as np
@@ -51,7 +52,7 @@ def _range_for(name: str) -> tuple[float, float]:
     raise KeyError(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(seed: int) -> phantoms.PhantomCase:
     return phantoms.make_case(seed, "small", case_id=f"case_{seed + 1:02d}")
 
@@ -139,7 +140,7 @@ def test_labels_are_uint8_in_range_and_present_oars_drawn_inside_the_fov():
         boxes = ndimage.find_objects(lab)
         for name in c.present:
             box = boxes[LABEL_IDS[name] - 1]
-            assert all(0 < sl.start and sl.stop < n for sl, n in zip(box, lab.shape)), name
+            assert all(sl.start > 0 and sl.stop < n for sl, n in zip(box, lab.shape)), name
 
 
 def test_unannotated_oars_are_absent_from_labels_but_tissue_is_drawn(monkeypatch):
@@ -201,7 +202,7 @@ def test_anatomical_order_along_the_body_axis():
     y = {n: _centroid_mm(lab, c.labels, LABEL_IDS[n])[1] for n in c.present}
     chain = ["OpticChiasm", "Pituitary", "Cavity_Oral", "Larynx_SG", "Glottis", "Glnd_Thyroid"]
     assert set(chain) <= set(z) and {"Eye_PL", "Brainstem", "Esophagus_S", "SpinalCord"} <= set(y)
-    assert all(z[a] > z[b] for a, b in zip(chain, chain[1:])), z
+    assert all(z[a] > z[b] for a, b in itertools.pairwise(chain)), z
     assert y["Eye_PL"] < y["Brainstem"] and y["Esophagus_S"] < y["SpinalCord"]
 
 
@@ -382,7 +383,7 @@ def test_small_default_is_byte_identical_to_the_committed_generator():
 # --- the real profile ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _real_case() -> phantoms.PhantomCase:
     """Every quirk forced, at small scale: a tall CT, a uint16 MR, the case_19 table pattern."""
     return phantoms.make_case(TALL_SEED, "small", "case_19", Profile(tall=True, mr_uint16=True, unreliable=True))

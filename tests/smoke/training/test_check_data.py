@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import REAL_OAR_CSV_HEADER as REAL_HEADER
-from helpers import ROOT
 
 from dataset.oar_data import read_oar_table, write_oar_table
+from helpers import REAL_OAR_CSV_HEADER as REAL_HEADER
+from helpers import ROOT
 from training.check_data import ERROR, INFO, WARNING, load_table, main
+
 
 @pytest.fixture
 def data(raw_phantoms: Path, tmp_path: Path) -> Path:

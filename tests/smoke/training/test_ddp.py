@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import torch
-from helpers import ROOT
 
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import load_plans
+from helpers import ROOT
 from training.distributed import DistContext, param_digest, shard
 
 

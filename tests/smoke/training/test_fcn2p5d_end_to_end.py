@@ -4,9 +4,9 @@ case's CT grid."""
 
 import numpy as np
 import SimpleITK as sitk
-from helpers import run_main, segment_unseen_phantom
 
 from hanseg.plans import load_plans
+from helpers import run_main, segment_unseen_phantom
 from training.export import main as export_main
 from training.train import main as train_main
 

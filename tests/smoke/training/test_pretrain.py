@@ -7,17 +7,18 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import ROOT, CliRun, run_main
 
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import load_plans
+from helpers import ROOT, CliRun, run_main
 from training.plan import main as plan_main
-from training.pretrain import find_scans
+from training.pretrain import AnyScan, DicomScan, Scan, find_scans
 from training.pretrain import main as pretrain_main
 from training.train import main as train_main
 from training.transfer import init_from
@@ -51,6 +52,18 @@ def raw_cache(raw_phantoms, tmp_path_factory):
     return work / "cache_unlabelled"
 
 
+def log_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a pretraining log.csv."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def mr_series_uid(scan: AnyScan) -> str:
+    """The SeriesInstanceUID of the T1 MR picked for a scan found in DICOM files."""
+    assert isinstance(scan, DicomScan) and scan.selection.mr is not None
+    return scan.selection.mr.series_uid
+
+
 def pretrain(raw, work, *extra: str, ok: bool = True) -> CliRun:
     """``training.pretrain`` in this process (the torchrun test below runs it as a process)."""
     return run_main(pretrain_main, "--images", str(raw), "--work", str(work), "--device", "cpu",
@@ -63,7 +76,7 @@ def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, raw
     plan(raw_phantoms, work, network, raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2")
     out = work / "pretrain"
-    rows = list(csv.DictReader(open(out / "log.csv")))
+    rows = log_rows(out / "log.csv")
     assert [r["step"] for r in rows] == ["2"] and {"inpaint", "rotation", "contrastive"} <= set(rows[0])
     assert (out / "curves.png").stat().st_size > 1000
     assert json.loads((out / "pretrain.json").read_text())["scans"] == ["case_01", "case_02"]
@@ -102,7 +115,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run
     a = torch.load(once / "pretrain/pretrained.pt", weights_only=True)
     b = torch.load(twice / "pretrain/pretrained.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [r["step"] for r in csv.DictReader(open(twice / "pretrain/log.csv"))] == ["2", "4"]
+    assert [r["step"] for r in log_rows(twice / "pretrain/log.csv")] == ["2", "4"]
     changed = pretrain(raw_phantoms, twice, "--steps", "6", "--lr", "1e-3", ok=False)
     assert changed.returncode == 2 and "other settings (lr)" in changed.stderr
 
@@ -111,7 +124,7 @@ def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, raw_c
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet", raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
-    assert set(next(csv.DictReader(open(work / "pretrain/log.csv")))) == {"step", "total", "inpaint", "lr", "seconds"}
+    assert set(log_rows(work / "pretrain/log.csv")[0]) == {"step", "total", "inpaint", "lr", "seconds"}
     done = run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
                     "--iters", "2", "--val-every", "1", "--device", "cpu",
                     "--init-from", str(work / "pretrain/pretrained.pt"), "--freeze", "encoder")
@@ -126,7 +139,9 @@ def test_a_folder_of_images_pairs_ct_and_mr_and_an_empty_one_is_refused(raw_phan
     for name in ("a_CT.mha", "a_MR_T1.mha", "b.nii.gz"):
         sitk.WriteImage(ct, str(folder / name))
     (folder / "notes.txt").write_text("not an image")
-    scans = {s.scan_id: s for s in find_scans(folder)}
+    found = find_scans(folder)
+    assert all(isinstance(s, Scan) for s in found)
+    scans = {s.scan_id: s for s in found if isinstance(s, Scan)}
     assert set(scans) == {"a", "b"} and scans["a"].mr == folder / "a_MR_T1.mha" and scans["b"].mr is None
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet")
@@ -142,8 +157,9 @@ def test_a_pacs_export_gives_one_scan_per_study_with_its_planning_ct_and_t1(raw_
     pacs = tmp_path / "pacs"
     record = export_case(case / "case_01_IMG_CT.nrrd", case / "case_01_IMG_MR_T1.nrrd", pacs / "one", seed=3)
     (pacs / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 40)
+    assert record.mr is not None
     scans = find_scans(pacs)  # the scout, the MIP and the T2 beside them are not taken
-    assert [(s.scan_id, s.selection.mr.series_uid) for s in scans] == [(record.ct.series_uid, record.mr.series_uid)]
+    assert [(s.scan_id, mr_series_uid(s)) for s in scans] == [(record.ct.series_uid, record.mr.series_uid)]
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet")
     pretrain(pacs, work, "--steps", "2")
@@ -181,7 +197,7 @@ def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_t
     assert restored.dtype == torch.bfloat16 and {p.dtype for p in run.model.parameters()} == {torch.float32}
     assert module.make_run(plans, module.PretrainConfig(), cpu).amp_dtype is None
     pretrain(raw_phantoms, work, "--steps", "2", "--amp", "bf16")
-    row = next(csv.DictReader(open(work / "pretrain/log.csv")))
+    row = log_rows(work / "pretrain/log.csv")[0]
     assert 0 < float(row["total"]) < 100
     assert json.loads((work / "pretrain/pretrain.json").read_text())["config"]["amp"] == "bf16"
     changed = pretrain(raw_phantoms, work, "--steps", "4", ok=False)

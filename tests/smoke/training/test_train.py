@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import SimpleITK as sitk
-from helpers import ROOT, run_main, segment_unseen_phantom
 
 from hanseg.labels import OAR_NAMES
 from hanseg.model_dir import load_model_dir
 from hanseg.plans import load_plans
+from helpers import ROOT, run_main, segment_unseen_phantom
 from training.train import main as train_main
 
 
@@ -53,6 +53,7 @@ def test_plan_holds_the_fingerprint(trained):
     plans = load_plans(work / "plans.json")
     assert plans.spacing_xyz_mm == (3.0, 3.0, 4.0) and plans.patch_size_zyx == (32, 64, 64)
     ct = plans.channels[0].normalization
+    assert ct.clip_low is not None and ct.clip_high is not None and ct.mean is not None and ct.std is not None
     assert -1000 <= ct.clip_low < 0 < ct.mean < ct.clip_high and ct.std > 0
     components = dict(zip(OAR_NAMES, plans.max_components))
     assert components["Brainstem"] == 1 and components["BuccalMucosa"] == 2  # left and right sides
@@ -68,7 +69,7 @@ def test_training_resumes_from_its_checkpoint(trained):
 
 
 def test_exported_model_runs_in_process_py(trained, tmp_path):
-    root, work, _ = trained
+    _, work, _ = trained
     model = tmp_path / "model"
     cli("-m", "training.export", "--work", str(work), "--out", str(model), "--folds", "0",
         "--data-note", "smoke test phantoms 31, 32", "--changes", "first stage", "--command", "python -m x")

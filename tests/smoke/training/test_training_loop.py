@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import ROOT, run_main
 
 import training.train as train
+from helpers import ROOT, run_main
 from training.data import (
     _noise,
     augment,

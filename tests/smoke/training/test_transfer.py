@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_main
 from monai.networks import nets
 
+from helpers import run_main
 from training.plan import SPLEEN_BUNDLE_UNET
 from training.train import main as train_main
 from training.transfer import (
@@ -34,6 +34,7 @@ def write_bundle(folder: Path, seed: int = 7) -> dict[str, torch.Tensor]:
     with torch.no_grad():  # non-trivial batch-norm statistics, so a changed buffer would show
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm3d):
+                assert m.running_mean is not None and m.running_var is not None  # track_running_stats
                 m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
     (folder / "models").mkdir(parents=True)
     torch.save(net.state_dict(), folder / "models" / "model.pt")
@@ -67,7 +68,7 @@ def test_zero_rule_keeps_the_pretrained_function_of_the_ct(tmp_path):
     src_net.eval(), net.eval()
     ct, mr = torch.randn(1, 1, 16, 16, 16), torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(net.model[0](torch.cat([ct, mr], 1)), src_net.model[0](ct), atol=1e-5)
+        assert torch.allclose(net.get_submodule("model.0")(torch.cat([ct, mr], 1)), src_net.get_submodule("model.0")(ct), atol=1e-5)
 
 
 def test_replicate_rule_keeps_the_response_to_identical_channels(tmp_path):
@@ -79,7 +80,7 @@ def test_replicate_rule_keeps_the_response_to_identical_channels(tmp_path):
     src_net.eval(), net.eval()
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(net.model[0](torch.cat([x, x], 1)), src_net.model[0](x), atol=1e-5)
+        assert torch.allclose(net.get_submodule("model.0")(torch.cat([x, x], 1)), src_net.get_submodule("model.0")(x), atol=1e-5)
 
 
 def test_other_architectures_are_refused_with_the_tensor_named(tmp_path):

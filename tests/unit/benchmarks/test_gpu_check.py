@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT
 
 from benchmarks.gpu_check.cli import default_json_path
 from benchmarks.gpu_check.constants import EXIT_FAILED, EXIT_NO_GPU, NO_GPU, PROBE_TAG
@@ -43,6 +42,7 @@ from benchmarks.gpu_check.summary import (
     format_summary,
     no_gpu_reason,
 )
+from helpers import ROOT
 
 PROCESS_LOG = """\
 2026-12-01 09:27:59,629 INFO hanseg.model_dir: using the baked model /work/main/model
@@ -93,12 +93,12 @@ def test_parse_gpu_query_and_header():
 def test_no_gpu_reason_names_the_cause():
     assert no_gpu_reason({"cuda_available": True}) is None
     cpu_build = no_gpu_reason({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None})
-    assert cpu_build.startswith(NO_GPU) and "CPU-only build" in cpu_build
+    assert cpu_build is not None and cpu_build.startswith(NO_GPU) and "CPU-only build" in cpu_build
     hidden = no_gpu_reason({"cuda_available": False, "torch": "2.13.0", "torch_cuda": "12.6",
                             "cuda_visible_devices": "", "nvidia_smi_L": ["GPU 0: T4"]})
-    assert "CUDA 12.6" in hidden and "CUDA_VISIBLE_DEVICES is empty" in hidden and "nvidia-smi" not in hidden
+    assert hidden is not None and "CUDA 12.6" in hidden and "CUDA_VISIBLE_DEVICES is empty" in hidden and "nvidia-smi" not in hidden
     broken = no_gpu_reason({"cuda_available": False, "torch_error": "ImportError: libcudart.so"})
-    assert broken.startswith(NO_GPU) and "libcudart" in broken
+    assert broken is not None and broken.startswith(NO_GPU) and "libcudart" in broken
 
 
 def test_parse_process_log():
@@ -262,7 +262,7 @@ def test_a_failing_job_reports_its_exit_code_and_tail(tmp_path):
     result = run_job("fails", [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"],
                      tmp_path / "fails.log", 60)
     assert result.exit_code == 3 and not result.timed_out and "last words" in result.text
-    with pytest.raises(StageFailed, match="exited 3: .*last words"):
+    with pytest.raises(StageFailed, match=r"exited 3: .*last words"):
         check_exit(result, "fails")
 
 

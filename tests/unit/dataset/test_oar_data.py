@@ -13,6 +13,7 @@ from hanseg.errors import InputLayoutError
 from hanseg.labels import LABEL_IDS, OAR_NAMES, oar_file_name
 from helpers import REAL_OAR_CSV_HEADER as REAL_HEADER
 
+
 def real_row(case: str, **values: float) -> str:
     """A row in the real column order; ``values`` by CSV column name, the rest 1."""
     return ";".join([case, *(f"{values.get(n, 1):g}" for n in REAL_HEADER.split(";")[1:])])

@@ -148,6 +148,12 @@ def test_hd_agrees_with_scikit_image(seed, spacing):
     assert hausdorff_oar(pred, gt, (spacing,) * 3) == pytest.approx(expected, rel=1e-12)
 
 
+def hd_of(score: Score) -> float:
+    """The HD of a score computed with "hd" among its metrics."""
+    assert isinstance(score, ExtraScore) and score.hd is not None
+    return score.hd
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_hd_never_below_hd95(seed):
     rng = np.random.default_rng(seed)
@@ -162,10 +168,10 @@ def test_hd_never_below_hd95(seed):
     present[[0, 1, 5, 9, 12]] = True
     scores = score_case("c", pred, gt, present, (2.0, 0.7, 1.1), metrics=("dice", "hd95", "hd"))
     assert len(scores) == 4 and all(type(s) is ExtraScore and s.ari is None for s in scores)
-    assert all(s.hd >= s.hd95 for s in scores)
-    assert any(s.hd > s.hd95 for s in scores)
+    assert all(hd_of(s) >= s.hd95 for s in scores)
+    assert any(hd_of(s) > s.hd95 for s in scores)
     missing = [s for s in scores if s.missing_pred]
-    assert len(missing) == 1 and missing[0].hd == missing[0].hd95 == pytest.approx(
+    assert len(missing) == 1 and hd_of(missing[0]) == missing[0].hd95 == pytest.approx(
         np.linalg.norm([12 * 2.0, 14 * 0.7, 16 * 1.1]))
 
 
@@ -220,7 +226,7 @@ def test_extra_metrics_reach_the_csv_and_the_summary(folders):
 
 
 def test_mean_ari_is_over_cases_not_rows():
-    rows = [ExtraScore("a", oar, 1.0, 0.0, False, ari=0.5) for oar in ("Brainstem", "Cochlea_L", "Lips")]
+    rows: list[Score] = [ExtraScore("a", oar, 1.0, 0.0, False, ari=0.5) for oar in ("Brainstem", "Cochlea_L", "Lips")]
     rows.append(ExtraScore("b", "Brainstem", 1.0, 0.0, False, ari=1.0))
     summary = summarize(rows)
     assert summary["per_case_ari"] == {"a": 0.5, "b": 1.0} and summary["mean_ari"] == 0.75

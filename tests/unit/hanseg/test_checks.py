@@ -56,7 +56,7 @@ def test_direction_matrices_orthonormal_sheared_and_degenerate():
     ct.SetDirection((1, 0, 0, 0, 1, math.sin(t), 0, 0, math.cos(t)))  # tilted gantry: warned
     [warning] = check_direction(ct, "CT")
     assert "not orthonormal (deviation 0.174" in warning
-    with pytest.raises(ImageReadError, match="degenerate.mha: cannot be read.*direction matrix is singular"):
+    with pytest.raises(ImageReadError, match=r"degenerate\.mha: cannot be read.*direction matrix is singular"):
         read_image(_degenerate_mha())
 
 

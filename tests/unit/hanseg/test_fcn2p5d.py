@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from helpers import ROOT
 
 from hanseg.fcn2p5d import SliceFCN, stack_slices, unstack_slices
 from hanseg.network_kinds import BY_KIND
+from helpers import ROOT
 
 TORCHVISION = json.loads((ROOT / "tests/data/torchvision_fcn_resnet50.json").read_text())
 

@@ -6,9 +6,9 @@ from hanseg.geometry import (
     Box,
     Grid,
     body_box,
-    depth_below_top_mm,
     canonical_grid,
     crop,
+    depth_below_top_mm,
     pad_to_cover,
     resample_from_grid,
     resample_to_grid,
@@ -134,7 +134,10 @@ def test_regrid_flipped_is_an_exact_flip_and_oblique_keeps_the_centre():
     flipped = regrid(img, "flipped", sitk.sitkNearestNeighbor)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(flipped), arr[::-1, :, ::-1])
     oblique = regrid(img, "oblique")
-    centre = lambda im: im.TransformContinuousIndexToPhysicalPoint(((np.array(im.GetSize()) - 1) / 2).tolist())
+
+    def centre(im: sitk.Image) -> tuple[float, ...]:
+        return im.TransformContinuousIndexToPhysicalPoint(((np.array(im.GetSize()) - 1) / 2).tolist())
+
     assert centre(oblique) == pytest.approx(centre(img))
     assert oblique.GetDirection()[1] == pytest.approx(-np.sin(np.radians(15)))
 

@@ -72,7 +72,7 @@ def test_write_rejects_wrong_dtype_and_shape(tmp_path):
 def test_unreadable_and_non_3d_images_raise_named_errors(tmp_path):
     bad = tmp_path / "broken_CT.mha"
     bad.write_bytes(b"ObjectType = Image\nNDims = 3\n garbage")
-    with pytest.raises(ImageReadError, match="broken_CT.mha"):
+    with pytest.raises(ImageReadError, match=r"broken_CT\.mha"):
         read_image(bad)
     with pytest.raises(ImageReadError, match="not a supported image"):
         read_image(tmp_path / "notes.txt")

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
 
 from hanseg import network_kinds as nk
 from hanseg.errors import PlansError
 from hanseg.plans import NetworkSpec, load_plans, plans_from_json
+from helpers import ROOT
 from training import plan
 
 FINGERPRINT = {"median_spacing_xyz": [1.5, 1.5, 2.5],
@@ -140,10 +140,10 @@ def test_unknown_kind_or_network_names_it_and_the_known_ones():
     with pytest.raises(ValueError) as err:
         plan.network_spec("nope", "tiny", [32, 64, 64], [1, 1, 1])
     assert str(err.value) == "unknown network kind 'nope'; known: dynunet, resunet, unetr, swinunetr, segresnet, fcn2p5d"
-    with pytest.raises(PlansError) as err:
+    with pytest.raises(PlansError) as plans_err:
         build_network(NetworkSpec("Nope", {}), 2, 3)
-    assert str(err.value).startswith("unknown network 'Nope'; known: ")
-    assert set(str(err.value).split("known: ")[1].split(", ")) == {"DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet", "SliceFCN"}
+    assert str(plans_err.value).startswith("unknown network 'Nope'; known: ")
+    assert set(str(plans_err.value).split("known: ")[1].split(", ")) == {"DynUNet", "UNet", "UNETR", "SwinUNETR", "SegResNet", "SliceFCN"}
     with pytest.raises(PlansError, match="no encoder is defined for 'Nope'"):
         is_encoder_parameter("Nope", "x")
 

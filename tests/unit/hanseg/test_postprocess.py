@@ -49,7 +49,9 @@ def test_a_slab_reads_only_the_grid_around_it_and_none_outside():
     ct = sitk.Image([10, 10, 4], sitk.sitkInt16)
     ct.SetOrigin((0.0, 0.0, 10.0))                           # z 10..13 mm: grid voxels 4..6.5 read
     grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 2.0), (12, 12, 12))
-    part, part_grid = grid_part(np.zeros((2, *grid.shape)), grid, ct)
+    found = grid_part(np.zeros((2, *grid.shape)), grid, ct)
+    assert found is not None
+    part, part_grid = found
     assert part.shape == (2, 6, 12, 12) and part_grid.origin_xyz[2] == 6.0   # z voxels 3..8, margin included
     far = sitk.Image([4, 4, 4], sitk.sitkInt16)
     far.SetOrigin((0.0, 0.0, 500.0))

@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import FakePredictor
-from helpers import write_ct as write
 
 from hanseg.errors import InputTooLargeError
 from hanseg.layouts import run
 from hanseg.resources import GIB, check_fits, header_voxels, memory_limit_bytes
+from helpers import FakePredictor
+from helpers import write_ct as write
 
 
 def header_only_mha(path: Path, size_xyz: tuple[int, int, int]) -> Path:

@@ -46,7 +46,7 @@ def head() -> tuple[sitk.Image, sitk.Image]:
     return image(ct), image(mr)
 
 
-def registered(transform: sitk.Transform | None = None) -> RegistrationResult:
+def registered(transform: sitk.Euler3DTransform | None = None) -> RegistrationResult:
     return RegistrationResult(sitk.Euler3DTransform() if transform is None else transform, True,
                               "MR registered to CT (test)", 1.0, 0.0, (0.0, 0.0, 0.0))
 

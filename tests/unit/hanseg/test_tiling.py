@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from helpers import write_tiny_model
 from monai.data.utils import dense_patch_slices
 from monai.inferers import SlidingWindowInferer
 
@@ -29,6 +28,7 @@ from hanseg.geometry import (
 from hanseg.inference import Segmenter
 from hanseg.model_dir import load_model_dir
 from hanseg.preprocess import preprocess_case
+from helpers import write_tiny_model
 
 
 @pytest.mark.parametrize("n,roi,overlap", [(100, 32, 0.5), (97, 32, 0.25), (33, 32, 0.5), (32, 32, 0.5),

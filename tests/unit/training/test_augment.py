@@ -19,7 +19,7 @@ def test_mirroring_swaps_left_and_right_labels():
     gen = torch.Generator().manual_seed(0)
     import training.data as data
     original = data._random_affine
-    data._random_affine = lambda i, l, g, **kw: (i, l)
+    data._random_affine = lambda image, labels, gen, **kw: (image, labels)
     try:
         _, out, pres = augment(image.clone(), labels.clone(), present.clone(), gen)
     finally:
@@ -58,7 +58,7 @@ def test_elastic_deformation_is_smooth_bounded_and_keeps_labels_valid():
     labels[:, 4:12, 8:24, 8:24] = LABEL_IDS["Brainstem"]
     image = labels[:, None].float().repeat(1, 2, 1, 1, 1)
     present = torch.ones(4, 31, dtype=torch.bool)
-    out_img, out_lab, _ = augment(image.clone(), labels.clone(), present, torch.Generator().manual_seed(1), elastic=1.0)
+    _, out_lab, _ = augment(image.clone(), labels.clone(), present, torch.Generator().manual_seed(1), elastic=1.0)
     assert set(out_lab.unique().tolist()) <= {0, LABEL_IDS["Brainstem"]}
     assert not torch.equal(out_lab, labels)
     # without elastic the augmentation draws exactly what it drew before (old runs reproduce)

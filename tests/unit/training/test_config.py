@@ -3,6 +3,7 @@ optimiser gets, and checkpoints written before the newer settings existed."""
 
 import dataclasses
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ FIELDS = dataclasses.fields(TrainConfig)
 REQUIRED = ["--data", "raw", "--work", "work"]  # the parser's own (not recorded) options
 
 #: A value other than the default for every field: the round trip must carry each one.
-OTHER = {"epochs": 7, "iters": 3, "batch": 4, "lr": 0.02, "weight_decay": 0.125, "fg_fraction": 0.5,
+OTHER: dict[str, Any] = {"epochs": 7, "iters": 3, "batch": 4, "lr": 0.02, "weight_decay": 0.125, "fg_fraction": 0.5,
          "val_every": 2, "val_overlap": 0.5, "seed": 11, "loss": "tvmf", "optimizer": "sgd",
          "init_from": "some/bundle", "input_init": "replicate", "freeze": "all-but-last:2", "elastic": 0.25,
          "lowres": 0.5, "reslice": 0.75, "mr_dropout": 0.0, "grad_clip": 1.5, "warmup": 9, "amp": "bf16",
@@ -90,11 +91,13 @@ def test_an_unknown_optimizer_is_refused():
 
 def test_augmentation_with_the_default_settings_draws_what_it_drew_before():
     gen = torch.Generator().manual_seed(0)
-    batch = (torch.randn(2, 2, 8, 8, 8, generator=gen).numpy(),
-             torch.randint(0, 31, (2, 8, 8, 8), generator=gen, dtype=torch.uint8).numpy(), np.ones((2, 31), bool))
+    image, labels, present = (torch.randn(2, 2, 8, 8, 8, generator=gen).numpy(),
+                              torch.randint(0, 31, (2, 8, 8, 8), generator=gen, dtype=torch.uint8).numpy(),
+                              np.ones((2, 31), bool))
     cfg = TrainConfig(elastic=0.5)
-    ours = train.augment_batch(tuple(a.copy() for a in batch), cfg, torch.Generator().manual_seed(1))
-    before = augment(*(torch.from_numpy(a.copy()) for a in batch), torch.Generator().manual_seed(1),
+    ours = train.augment_batch((image.copy(), labels.copy(), present.copy()), cfg, torch.Generator().manual_seed(1))
+    before = augment(torch.from_numpy(image.copy()), torch.from_numpy(labels.copy()),
+                     torch.from_numpy(present.copy()), torch.Generator().manual_seed(1),
                      elastic=0.5, lowres=0.0, reslice=0.0)  # the call before mr_dropout was a setting
     assert all(torch.equal(a, b) for a, b in zip(ours, before))
 
@@ -103,8 +106,9 @@ def tiny_run(tmp_path, cfg: TrainConfig) -> train.FoldRun:
     net = torch.nn.Conv3d(2, 31, 1)
     tr = train.Trainer(net, train.make_optimizer(net, cfg), torch.amp.GradScaler("cpu", enabled=False),
                        train.make_loss(cfg.loss, 31, None), [], torch.device("cpu"))
-    return train.FoldRun(tr, cfg, None, [], np.random.default_rng(0), torch.Generator().manual_seed(0),
-                         train.Checkpoints(tmp_path / "fold_0"), "0")
+    # plans=None: a stand-in, as what these tests call (resume, save_epoch) never reads the plan
+    return train.FoldRun(tr, cfg, None, [], np.random.default_rng(0),  # type: ignore[arg-type]
+                         torch.Generator().manual_seed(0), train.Checkpoints(tmp_path / "fold_0"), "0")
 
 
 def old_checkpoint(tmp_path) -> dict:

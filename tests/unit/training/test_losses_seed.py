@@ -97,6 +97,7 @@ def test_tvmf_skips_classes_without_ground_truth_and_has_finite_gradients():
     logits = torch.zeros(1, 3, 2, 1, 1, requires_grad=True)   # class 2 absent from the case
     loss = tvmf_dice_loss(logits, TARGET, torch.tensor([[True, True, False]]), torch.zeros(3))
     loss.backward()
+    assert logits.grad is not None
     assert torch.isfinite(logits.grad).all()
     two = tvmf_dice_loss(torch.zeros(1, 2, 2, 1, 1), TARGET, BOTH, torch.zeros(2)).item()
     assert loss.item() == pytest.approx(two, abs=1e-6)  # absent class 2's mass went to background
@@ -119,6 +120,7 @@ def test_adaptive_kappa_follows_validation_dice_and_resumes():
     loss.on_validation({0: 0.99, 2: 0.5})
     assert loss.kappa.tolist() == pytest.approx([32 * 0.99, 0, 16])
     again = make_loss("tvmf", 3)
+    assert isinstance(again, AdaptiveTvmfLoss)
     again.load_state_dict(loss.state_dict())
     assert again.kappa.tolist() == loss.kappa.tolist()
 

@@ -30,7 +30,7 @@ def write_map(tmp_path: Path, content: object, name: str = "names.json") -> Path
 def hue(colour: tuple[int, int, int]) -> tuple[float, float]:
     """Colour direction independent of brightness."""
     top = max(colour)
-    return tuple(round(c / top, 2) for c in colour[:2])  # type: ignore[return-value]
+    return round(colour[0] / top, 2), round(colour[1] / top, 2)
 
 
 def test_default_styles_are_the_30_labels_in_order_with_distinct_colours():

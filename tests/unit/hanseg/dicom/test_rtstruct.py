@@ -14,8 +14,6 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, RTStructureSetStorage, generate_uid
 
-from helpers import need_tools
-
 from hanseg.dicom.common import check_values
 from hanseg.dicom.names import Provenance, StructureStyle, default_styles
 from hanseg.dicom.rtstruct import (
@@ -26,6 +24,7 @@ from hanseg.dicom.rtstruct import (
     write_rtstruct,
 )
 from hanseg.labels import LABEL_IDS
+from helpers import need_tools
 
 PROVENANCE = Provenance(model_version="0.5.0", software_version="0.1.0")
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dicom_fixtures import (
     SeriesSpec,
     mr_spec,
@@ -17,7 +18,6 @@ from dicom_fixtures import (
     write_rtstruct,
     write_series,
 )
-
 from hanseg.dicom.scan import Unreadable, scan_folder
 from hanseg.dicom.select import (
     SelectionRules,

@@ -12,11 +12,10 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, SegmentationStorage, generate_uid
 
-from helpers import need_tools
-
 from hanseg.dicom.names import Provenance, StructureStyle, default_styles
 from hanseg.dicom.seg import build_seg, write_seg
 from hanseg.labels import LABEL_IDS
+from helpers import need_tools
 
 PROVENANCE = Provenance(model_version="0.5.0", software_version="0.1.0")
 SHAPE = (4, 6, 7)  # z, y, x

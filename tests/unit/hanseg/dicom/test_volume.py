@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dicom_fixtures import SeriesSpec, mr_spec, uid, write_series
 
+from dicom_fixtures import SeriesSpec, mr_spec, uid, write_series
 from hanseg.dicom.scan import Instance, Series, scan_folder
 from hanseg.dicom.volume import (
     check_image_geometry,
@@ -39,6 +39,12 @@ def file_index(spec: SeriesSpec, inst: Instance) -> int:
     return next(k for k in range(spec.n_slices) if uid(spec.study, spec.series, str(k)) == inst.sop_uid)
 
 
+def z_of(inst: Instance) -> float:
+    """The z of ``inst``'s ImagePositionPatient (every slice written here has one)."""
+    assert inst.position is not None
+    return inst.position[2]
+
+
 def assert_voxels_match_headers(image: sitk.Image, ordered: tuple[Instance, ...], spec: SeriesSpec) -> None:
     """Voxel (c, r, k) sits where slice k's header puts pixel (r, c), and holds its HU value."""
     array = sitk.GetArrayFromImage(image)
@@ -62,7 +68,7 @@ def test_shuffled_files_and_random_names_give_the_same_volume(tmp_path: Path) ->
     a, a_order = read_volume(only_series(tmp_path / "uid"))
     b, b_order = read_volume(only_series(tmp_path / "random"))
     assert [i.sop_uid for i in a_order] == [i.sop_uid for i in b_order]
-    assert [i.position[2] for i in a_order] == [30.0 + 2 * k for k in range(8)]
+    assert [z_of(i) for i in a_order] == [30.0 + 2 * k for k in range(8)]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
     assert (a.GetOrigin(), a.GetSpacing(), a.GetDirection()) == (b.GetOrigin(), b.GetSpacing(), b.GetDirection())
     assert a.GetSize() == (4, 5, 8) and a.GetSpacing() == pytest.approx((0.8, 0.9, 2.0))
@@ -73,7 +79,7 @@ def test_sorted_along_the_normal_not_by_instance_number_or_name(tmp_path: Path) 
     spec = at_z([40.0, 30.0, 36.0, 32.0, 38.0, 34.0])
     write_series(tmp_path, spec, names=[f"{k:02d}" for k in range(6)])
     ordered = sorted_instances(only_series(tmp_path))
-    assert [i.position[2] for i in ordered] == [30.0, 32.0, 34.0, 36.0, 38.0, 40.0]
+    assert [z_of(i) for i in ordered] == [30.0, 32.0, 34.0, 36.0, 38.0, 40.0]
     assert [i.path.name for i in ordered] == ["01", "03", "05", "02", "04", "00"]
     assert [i.instance_number for i in ordered] == [5, 3, 1, 4, 2, 6]
 
@@ -97,7 +103,7 @@ def test_feet_first_normal_pointing_minus_z(tmp_path: Path) -> None:
     np.testing.assert_array_equal(direction[:, 2], [0.0, 0.0, -1.0])  # third column = the normal
     np.testing.assert_array_equal(direction[:, 1], [0.0, -1.0, 0.0])
     assert image.GetSpacing()[2] == pytest.approx(2.0)
-    assert [i.position[2] for i in ordered] == [30.0, 28.0, 26.0, 24.0, 22.0, 20.0]
+    assert [z_of(i) for i in ordered] == [30.0, 28.0, 26.0, 24.0, 22.0, 20.0]
     assert_voxels_match_headers(image, ordered, spec)
 
 

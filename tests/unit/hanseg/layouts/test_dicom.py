@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from dicom_fixtures import SeriesSpec, mr_spec, save, with_changes, write_series
-from helpers import FakePredictor
 
+from dicom_fixtures import SeriesSpec, mr_spec, save, with_changes, write_series
 from hanseg.errors import DicomInputError, NameMapError
 from hanseg.layouts import run
 from hanseg.layouts.dicom import DicomConfig, has_dicom, run_dicom
+from helpers import FakePredictor
 
 CT = SeriesSpec(n_slices=12)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from helpers import FakePredictor
-from helpers import write_ct as write
 
 from hanseg.errors import InputLayoutError
 from hanseg.layouts import run
 from hanseg.layouts.sockets import SocketConfig, find_socket_images, read_inputs_json
 from hanseg.model_dir import resolve_model_root
+from helpers import FakePredictor
+from helpers import write_ct as write
 
 
 def socket(slug: str, rel: str, key: str = "socket", kind: str = "Image") -> dict:
@@ -57,7 +57,7 @@ def test_explicit_slugs_override_the_names(tmp_path):
     with pytest.raises(InputLayoutError, match="pass --ct-socket"):
         find_socket_images(inp, SocketConfig())
     ct, mr = find_socket_images(inp, SocketConfig(ct_slug="scan-b", mr_slug="scan-a"))
-    assert (ct.parent.name, mr.parent.name) == ("b", "a")
+    assert mr is not None and (ct.parent.name, mr.parent.name) == ("b", "a")
 
 
 def test_ct_only_job_and_other_sockets_ignored(tmp_path, caplog):
@@ -73,13 +73,13 @@ def test_ct_only_job_and_other_sockets_ignored(tmp_path, caplog):
 def test_two_ct_like_sockets_are_refused_not_guessed(tmp_path):
     sockets = [socket("ct-planning", "images/ct-a"), socket("ct-followup", "images/ct-b")]
     inp = make_job(tmp_path, sockets, {"images/ct-a": (5, 6, 7), "images/ct-b": (5, 6, 7)})
-    with pytest.raises(InputLayoutError, match="which socket holds the CT.*ct-planning"):
+    with pytest.raises(InputLayoutError, match=r"which socket holds the CT.*ct-planning"):
         find_socket_images(inp, SocketConfig())
 
 
 def test_missing_image_and_bad_json_are_named(tmp_path):
     inp = make_job(tmp_path, HANSEG_SOCKETS, {"images/head-neck-ct": (8, 9, 10)})
-    with pytest.raises(InputLayoutError, match="head-neck-t1-mri.*found none"):
+    with pytest.raises(InputLayoutError, match=r"head-neck-t1-mri.*found none"):
         find_socket_images(inp, SocketConfig())
     (inp / "inputs.json").write_text('{"not": "a list"}')
     with pytest.raises(InputLayoutError, match="list of socket values"):
