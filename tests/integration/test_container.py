@@ -74,7 +74,10 @@ def docker_env() -> Iterator[dict[str, str]]:
         subprocess.Popen(["dockerd", f"--data-root={folder}/data", f"--exec-root={folder}/exec",
                           f"--pidfile={folder}/pid", f"--host=unix://{folder}/sock", "--iptables=false",
                           "--bridge=none"], stdout=log, stderr=log)
-        env = {**os.environ, "DOCKER_HOST": f"unix://{folder}/sock", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        # HANSEG_BASE_CACHE: the local base is built once per machine (and per change of its
+        # recipe), then loaded: build_local_base.sh keys the saved base on its text and settings
+        env = {"HANSEG_BASE_CACHE": "/var/cache/hanseg/base", **os.environ,
+               "DOCKER_HOST": f"unix://{folder}/sock", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
                "PYTHON": sys.executable}
         try:
             _wait_for(env)
