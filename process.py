@@ -36,21 +36,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, default=Path("/input"), help="input folder (default /input)")
     parser.add_argument("--output", type=Path, default=Path("/output"), help="output folder (default /output)")
-    parser.add_argument("--model", type=Path, help="model folder (default: /opt/ml/model if it holds "
-                        "a model, else the baked model/)")
+    parser.add_argument(
+        "--model", type=Path, help="model folder (default: /opt/ml/model if it holds a model, else the baked model/)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--ct-socket", help="socket layout: slug of the CT input (default: the 'ct' socket)")
     parser.add_argument("--mr-socket", help="socket layout: slug of the T1 MR input (default: the 'mri'/'t1' socket)")
-    parser.add_argument("--output-socket", default=SocketConfig.output_path,
-                        help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})")
-    parser.add_argument("--names", type=Path, metavar="MAP",
-                        help="DICOM layout: JSON/TOML file that renames, recolours or drops structures "
-                             "(docs/dicom.md; default: the 30 HaN-Seg names)")
-    parser.add_argument("--series-rules", type=Path, metavar="JSON",
-                        help="DICOM layout: overrides of the CT/MR series selection rules (docs/dicom.md)")
-    parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET_S, metavar="SECONDS",
-                        help="seconds per case; chooses test-time mirroring, folds and overlap to fit "
-                             f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 = the richest settings, no budget)")
+    parser.add_argument(
+        "--output-socket",
+        default=SocketConfig.output_path,
+        help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})",
+    )
+    parser.add_argument(
+        "--names",
+        type=Path,
+        metavar="MAP",
+        help="DICOM layout: JSON/TOML file that renames, recolours or drops structures "
+        "(docs/dicom.md; default: the 30 HaN-Seg names)",
+    )
+    parser.add_argument(
+        "--series-rules",
+        type=Path,
+        metavar="JSON",
+        help="DICOM layout: overrides of the CT/MR series selection rules (docs/dicom.md)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=DEFAULT_TIME_BUDGET_S,
+        metavar="SECONDS",
+        help="seconds per case; chooses test-time mirroring, folds and overlap to fit "
+        f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 = the richest settings, no budget)",
+    )
     parser.add_argument("--no-mirroring", action="store_true", help="no test-time left-right mirroring")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
@@ -58,8 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         model = resolve_model_root(args.model, DEFAULT_MODEL)
         # built once, before any case

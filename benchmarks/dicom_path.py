@@ -71,8 +71,20 @@ class LayoutRun(ProcessRun):
 def run(layout: str, input_dir: Path, out: Path, model: Path) -> LayoutRun:
     output = out / f"{layout}_output"
     shutil.rmtree(output, ignore_errors=True)
-    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(input_dir), "--output", str(output),
-           "--model", str(model), "--device", "cpu", "--time-budget", "0"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "process.py"),
+        "--input",
+        str(input_dir),
+        "--output",
+        str(output),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--time-budget",
+        "0",
+    ]
     measured = run_one(cmd, out / f"{layout}.log", None)
     found = SEGMENTED.findall((out / f"{layout}.log").read_text())
     return {**measured, "segmentation_seconds": float(found[-1]) if found else None, "output": str(output)}
@@ -97,17 +109,25 @@ def compare(mha: LayoutRun, dicom: LayoutRun) -> dict:
     rtstruct = next(Path(dicom["output"]).rglob("rtstruct.dcm"))
     seg = rtstruct.with_name("seg.dcm")
     scores = per_oar_dice(seg_labels(seg, rtstruct), sitk.GetArrayFromImage(sitk.ReadImage(str(label_map))))
-    return {"seconds_ratio_dicom_over_mha": round(dicom["seconds"] / mha["seconds"], 2),
-            "extra_seconds": round(dicom["seconds"] - mha["seconds"], 1),
-            "seg_vs_mha_mean_dice": round(float(np.mean(list(scores.values()))), 4),
-            "seg_vs_mha_min_dice": round(min(scores.values()), 4),
-            "rtstruct_mib": round(rtstruct.stat().st_size / 2**20, 1), "seg_mib": round(seg.stat().st_size / 2**20, 1)}
+    return {
+        "seconds_ratio_dicom_over_mha": round(dicom["seconds"] / mha["seconds"], 2),
+        "extra_seconds": round(dicom["seconds"] - mha["seconds"], 1),
+        "seg_vs_mha_mean_dice": round(float(np.mean(list(scores.values()))), 4),
+        "seg_vs_mha_min_dice": round(min(scores.values()), 4),
+        "rtstruct_mib": round(rtstruct.stat().st_size / 2**20, 1),
+        "seg_mib": round(seg.stat().st_size / 2**20, 1),
+    }
 
 
 def table(results: dict) -> str:
-    rows = ["| layout | seconds | segmentation s (log) | peak RSS (GiB) | exit |", "| --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| layout | seconds | segmentation s (log) | peak RSS (GiB) | exit |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for layout, r in results["runs"].items():
-        rows.append(f"| {layout} | {r['seconds']} | {r['segmentation_seconds']} | {r['peak_rss_gib']} | {r['exit_code']} |")
+        rows.append(
+            f"| {layout} | {r['seconds']} | {r['segmentation_seconds']} | {r['peak_rss_gib']} | {r['exit_code']} |"
+        )
     return "\n".join([*rows, "", json.dumps(results["summary"])])
 
 
@@ -120,11 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     images = mha_input(args.out, args.tall)
-    runs = {"mha": run("mha", images, args.out, args.model),
-            "dicom": run("dicom", dicom_input(images, args.out), args.out, args.model)}
+    runs = {
+        "mha": run("mha", images, args.out, args.model),
+        "dicom": run("dicom", dicom_input(images, args.out), args.out, args.model),
+    }
     failed = [k for k, r in runs.items() if r["exit_code"] != 0]
-    results = {"case": "tall" if args.tall else "test", "runs": runs,
-               "summary": {} if failed else compare(runs["mha"], runs["dicom"])}
+    results = {
+        "case": "tall" if args.tall else "test",
+        "runs": runs,
+        "summary": {} if failed else compare(runs["mha"], runs["dicom"]),
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "results.md").write_text(table(results) + "\n")
     log.info("\n%s", table(results))

@@ -71,26 +71,35 @@ SEEDS = {"labelled": 3100, "unlabelled": 3200, "val": 3300, "test": 3400}
 
 @dataclass(frozen=True)
 class Arm:
-    network: str              # training.plan --network
-    init: str | None = None   # "ssl" | "bundle" | None
+    network: str  # training.plan --network
+    init: str | None = None  # "ssl" | "bundle" | None
     freeze: str = "none"
     description: str = ""
 
 
 ARM_RECIPES = {
     "scratch": Arm("resunet", description="3D residual U-Net, random initialisation"),
-    "ssl_full": Arm("resunet", "ssl", "none", "3D residual U-Net, self-supervised on the unlabelled cases, all layers tuned"),
+    "ssl_full": Arm(
+        "resunet", "ssl", "none", "3D residual U-Net, self-supervised on the unlabelled cases, all layers tuned"
+    ),
     "ssl_frozen": Arm("resunet", "ssl", "encoder", "3D residual U-Net, self-supervised, encoder frozen"),
     "fcn2p5d": Arm("fcn2p5d", description="2.5D FCN-ResNet over slice stacks, random initialisation"),
-    "default": Arm("resunet", "bundle", "encoder", "the shipped recipe: spleen-bundle stand-in, encoder frozen "
-                   "(stand-in trained on the unlabelled cases' any-OAR masks)"),
+    "default": Arm(
+        "resunet",
+        "bundle",
+        "encoder",
+        "the shipped recipe: spleen-bundle stand-in, encoder frozen "
+        "(stand-in trained on the unlabelled cases' any-OAR masks)",
+    ),
 }
 
 
 # --- data -------------------------------------------------------------------------------------
 
+
 def _write_case(kind: str, index: int, case_id: str, size: str, folder: Path) -> str:
     from phantoms import case_seed, make_case, write_gc, write_raw
+
     case = make_case(case_seed(SEEDS[kind], index), size, case_id)
     (write_gc if kind == "test" else write_raw)(case, folder)
     return case_id
@@ -102,12 +111,18 @@ def make_data(out: Path, args: argparse.Namespace) -> dict[str, list[str]]:
     n_pool = args.pool
     if max(args.sizes) > n_pool:
         raise SystemExit(f"--sizes {max(args.sizes)} needs a labelled pool of at least that many (--pool {n_pool})")
-    ids = {"labelled": [f"case_{i + 1:02d}" for i in range(n_pool)],
-           "val": [f"case_{n_pool + i + 1:02d}" for i in range(args.val)],
-           "unlabelled": [f"case_{i + 1:02d}" for i in range(args.unlabelled)],
-           "test": [f"case_{i + 1:02d}" for i in range(args.test)]}
-    folders = {"labelled": out / "data/labelled", "val": out / "data/labelled",
-               "unlabelled": out / "data/unlabelled", "test": out / "data/test"}
+    ids = {
+        "labelled": [f"case_{i + 1:02d}" for i in range(n_pool)],
+        "val": [f"case_{n_pool + i + 1:02d}" for i in range(args.val)],
+        "unlabelled": [f"case_{i + 1:02d}" for i in range(args.unlabelled)],
+        "test": [f"case_{i + 1:02d}" for i in range(args.test)],
+    }
+    folders = {
+        "labelled": out / "data/labelled",
+        "val": out / "data/labelled",
+        "unlabelled": out / "data/unlabelled",
+        "test": out / "data/test",
+    }
     jobs = []
     for kind, names in ids.items():
         for i, case_id in enumerate(names):
@@ -123,16 +138,42 @@ def make_data(out: Path, args: argparse.Namespace) -> dict[str, list[str]]:
 
 # --- planning, pretraining, training ----------------------------------------------------------
 
-def plan(out: Path, name: str, network: str, args: argparse.Namespace, train: list[str], val: list[str],
-         shared_cache: bool = True) -> Path:
+
+def plan(
+    out: Path,
+    name: str,
+    network: str,
+    args: argparse.Namespace,
+    train: list[str],
+    val: list[str],
+    shared_cache: bool = True,
+) -> Path:
     """A work folder with the study's plan for ``network`` and a one-fold split (train, val).
     The labelled arms share one preprocessing cache (their plans differ only in the network)."""
     work = out / "work" / name
     if not (work / "plans.json").is_file():
-        run([sys.executable, "-m", "training.plan", "--data", str(out / "data/labelled"), "--work", str(work),
-             "--network", network, "--preset", args.fcn_preset if network == "fcn2p5d" else args.preset,
-             "--spacing", *map(str, args.spacing), "--patch", *map(str, args.patch), "--folds", "1"],
-            out / "study.log")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "training.plan",
+                "--data",
+                str(out / "data/labelled"),
+                "--work",
+                str(work),
+                "--network",
+                network,
+                "--preset",
+                args.fcn_preset if network == "fcn2p5d" else args.preset,
+                "--spacing",
+                *map(str, args.spacing),
+                "--patch",
+                *map(str, args.patch),
+                "--folds",
+                "1",
+            ],
+            out / "study.log",
+        )
     (work / "splits.json").write_text(json.dumps({"seed": 0, "folds": [{"train": train, "val": val}]}, indent=1))
     cache = work / "cache"
     if shared_cache and not cache.exists():
@@ -145,8 +186,21 @@ def pretrain(out: Path, args: argparse.Namespace, ids: dict[str, list[str]]) -> 
     """``training.pretrain`` on the unlabelled cases; the weights and the wall-clock minutes."""
     work = plan(out, "ssl", "resunet", args, ids["labelled"], ids["val"])
     weights = work / "pretrain/pretrained.pt"
-    cmd = [sys.executable, "-m", "training.pretrain", "--images", str(out / "data/unlabelled"), "--work", str(work),
-           "--steps", str(args.pretrain_steps), "--device", args.device, "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.pretrain",
+        "--images",
+        str(out / "data/unlabelled"),
+        "--work",
+        str(work),
+        "--steps",
+        str(args.pretrain_steps),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
+    ]
     run(cmd, out / "pretrain.log")
     return weights, json.loads((work / "pretrain/pretrain.json").read_text())["seconds"] / 60
 
@@ -160,16 +214,44 @@ def bundle(out: Path, args: argparse.Namespace, ids: dict[str, list[str]]) -> Pa
     return out / "bundle"
 
 
-def train(out: Path, arm: str, n: int, args: argparse.Namespace, ids: dict[str, list[str]],
-          sources: dict[str, Path]) -> Path:
+def train(
+    out: Path, arm: str, n: int, args: argparse.Namespace, ids: dict[str, list[str]], sources: dict[str, Path]
+) -> Path:
     """Train one arm on the first ``n`` labelled cases; returns its work folder."""
     recipe = ARM_RECIPES[arm]
     work = plan(out, f"{arm}_n{n}", recipe.network, args, ids["labelled"][:n], ids["val"])
     epochs = max(1, args.steps // args.iters)
-    cmd = [sys.executable, "-m", "training.train", "--data", str(out / "data/labelled"), "--work", str(work),
-           "--fold", "0", "--epochs", str(epochs), "--iters", str(args.iters), "--batch", "2",
-           "--val-every", str(args.val_every), "--lr", str(args.lr), "--loss", args.loss, "--optimizer", "adamw",
-           "--seed", str(args.seed), "--device", args.device, "--freeze", recipe.freeze]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        str(out / "data/labelled"),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--epochs",
+        str(epochs),
+        "--iters",
+        str(args.iters),
+        "--batch",
+        "2",
+        "--val-every",
+        str(args.val_every),
+        "--lr",
+        str(args.lr),
+        "--loss",
+        args.loss,
+        "--optimizer",
+        "adamw",
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--freeze",
+        recipe.freeze,
+    ]
     if recipe.init:
         cmd += ["--init-from", str(sources[recipe.init])]
     (work / "command.sh").write_text(shlex.join(cmd) + "\n")
@@ -179,17 +261,36 @@ def train(out: Path, arm: str, n: int, args: argparse.Namespace, ids: dict[str, 
 
 # --- scoring ----------------------------------------------------------------------------------
 
+
 def score(out: Path, arm: str, n: int, work: Path) -> dict:
     """Export the best checkpoint, segment the test phantoms, score them (kept once done)."""
     folder = out / "scores" / f"{arm}_n{n}"
     if (folder / "summary.json").is_file():
         return json.loads((folder / "summary.json").read_text())
     from evaluation.metrics import evaluate, write_outputs
+
     model = out / "models" / f"{arm}_n{n}"
     shutil.rmtree(model, ignore_errors=True)
-    run([sys.executable, "-m", "training.export", "--work", str(work), "--out", str(model), "--folds", "0",
-         "--data-note", f"few-label study: {n} labelled phantoms", "--changes", f"arm {arm}",
-         "--command", (work / "command.sh").read_text().strip()], out / "study.log")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "training.export",
+            "--work",
+            str(work),
+            "--out",
+            str(model),
+            "--folds",
+            "0",
+            "--data-note",
+            f"few-label study: {n} labelled phantoms",
+            "--changes",
+            f"arm {arm}",
+            "--command",
+            (work / "command.sh").read_text().strip(),
+        ],
+        out / "study.log",
+    )
     segmenter = Segmenter(model, device="cpu", time_budget_s=None, mirroring=False, tune=False)
     pred = folder / "pred"
     pred.mkdir(parents=True, exist_ok=True)
@@ -208,11 +309,16 @@ def training_record(work: Path, iters: int) -> dict:
     with open(work / "fold_0/log.csv") as fh:
         rows = list(csv.DictReader(fh))
     val = json.loads((work / "fold_0/val_dice.json").read_text())
-    return {"minutes": sum(float(r["seconds"]) for r in rows) / 60, "steps": len(rows) * iters,
-            "best_epoch": int(val["epoch"]) + 1, "validation_dice": val["mean"]}
+    return {
+        "minutes": sum(float(r["seconds"]) for r in rows) / 60,
+        "steps": len(rows) * iters,
+        "best_epoch": int(val["epoch"]) + 1,
+        "validation_dice": val["mean"],
+    }
 
 
 # --- results ----------------------------------------------------------------------------------
+
 
 def _cell(row: dict | None, key: str, digits: int) -> str:
     return "–" if row is None or row.get(key) is None else f"{row[key]:.{digits}f}"
@@ -270,9 +376,13 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def comparisons(results: dict, sizes: list[int]) -> dict[str, dict[str, dict]]:
     """Every arm against :data:`BASELINE` at every size both have, with Holm-adjusted p."""
-    pairs = {(arm, str(n)): paired_by_oar(results[arm][str(n)]["per_oar"], results[BASELINE][str(n)]["per_oar"])
-             for arm in results if arm != BASELINE for n in sizes
-             if str(n) in results[arm] and str(n) in results.get(BASELINE, {})}
+    pairs = {
+        (arm, str(n)): paired_by_oar(results[arm][str(n)]["per_oar"], results[BASELINE][str(n)]["per_oar"])
+        for arm in results
+        if arm != BASELINE
+        for n in sizes
+        if str(n) in results[arm] and str(n) in results.get(BASELINE, {})
+    }
     tested = {key: pair.p for key, pair in pairs.items() if pair.p is not None}
     adjusted = dict(zip(tested, holm(list(tested.values()))))
     out: dict[str, dict[str, dict]] = {}
@@ -296,25 +406,47 @@ def comparison_table(compared: dict, sizes: list[int]) -> list[str]:
 
 def write_results(out: Path, results: dict, meta: dict) -> None:
     sizes = meta["settings"]["sizes"]
-    lines = ["# Few-label study", "", f"Command: `{meta['command']}`", "",
-             f"Every arm: {meta['settings']['steps']} optimiser steps, seed {meta['settings']['seed']}; "
-             f"pretraining {meta['pretrain']['steps']} steps ({meta['pretrain']['minutes']:.1f} min); "
-             f"scored on {meta['settings']['test']} unseen test phantoms.", "",
-             "## Mean Dice on the test phantoms", "", *means_table(results, sizes, "mean_dice", 3), "",
-             "## Mean HD95 (mm)", "", *means_table(results, sizes, "mean_hd95", 2), "",
-             "## Training minutes (wall clock, this machine)", "", *means_table(results, sizes, "minutes", 1), ""]
+    lines = [
+        "# Few-label study",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        f"Every arm: {meta['settings']['steps']} optimiser steps, seed {meta['settings']['seed']}; "
+        f"pretraining {meta['pretrain']['steps']} steps ({meta['pretrain']['minutes']:.1f} min); "
+        f"scored on {meta['settings']['test']} unseen test phantoms.",
+        "",
+        "## Mean Dice on the test phantoms",
+        "",
+        *means_table(results, sizes, "mean_dice", 3),
+        "",
+        "## Mean HD95 (mm)",
+        "",
+        *means_table(results, sizes, "mean_hd95", 2),
+        "",
+        "## Training minutes (wall clock, this machine)",
+        "",
+        *means_table(results, sizes, "minutes", 1),
+        "",
+    ]
     compared = comparisons(results, sizes)  # empty without the baseline arm
     if compared:
-        lines += [f"## Against `{BASELINE}`, paired by OAR", "",
-                  f"Mean Dice difference (arm minus {BASELINE}), OARs better ↑ and worse ↓ (ties dropped), and the "
-                  "two-sided Wilcoxon signed-rank p, Holm-adjusted over the table; the OAR is the unit, so the "
-                  "spread between patients is not in it.", "", *comparison_table(compared, sizes), ""]
+        lines += [
+            f"## Against `{BASELINE}`, paired by OAR",
+            "",
+            f"Mean Dice difference (arm minus {BASELINE}), OARs better ↑ and worse ↓ (ties dropped), and the "
+            "two-sided Wilcoxon signed-rank p, Holm-adjusted over the table; the OAR is the unit, so the "
+            "spread between patients is not in it.",
+            "",
+            *comparison_table(compared, sizes),
+            "",
+        ]
     for n in sizes:
         lines += [f"## Per OAR, {n} labelled cases (Dice / HD95 mm)", "", *per_oar_table(results, n), ""]
     lines += ["## Arms", ""] + [f"- `{a}`: {ARM_RECIPES[a].description}" for a in results]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({**meta, "arms": results, "against_" + BASELINE: compared},
-                                                 indent=1) + "\n")
+    (out / "results.json").write_text(
+        json.dumps({**meta, "arms": results, "against_" + BASELINE: compared}, indent=1) + "\n"
+    )
 
 
 def command(args: argparse.Namespace) -> str:
@@ -332,8 +464,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="Few-label study on phantoms (see the module doc).")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "few_labels")
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 12], help="labelled training cases per run")
-    ap.add_argument("--pool", type=int, default=12, help="labelled pool: each run trains on its first N cases "
-                    "(fixed apart from --sizes, so that a run of some sizes uses the same cases and validation set)")
+    ap.add_argument(
+        "--pool",
+        type=int,
+        default=12,
+        help="labelled pool: each run trains on its first N cases "
+        "(fixed apart from --sizes, so that a run of some sizes uses the same cases and validation set)",
+    )
     ap.add_argument("--unlabelled", type=int, default=30)
     ap.add_argument("--val", type=int, default=3, help="validation phantoms (best-epoch choice)")
     ap.add_argument("--test", type=int, default=3, help="unseen test phantoms (the scores)")
@@ -343,8 +480,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--iters", type=int, default=50, help="steps per epoch")
     ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs (and after the last)")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--loss", default="dynamic", help="training.train --loss of every arm (dynamic: generalised Dice + "
-                    "weighted CE -> focal, the loss that learnt fastest in benchmarks.recipes)")
+    ap.add_argument(
+        "--loss",
+        default="dynamic",
+        help="training.train --loss of every arm (dynamic: generalised Dice + "
+        "weighted CE -> focal, the loss that learnt fastest in benchmarks.recipes)",
+    )
     ap.add_argument("--pretrain-steps", type=int, default=500)
     ap.add_argument("--bundle-steps", type=int, default=200, help="steps of the spleen-bundle stand-in")
     ap.add_argument("--preset", default="tiny", choices=("tiny", "small", "default"), help="the 3D network's")
@@ -354,16 +495,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2, help="processes writing phantoms")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--tables-only", action="store_true",
-                    help="only write results.md/json again from the runs already scored in --out")
+    ap.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="only write results.md/json again from the runs already scored in --out",
+    )
     return ap.parse_args(argv)
 
 
 def study_meta(args: argparse.Namespace, cases: dict[str, list[str]], pretrain_minutes: float) -> dict:
     """What results.json records beside the arms: the command, the settings, seeds and cases."""
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "tables_only")} | {"out": str(args.out)}
-    return {"command": command(args), "settings": settings, "seeds": SEEDS, "cases": cases,
-            "pretrain": {"steps": args.pretrain_steps, "minutes": pretrain_minutes}}
+    return {
+        "command": command(args),
+        "settings": settings,
+        "seeds": SEEDS,
+        "cases": cases,
+        "pretrain": {"steps": args.pretrain_steps, "minutes": pretrain_minutes},
+    }
 
 
 def tables_only(args: argparse.Namespace) -> int:
@@ -380,7 +529,10 @@ def tables_only(args: argparse.Namespace) -> int:
                 log.warning("%s with %d labelled cases has not been scored: left out", arm, n)
                 continue
             work = args.out / "work" / f"{arm}_n{n}"
-            results.setdefault(arm, {})[str(n)] = {**json.loads(summary.read_text()), **training_record(work, args.iters)}
+            results.setdefault(arm, {})[str(n)] = {
+                **json.loads(summary.read_text()),
+                **training_record(work, args.iters),
+            }
     meta = study_meta(args, previous.get("cases", {}), minutes)
     write_results(args.out, results, meta)
     print((args.out / "results.md").read_text())
@@ -407,8 +559,14 @@ def main(argv: list[str] | None = None) -> int:
             work = train(args.out, arm, n, args, ids, sources)
             summary = score(args.out, arm, n, work)
             results.setdefault(arm, {})[str(n)] = {**summary, **training_record(work, args.iters)}
-            log.info("%s, %d labelled: mean Dice %.3f, HD95 %.1f mm (%.0f s)", arm, n, summary["mean_dice"],
-                     summary["mean_hd95"], time.perf_counter() - started)
+            log.info(
+                "%s, %d labelled: mean Dice %.3f, HD95 %.1f mm (%.0f s)",
+                arm,
+                n,
+                summary["mean_dice"],
+                summary["mean_hd95"],
+                time.perf_counter() - started,
+            )
             write_results(args.out, results, meta)  # after every run: an interrupted study shows its progress
     print((args.out / "results.md").read_text())
     return 0

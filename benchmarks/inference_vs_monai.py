@@ -72,18 +72,42 @@ def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
                 ct = in_plane_resampled(case.ct, 512, sitk.sitkLinear, -1000.0)
                 sitk.WriteImage(ct, str(out / "input/images/ct/case_01_CT.mha"), True)
         ct = sitk.ReadImage(str(out / "input/images/ct/case_01_CT.mha"))
-        log.info("case %s: CT %s voxels (x,y,z) at %s mm", size, ct.GetSize(), tuple(round(s, 3) for s in ct.GetSpacing()))
+        log.info(
+            "case %s: CT %s voxels (x,y,z) at %s mm", size, ct.GetSize(), tuple(round(s, 3) for s in ct.GetSpacing())
+        )
         cases[size] = out
     return cases
 
 
 def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
     if variant == "ours":
-        return [sys.executable, str(ROOT / "process.py"), "--input", str(case / "input"), "--output", str(out),
-                "--model", str(model), "--device", "cpu", "--no-mirroring"]  # the same passes as the baseline
+        return [
+            sys.executable,
+            str(ROOT / "process.py"),
+            "--input",
+            str(case / "input"),
+            "--output",
+            str(out),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--no-mirroring",
+        ]  # the same passes as the baseline
     invert = "probabilities" if variant == "monai" else "labels"
-    return [sys.executable, "-m", "benchmarks.monai_baseline", "--input", str(case / "input"), "--output", str(out),
-            "--model", str(model), "--invert", invert]
+    return [
+        sys.executable,
+        "-m",
+        "benchmarks.monai_baseline",
+        "--input",
+        str(case / "input"),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--invert",
+        invert,
+    ]
 
 
 class Agreement(TypedDict):
@@ -109,8 +133,8 @@ class ProcessRun(_Measured, total=False):
 class RunResult(ProcessRun, total=False):
     """One variant on one case: :func:`run_one`'s keys, then what ``main`` adds."""
 
-    ct_size: str              # x×y×z voxels
-    agreement: Agreement      # with ours (the other variants)
+    ct_size: str  # x×y×z voxels
+    agreement: Agreement  # with ours (the other variants)
     truth_dice: float | None  # mean Dice against the phantom's ground truth, when it ran
 
 
@@ -123,9 +147,11 @@ class Results(TypedDict):
 
 def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> ProcessRun:
     """Run ``cmd`` as its own process; wall time and peak RSS from wait4."""
+
     def limit() -> None:
         if cap_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+
     start = time.perf_counter()
     with open(log_path, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=limit)
@@ -133,8 +159,11 @@ def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> ProcessRun
     seconds = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code
-    result: ProcessRun = {"seconds": round(seconds, 1), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
-                         "exit_code": code}
+    result: ProcessRun = {
+        "seconds": round(seconds, 1),
+        "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+        "exit_code": code,
+    }
     if code != 0:
         lines = [line for line in log_path.read_text().splitlines() if line.strip()]
         result["error"] = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
@@ -148,21 +177,31 @@ def agreement(first: Path, second: Path) -> Agreement:
     if a.GetSize() != b.GetSize() or not np.allclose(a.GetSpacing(), b.GetSpacing()):
         b = sitk.Resample(b, a, sitk.Transform(), sitk.sitkNearestNeighbor, 0, b.GetPixelID())
     scores = per_oar_dice(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))  # copies: views die with images
-    return {"mean_dice": round(float(np.mean(list(scores.values()))), 4) if scores else None,
-            "min_dice": round(min(scores.values()), 4) if scores else None,
-            "per_oar": {k: round(v, 4) for k, v in scores.items()}}
+    return {
+        "mean_dice": round(float(np.mean(list(scores.values()))), 4) if scores else None,
+        "min_dice": round(min(scores.values()), 4) if scores else None,
+        "per_oar": {k: round(v, 4) for k, v in scores.items()},
+    }
 
 
 def table(results: Results) -> str:
-    rows = ["| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) "
-            "| mean Dice vs truth | note |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) "
+        "| mean Dice vs truth | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for size, runs in results["cases"].items():
         for variant, r in runs.items():
             agree = r.get("agreement")
-            agree_txt = f"{agree['mean_dice']:.3f} ({agree['min_dice']:.3f})" if agree and agree["mean_dice"] is not None else ""
-            rows.append(f"| {size} ({r['ct_size']}) | {variant} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} | "
-                        f"{agree_txt} | {r.get('truth_dice', '')} | {r.get('error', '')[:120]} |")
+            agree_txt = (
+                f"{agree['mean_dice']:.3f} ({agree['min_dice']:.3f})"
+                if agree and agree["mean_dice"] is not None
+                else ""
+            )
+            rows.append(
+                f"| {size} ({r['ct_size']}) | {variant} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} | "
+                f"{agree_txt} | {r.get('truth_dice', '')} | {r.get('error', '')[:120]} |"
+            )
     return "\n".join(rows) + "\n"
 
 
@@ -173,14 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["small", "512", "1024"], choices=["small", "512", "1024"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--seed", type=int, default=4242)
-    ap.add_argument("--memory-cap-gib", type=float, default=20.0,
-                    help="address-space cap per baseline run, so a run that cannot fit fails cleanly")
+    ap.add_argument(
+        "--memory-cap-gib",
+        type=float,
+        default=20.0,
+        help="address-space cap per baseline run, so a run that cannot fit fails cleanly",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     cases = make_cases(args.out / "cases", args.sizes, args.seed)
-    results: Results = {"settings": {**{k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
-                                     "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}, "cases": {}}
+    results: Results = {
+        "settings": {
+            **{k: str(v) for k, v in vars(args).items()},
+            "cpus": os.cpu_count(),
+            "torch_threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        },
+        "cases": {},
+    }
     for size, case in cases.items():
         runs: dict[str, RunResult] = {}
         results["cases"][size] = runs
@@ -189,11 +238,15 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out / "outputs" / size / variant
             cap = int(args.memory_cap_gib * 2**30) if variant != "ours" else None
             log.info("%s / %s ...", size, variant)
-            r: RunResult = {**run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap),
-                            "ct_size": ct_size}
+            r: RunResult = {
+                **run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap),
+                "ct_size": ct_size,
+            }
             label_map = out / "images/head_neck_oar/case_01_seg.mha"
             if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
-                r["agreement"] = agreement(args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map)
+                r["agreement"] = agreement(
+                    args.out / "outputs" / size / "ours/images/head_neck_oar/case_01_seg.mha", label_map
+                )
             if r["exit_code"] == 0:
                 r["truth_dice"] = agreement(label_map, case / "ground_truth/case_01_seg.mha")["mean_dice"]
             log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k != "agreement"})
@@ -206,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in ("monai", "monai_labels"):
             other = runs.get(variant)
             if ours and other and other["exit_code"] == 0:
-                print(f"{size}: {variant} / ours: time ×{other['seconds'] / ours['seconds']:.2f}, "
-                      f"peak RSS ×{other['peak_rss_gib'] / ours['peak_rss_gib']:.2f}")
+                print(
+                    f"{size}: {variant} / ours: time ×{other['seconds'] / ours['seconds']:.2f}, "
+                    f"peak RSS ×{other['peak_rss_gib'] / ours['peak_rss_gib']:.2f}"
+                )
     return 0
 
 

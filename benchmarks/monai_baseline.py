@@ -76,12 +76,14 @@ def mr_on_ct_grid(ct: sitk.Image, mr: sitk.Image, plans: Plans, folder: Path) ->
 
 def normalise(plans: Plans):
     """The plan's normalisation, in place on the (C, X, Y, Z) tensor: CT window + z-score, MR z-score."""
+
     def apply(image: torch.Tensor) -> torch.Tensor:
         arr = image.numpy()  # shares memory with the tensor
         arr[0] = normalize_ct(arr[0].copy(), plans.channels[0].normalization)
         if arr.shape[0] > 1:
             arr[1] = normalize_zscore(arr[1].copy(), plans.channels[1].normalization, arr[1] > 0)
         return image
+
     return apply
 
 
@@ -90,13 +92,15 @@ def preprocessing(plans: Plans, load: bool = True) -> Compose:
     ``MetaTensor`` instead of a file (tests build it without ITK, see :func:`metatensor`)."""
     # MONAI arrays are (C, X, Y, Z); the network was trained on (C, Z, Y, X) in LPS.
     head = [LoadImaged("image", reader="ITKReader", image_only=True), EnsureChannelFirstd("image")] if load else []
-    return Compose([
-        *head,
-        Orientationd("image", axcodes="LPS"),
-        Spacingd("image", pixdim=plans.spacing_xyz_mm, mode="bilinear"),
-        Lambdad("image", normalise(plans)),
-        Transposed("image", (0, 3, 2, 1)),
-    ])
+    return Compose(
+        [
+            *head,
+            Orientationd("image", axcodes="LPS"),
+            Spacingd("image", pixdim=plans.spacing_xyz_mm, mode="bilinear"),
+            Lambdad("image", normalise(plans)),
+            Transposed("image", (0, 3, 2, 1)),
+        ]
+    )
 
 
 def metatensor(image: sitk.Image) -> MetaTensor:
@@ -123,8 +127,9 @@ def segment(ct_path: Path, mr_path: Path, model: Path, invert: str, scratch: Pat
     ct = read_image(ct_path)
     pre = preprocessing(plans)
     data = pre({"image": [str(ct_path), str(mr_on_ct_grid(ct, read_image(mr_path), plans, scratch))]})
-    inferer = SlidingWindowInferer(roi_size=plans.patch_size_zyx, sw_batch_size=BUNDLE_SW_BATCH_SIZE,
-                                   overlap=plans.overlap, mode="gaussian")
+    inferer = SlidingWindowInferer(
+        roi_size=plans.patch_size_zyx, sw_batch_size=BUNDLE_SW_BATCH_SIZE, overlap=plans.overlap, mode="gaussian"
+    )
     log.info("network input %s (C,Z,Y,X), whole field of view", tuple(data["image"].shape))
     logits = inferer(data["image"][None], net)[0]
     data["pred"] = torch.softmax(logits, dim=0)

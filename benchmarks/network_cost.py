@@ -54,10 +54,12 @@ def random_model(shipped: Path, out: Path, network: NetworkSpec, seed: int = 0) 
 def models(shipped: Path, out: Path) -> dict[str, Path]:
     network = load_plans(shipped / "plans.json").network
     fcn = {p: NetworkSpec("SliceFCN", plain(BY_KIND["fcn2p5d"].presets[p])) for p in ("small", "default")}
-    return {"3d_shipped": shipped,
-            "3d_untrained": random_model(shipped, out / "3d_untrained", network),
-            "2p5d_small": random_model(shipped, out / "2p5d_small", fcn["small"]),
-            "2p5d_resnet50": random_model(shipped, out / "2p5d_resnet50", fcn["default"])}
+    return {
+        "3d_shipped": shipped,
+        "3d_untrained": random_model(shipped, out / "3d_untrained", network),
+        "2p5d_small": random_model(shipped, out / "2p5d_small", fcn["small"]),
+        "2p5d_resnet50": random_model(shipped, out / "2p5d_resnet50", fcn["default"]),
+    }
 
 
 def parameters(model: Path) -> int:
@@ -67,11 +69,15 @@ def parameters(model: Path) -> int:
 
 def table(results: dict) -> str:
     base = results["3d_untrained"]["seconds_per_case"]
-    rows = ["| model | network | parameters | s/case | × 3d_untrained | peak RSS (GiB) |",
-            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| model | network | parameters | s/case | × 3d_untrained | peak RSS (GiB) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, r in results.items():
-        rows.append(f"| `{name}` | {r['network']} | {r['parameters'] / 1e6:.1f} M | {r['seconds_per_case']:.1f} | "
-                    f"{r['seconds_per_case'] / base:.2f} | {r['peak_rss_gib']:.2f} |")
+        rows.append(
+            f"| `{name}` | {r['network']} | {r['parameters'] / 1e6:.1f} M | {r['seconds_per_case']:.1f} | "
+            f"{r['seconds_per_case'] / base:.2f} | {r['peak_rss_gib']:.2f} |"
+        )
     return "\n".join(rows)
 
 
@@ -91,12 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     folders = models(args.model, args.out / "models")
     results = {}
     for name in args.models:
-        cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(cases / "input"), "--output",
-               str(args.out / "output" / name), "--model", str(folders[name]), "--device", "cpu", "--time-budget", "0"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "process.py"),
+            "--input",
+            str(cases / "input"),
+            "--output",
+            str(args.out / "output" / name),
+            "--model",
+            str(folders[name]),
+            "--device",
+            "cpu",
+            "--time-budget",
+            "0",
+        ]
         measured = run_one(cmd, args.out / f"{name}.log", None)
-        results[name] = {"network": load_plans(folders[name] / "plans.json").network.name,
-                         "parameters": parameters(folders[name]), **measured,
-                         "seconds_per_case": measured["seconds"] / args.cases}
+        results[name] = {
+            "network": load_plans(folders[name] / "plans.json").network.name,
+            "parameters": parameters(folders[name]),
+            **measured,
+            "seconds_per_case": measured["seconds"] / args.cases,
+        }
         log.info("%s: %.1f s/case, peak %.2f GiB", name, results[name]["seconds_per_case"], measured["peak_rss_gib"])
     settings = {"size": args.size, "cases": args.cases, "seed": args.seed, "device": "cpu"}
     (args.out / "results.json").write_text(json.dumps({"settings": settings, "models": results}, indent=1) + "\n")

@@ -61,8 +61,18 @@ def write_variant(case: PhantomCase, variant: str, out: Path) -> None:
 def run_variant(folder: Path, model: Path, device: str) -> float:
     """Run process.py like the container; returns wall seconds."""
     start = time.perf_counter()
-    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(folder / "input"),
-           "--output", str(folder / "output"), "--model", str(model), "--device", device]
+    cmd = [
+        sys.executable,
+        str(ROOT / "process.py"),
+        "--input",
+        str(folder / "input"),
+        "--output",
+        str(folder / "output"),
+        "--model",
+        str(model),
+        "--device",
+        device,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"process.py failed on {folder}:\n{done.stderr[-3000:]}")
@@ -71,33 +81,51 @@ def run_variant(folder: Path, model: Path, device: str) -> float:
 
 def table(summary: dict) -> str:
     base = summary["original"]["mean_dice"] if "original" in summary else None
-    rows = [("| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case "
-             "| mean Dice, nearest-neighbour truth |"),
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        (
+            "| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case "
+            "| mean Dice, nearest-neighbour truth |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for variant, s in summary.items():
         delta = f"{s['mean_dice'] - base:+.3f}" if base is not None else ""
         low = s["min_oar_dice"]
-        rows.append(f"| {variant} | {s['mean_dice']:.3f} | {delta} | {s['mean_hd95']:.2f} | "
-                    f"{low[0]:.3f} ({low[1]}) | {s['seconds_per_case']:.1f} | {s['mean_dice_nearest_truth']:.3f} |")
+        rows.append(
+            f"| {variant} | {s['mean_dice']:.3f} | {delta} | {s['mean_hd95']:.2f} | "
+            f"{low[0]:.3f} ({low[1]}) | {s['seconds_per_case']:.1f} | {s['mean_dice_nearest_truth']:.3f} |"
+        )
     return "\n".join(rows)
 
 
 def command(args: argparse.Namespace) -> str:
     """The command that reproduces these scores (paths as given)."""
-    return (f"python -m benchmarks.phantom_eval --model {args.model} --cases {args.cases} --seed {args.seed} "
-            f"--size {args.size} --variants {' '.join(args.variants)}")
+    return (
+        f"python -m benchmarks.phantom_eval --model {args.model} --cases {args.cases} --seed {args.seed} "
+        f"--size {args.size} --variants {' '.join(args.variants)}"
+    )
 
 
 def record(args: argparse.Namespace, summary: dict) -> None:
     """The scores into ``metadata.json`` (``scores.unseen_phantoms``), then the model card rewritten."""
     meta = read_metadata(args.model)
-    grids = {v: {"mean_dice": s["mean_dice"], "mean_hd95_mm": s["mean_hd95"], "lowest_oar": list(s["min_oar_dice"]),
-                 "seconds_per_case": s["seconds_per_case"], "mean_dice_nearest_truth": s["mean_dice_nearest_truth"]}
-             for v, s in summary.items()}
+    grids = {
+        v: {
+            "mean_dice": s["mean_dice"],
+            "mean_hd95_mm": s["mean_hd95"],
+            "lowest_oar": list(s["min_oar_dice"]),
+            "seconds_per_case": s["seconds_per_case"],
+            "mean_dice_nearest_truth": s["mean_dice_nearest_truth"],
+        }
+        for v, s in summary.items()
+    }
     first = next(iter(summary.values()))
     meta.setdefault("scores", {})["unseen_phantoms"] = {
-        "command": command(args), "settings": {"cases": args.cases, "seed": args.seed, "size": args.size},
-        "grids": grids, "per_oar_dice": {oar: round(v["dice"], 4) for oar, v in first["per_oar"].items()}}
+        "command": command(args),
+        "settings": {"cases": args.cases, "seed": args.seed, "size": args.size},
+        "grids": grids,
+        "per_oar_dice": {oar: round(v["dice"], 4) for oar, v in first["per_oar"].items()},
+    }
     (args.model / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     card_only(args.model)
 
@@ -108,12 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=5)
     ap.add_argument("--seed", type=int, default=9000, help="never one used for training data")
     ap.add_argument("--size", choices=("small", "full"), default="small")
-    ap.add_argument("--variants", nargs="+", default=["original", "flipped", "oblique", "respaced"],
-                    choices=["original", *GRID_VARIANTS])
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=["original", "flipped", "oblique", "respaced"],
+        choices=["original", *GRID_VARIANTS],
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "phantom_eval")
-    ap.add_argument("--record", action="store_true",
-                    help="store the scores in MODEL/metadata.json and rewrite its model card (needs 'original' first)")
+    ap.add_argument(
+        "--record",
+        action="store_true",
+        help="store the scores in MODEL/metadata.json and rewrite its model card (needs 'original' first)",
+    )
     args = ap.parse_args(argv)
     if args.record and args.variants[0] != "original":
         ap.error("--record needs 'original' as the first variant: it is the headline grid")
@@ -128,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         pred = folder / "output/images/head_neck_oar"
         s = write_outputs(evaluate(pred, folder / "ground_truth"), folder / "eval")
         nearest = write_outputs(evaluate(pred, folder / "ground_truth_nearest"), folder / "eval_nearest")
-        summary[variant] = {**s, "seconds_per_case": seconds / len(cases),
-                            "mean_dice_nearest_truth": nearest["mean_dice"]}
+        summary[variant] = {
+            **s,
+            "seconds_per_case": seconds / len(cases),
+            "mean_dice_nearest_truth": nearest["mean_dice"],
+        }
         log.info("%s: mean Dice %.3f, mean HD95 %.2f mm", variant, s["mean_dice"], s["mean_hd95"])
     meta = {"model": str(args.model), "cases": args.cases, "seed": args.seed, "size": args.size}
     (args.out / "summary.json").write_text(json.dumps({"settings": meta, "variants": summary}, indent=1) + "\n")

@@ -87,13 +87,27 @@ def model_without_depth(model: Path, out: Path) -> Path:
 def docker_run(image: str, folder: Path, model: Path) -> dict:
     """``folder``'s case through ``image`` under the platform's flags, with ``model`` mounted at
     /opt/ml/model as Grand-Challenge mounts an uploaded model."""
-    flags = subprocess.run(["bash", "-c", "source docker/platform_flags.sh && printf '%s\\n' \"${PLATFORM_FLAGS[@]}\""],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    flags = subprocess.run(
+        ["bash", "-c", "source docker/platform_flags.sh && printf '%s\\n' \"${PLATFORM_FLAGS[@]}\""],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     out = folder / "docker_output"
     out.mkdir(exist_ok=True)
     out.chmod(0o777)
-    cmd = ["docker", "run", *flags, "-v", f"{folder / 'input'}:/input:ro", "-v", f"{out}:/output",
-           "-v", f"{model.resolve()}:/opt/ml/model:ro"]
+    cmd = [
+        "docker",
+        "run",
+        *flags,
+        "-v",
+        f"{folder / 'input'}:/input:ro",
+        "-v",
+        f"{out}:/output",
+        "-v",
+        f"{model.resolve()}:/opt/ml/model:ro",
+    ]
     done = run_one([*cmd, image], folder / "docker.log", None)
     peaks = [line for line in (folder / "docker.log").read_text().splitlines() if "peak memory" in line]
     return {"exit_code": done["exit_code"], "seconds": done["seconds"], "log_peak": peaks[-1] if peaks else ""}
@@ -111,8 +125,20 @@ def run_variant(variant: str, folder: Path, model: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     # --time-budget 0: the richest settings for every variant, so they do the same work per window
     # (under a budget a longer case could drop the mirror and look cheaper than it is)
-    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(folder / "input"), "--output", str(out),
-           "--model", str(model), "--device", "cpu", "--time-budget", "0"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "process.py"),
+        "--input",
+        str(folder / "input"),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        "--time-budget",
+        "0",
+    ]
     result = {"ct_voxels": ct_voxels(folder), **run_one(cmd, folder / "process.log", None)}
     if result["exit_code"] == 0:
         seg = next((out / "images/head_neck_oar").iterdir())
@@ -133,13 +159,17 @@ def summary(results: dict) -> dict:
 
 
 def table(results: dict) -> str:
-    rows = ["| variant | CT voxels (M) | seconds | peak RSS (GiB) | exit | mean Dice vs truth | docker 4 GB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = [
+        "| variant | CT voxels (M) | seconds | peak RSS (GiB) | exit | mean Dice vs truth | docker 4 GB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     for variant, r in results["runs"].items():
         dock = r.get("docker")
         dock_text = f"exit {dock['exit_code']} in {dock['seconds']} s" if dock else ""
-        rows.append(f"| {variant} | {r['ct_voxels'] / 1e6:.0f} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} "
-                    f"| {r.get('dice_vs_truth', '')} | {dock_text} |")
+        rows.append(
+            f"| {variant} | {r['ct_voxels'] / 1e6:.0f} | {r['seconds']} | {r['peak_rss_gib']} | {r['exit_code']} "
+            f"| {r.get('dice_vs_truth', '')} | {dock_text} |"
+        )
     return "\n".join([*rows, "", json.dumps(results["summary"])])
 
 
@@ -147,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Real-size CTs: reaching the thorax vs cut to the head and neck.")
     ap.add_argument("--model", type=Path, default=ROOT / "model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "real_size")
-    ap.add_argument("--seed", type=int, default=TALL_SEED, help="phantom seed (the case is made tall whatever the seed)")
+    ap.add_argument(
+        "--seed", type=int, default=TALL_SEED, help="phantom seed (the case is made tall whatever the seed)"
+    )
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     ap.add_argument("--docker", metavar="IMAGE", help="also run each variant in IMAGE under the platform's flags")
     args = ap.parse_args(argv)

@@ -60,19 +60,34 @@ class Recipe:
 
 
 RECIPES = {
-    "default": Recipe("dynunet", ("--loss", "dice_ce", "--optimizer", "adamw", "--lr", "2e-3"),
-                      description="DynUNet, Dice+CE, AdamW 2e-3"),
-    "spleen_finetune": Recipe("resunet", ("--loss", "bce", "--optimizer", "adam", "--lr", "3e-4",
-                                          "--freeze", "all-but-last:2"), True,
-                              "spleen-bundle UNet, frozen but last 2 layers, BCE, Adam 3e-4"),
-    "res3dunet_dynamic": Recipe("resunet", ("--loss", "dynamic", "--optimizer", "adamw", "--lr", "1e-3",
-                                            "--freeze", "encoder"), True,
-                                "residual 3D U-Net, frozen encoder, GDice + wCE→focal, AdamW 1e-3"),
-    "tvmf": Recipe("dynunet", ("--loss", "tvmf", "--optimizer", "adamw", "--lr", "2e-3"),
-                   description="DynUNet, adaptive t-vMF Dice, AdamW 2e-3"),
+    "default": Recipe(
+        "dynunet",
+        ("--loss", "dice_ce", "--optimizer", "adamw", "--lr", "2e-3"),
+        description="DynUNet, Dice+CE, AdamW 2e-3",
+    ),
+    "spleen_finetune": Recipe(
+        "resunet",
+        ("--loss", "bce", "--optimizer", "adam", "--lr", "3e-4", "--freeze", "all-but-last:2"),
+        True,
+        "spleen-bundle UNet, frozen but last 2 layers, BCE, Adam 3e-4",
+    ),
+    "res3dunet_dynamic": Recipe(
+        "resunet",
+        ("--loss", "dynamic", "--optimizer", "adamw", "--lr", "1e-3", "--freeze", "encoder"),
+        True,
+        "residual 3D U-Net, frozen encoder, GDice + wCE→focal, AdamW 1e-3",
+    ),
+    "tvmf": Recipe(
+        "dynunet",
+        ("--loss", "tvmf", "--optimizer", "adamw", "--lr", "2e-3"),
+        description="DynUNet, adaptive t-vMF Dice, AdamW 2e-3",
+    ),
     # Ablation: the dynamic loss without transfer or freezing, on the default network.
-    "dynunet_dynamic": Recipe("dynunet", ("--loss", "dynamic", "--optimizer", "adamw", "--lr", "2e-3"),
-                              description="DynUNet from scratch, GDice + wCE→focal, AdamW 2e-3 (ablation)"),
+    "dynunet_dynamic": Recipe(
+        "dynunet",
+        ("--loss", "dynamic", "--optimizer", "adamw", "--lr", "2e-3"),
+        description="DynUNet from scratch, GDice + wCE→focal, AdamW 2e-3 (ablation)",
+    ),
 }
 
 
@@ -89,10 +104,26 @@ def run(cmd: list[str], log_file: Path) -> None:
 def plan(data: Path, out: Path, name: str, args: argparse.Namespace) -> Path:
     work = out / name
     if not (work / "plans.json").is_file():
-        run([sys.executable, "-m", "training.plan", "--data", str(data), "--work", str(work), "--preset", args.preset,
-             "--network", RECIPES[name].network, "--folds", str(args.folds),
-             *(["--spacing", *map(str, args.spacing)] if args.spacing else []),
-             *(["--patch", *map(str, args.patch)] if args.patch else [])], out / "recipes.log")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "training.plan",
+                "--data",
+                str(data),
+                "--work",
+                str(work),
+                "--preset",
+                args.preset,
+                "--network",
+                RECIPES[name].network,
+                "--folds",
+                str(args.folds),
+                *(["--spacing", *map(str, args.spacing)] if args.spacing else []),
+                *(["--patch", *map(str, args.patch)] if args.patch else []),
+            ],
+            out / "recipes.log",
+        )
     cache = work / "cache"  # one preprocessing cache for all recipes (same spacing and normalisation)
     if not cache.exists():
         (out / "cache").mkdir(exist_ok=True)
@@ -129,11 +160,22 @@ def make_bundle_checkpoint(data: Path, work: Path, dest: Path, steps: int, seed:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     (dest / "configs").mkdir(exist_ok=True)
-    (dest / "configs" / "metadata.json").write_text(json.dumps({
-        "note": "stand-in for MONAI spleen_ct_segmentation (same network_def); pretrained here on "
+    (dest / "configs" / "metadata.json").write_text(
+        json.dumps(
+            {
+                "note": "stand-in for MONAI spleen_ct_segmentation (same network_def); pretrained here on "
                 f"phantom CT, binary any-OAR vs background, {steps} steps, seed {seed}",
-        "network_def": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
-                        **SPLEEN_BUNDLE_UNET}}, indent=1))
+                "network_def": {
+                    "_target_": "UNet",
+                    "spatial_dims": 3,
+                    "in_channels": 1,
+                    "out_channels": 2,
+                    **SPLEEN_BUNDLE_UNET,
+                },
+            },
+            indent=1,
+        )
+    )
     return path
 
 
@@ -145,10 +187,16 @@ def summarise(out: Path, names: list[str]) -> dict:
         ckpt = torch.load(fold / "checkpoint_last.pt", map_location="cpu", weights_only=False)
         with open(fold / "log.csv") as fh:  # training time of every epoch, across resumptions
             seconds = sum(float(r["seconds"]) for r in csv.DictReader(fh))
-        rows[name] = {"description": RECIPES[name].description, "mean": val["mean"], "per_oar": val["per_oar"],
-                      "best_epoch": val["epoch"] + 1, "epochs": ckpt["epoch"] + 1,
-                      "steps": (ckpt["epoch"] + 1) * ckpt["config"]["iters"], "minutes": seconds / 60,
-                      "command": RECIPES[name].train_args}
+        rows[name] = {
+            "description": RECIPES[name].description,
+            "mean": val["mean"],
+            "per_oar": val["per_oar"],
+            "best_epoch": val["epoch"] + 1,
+            "epochs": ckpt["epoch"] + 1,
+            "steps": (ckpt["epoch"] + 1) * ckpt["config"]["iters"],
+            "minutes": seconds / 60,
+            "command": RECIPES[name].train_args,
+        }
     return rows
 
 
@@ -159,7 +207,9 @@ def write_table(out: Path, rows: dict) -> None:
     for oar in OAR_NAMES:
         cells = [f"{rows[n]['per_oar'][oar]:.2f}" if oar in rows[n]["per_oar"] else "–" for n in names]
         lines.append(f"| {oar} | " + " | ".join(cells) + " |")
-    lines.append("| steps (best epoch) | " + " | ".join(f"{rows[n]['steps']} ({rows[n]['best_epoch']})" for n in names) + " |")
+    lines.append(
+        "| steps (best epoch) | " + " | ".join(f"{rows[n]['steps']} ({rows[n]['best_epoch']})" for n in names) + " |"
+    )
     lines.append("| training minutes | " + " | ".join(f"{rows[n]['minutes']:.1f}" for n in names) + " |")
     legend = "\n".join(f"- `{n}`: {rows[n]['description']}" for n in names)
     (out / "results.md").write_text("\n".join(lines) + "\n\n" + legend + "\n")
@@ -191,9 +241,28 @@ def main(argv: list[str] | None = None) -> int:
         bundle = args.out / "bundle"
     commands = []
     for name in args.recipes:
-        cmd = [sys.executable, "-m", "training.train", "--data", str(args.data), "--work", str(works[name]),
-               "--fold", "0", "--epochs", str(args.epochs), "--iters", str(args.iters), "--batch", "2",
-               "--val-every", str(args.val_every), "--device", args.device, *RECIPES[name].train_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--data",
+            str(args.data),
+            "--work",
+            str(works[name]),
+            "--fold",
+            "0",
+            "--epochs",
+            str(args.epochs),
+            "--iters",
+            str(args.iters),
+            "--batch",
+            "2",
+            "--val-every",
+            str(args.val_every),
+            "--device",
+            args.device,
+            *RECIPES[name].train_args,
+        ]
         if RECIPES[name].from_bundle:
             cmd += ["--init-from", str(bundle)]
         commands.append(shlex.join(cmd))

@@ -38,8 +38,10 @@ def _oar_columns(header: list[str], path: Path) -> list[str]:
     names = [h.strip() for h in header[1:]]
     unknown = [n for n in names if n not in CSV_TO_OAR and n not in OAR_NAMES]
     if unknown:
-        raise InputLayoutError(f"{path.name}: unknown OAR column(s) {', '.join(unknown)}; expected the names "
-                               f"of the HaN-Seg download ({', '.join(CSV_TO_OAR)})")
+        raise InputLayoutError(
+            f"{path.name}: unknown OAR column(s) {', '.join(unknown)}; expected the names "
+            f"of the HaN-Seg download ({', '.join(CSV_TO_OAR)})"
+        )
     return [CSV_TO_OAR.get(n, n) for n in names]
 
 

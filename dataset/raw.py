@@ -33,7 +33,7 @@ class RawCase:
     case_id: str
     ct: Path
     mr: Path | None
-    masks: dict[str, Path]   # OAR name -> mask file, annotated (and reliable enough) OARs only
+    masks: dict[str, Path]  # OAR name -> mask file, annotated (and reliable enough) OARs only
     unreliable: tuple[str, ...] = ()  # mask files left out: OAR_data.csv below min_reliability
 
     @property
@@ -65,8 +65,12 @@ def _case(folder: Path, row: dict[str, float] | None, min_reliability: float) ->
     files = {n: folder / oar_file_name(cid, n) for n in OAR_NAMES if (folder / oar_file_name(cid, n)).is_file()}
     unreliable = tuple(n for n in files if row is not None and row.get(n, 1.0) < min_reliability)
     if unreliable:
-        log.info("%s: %s left out (OAR_data.csv below %g: not reliably delineated)", cid, ", ".join(unreliable),
-                 min_reliability)
+        log.info(
+            "%s: %s left out (OAR_data.csv below %g: not reliably delineated)",
+            cid,
+            ", ".join(unreliable),
+            min_reliability,
+        )
     mr = folder / f"{cid}_IMG_MR_T1.nrrd"
     masks = {n: p for n, p in files.items() if n not in unreliable}
     return RawCase(cid, ct, mr if mr.is_file() else None, masks, unreliable)
@@ -77,8 +81,13 @@ def find_raw_cases(root: Path, min_reliability: float = 1.0) -> list[RawCase]:
     ``OAR_data.csv`` value is below ``min_reliability`` are left out (0 keeps every mask)."""
     root = Path(root)
     table = read_table(root)
-    cases = [c for c in (_case(f, table.get(f.name), min_reliability)
-                         for f in sorted(p for p in root.glob("case_*") if p.is_dir())) if c is not None]
+    cases = [
+        c
+        for c in (
+            _case(f, table.get(f.name), min_reliability) for f in sorted(p for p in root.glob("case_*") if p.is_dir())
+        )
+        if c is not None
+    ]
     if not cases:
         raise InputLayoutError(f"no case_XX/case_XX_IMG_CT.nrrd found under {root}")
     return cases

@@ -35,10 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Only for showing the pipeline when no trained model is present: coarse and tiny.
 UNTRAINED_PLANS = {
-    "channels": [{"name": "CT", "normalization": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500,
-                                                  "mean": 0.0, "std": 500.0}},
-                 {"name": "MR_T1", "normalization": {"scheme": "zscore"}}],
-    "spacing_xyz_mm": [3.0, 3.0, 3.0], "patch_size_zyx": [32, 64, 64],
+    "channels": [
+        {
+            "name": "CT",
+            "normalization": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
+        },
+        {"name": "MR_T1", "normalization": {"scheme": "zscore"}},
+    ],
+    "spacing_xyz_mm": [3.0, 3.0, 3.0],
+    "patch_size_zyx": [32, 64, 64],
     "network": {"name": "UNet", "kwargs": {"channels": [8, 16], "strides": [2], "num_res_units": 0}},
 }
 
@@ -88,11 +93,16 @@ def report(output: Path, input_dir: Path) -> None:
             path = output / OUTPUT_DIR / out["filename"]
             volumes = oar_volumes_ml(path)
             scores = scores_against(input_dir / "ground_truth" / out["filename"], path)
-            lines = [f"  {name:<16} {ml:8.2f} mL" + (f"   Dice {scores[name][0]:.3f}  HD95 {scores[name][1]:6.2f} mm"
-                                                      if name in scores else "") for name, ml in volumes.items()]
+            lines = [
+                f"  {name:<16} {ml:8.2f} mL"
+                + (f"   Dice {scores[name][0]:.3f}  HD95 {scores[name][1]:6.2f} mm" if name in scores else "")
+                for name, ml in volumes.items()
+            ]
             if scores:
-                lines.append(f"  mean Dice over {len(scores)} annotated OARs: "
-                             f"{np.mean([d for d, _ in scores.values()]):.3f} (vs {input_dir / 'ground_truth'})")
+                lines.append(
+                    f"  mean Dice over {len(scores)} annotated OARs: "
+                    f"{np.mean([d for d, _ in scores.values()]):.3f} (vs {input_dir / 'ground_truth'})"
+                )
             log.info("%s → %s\n%d OARs found:\n%s", ct_name, path, len(volumes), "\n".join(lines))
             png = qa_picture(input_dir / CT_DIR / ct_name, path)
             if png:
@@ -113,11 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         try:
             load_model_dir(model)
         except ModelError as exc:
-            log.warning("no usable trained model in %s (%s).\n*** Showing the pipeline with an UNTRAINED "
-                        "network: the label map below is NOT a segmentation. ***", model, exc)
+            log.warning(
+                "no usable trained model in %s (%s).\n*** Showing the pipeline with an UNTRAINED "
+                "network: the label map below is NOT a segmentation. ***",
+                model,
+                exc,
+            )
             model = untrained_model(Path(tmp) / "model")
-        cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(args.input),
-               "--output", str(args.output), "--model", str(model), "--device", args.device]
+        cmd = [
+            sys.executable,
+            str(ROOT / "process.py"),
+            "--input",
+            str(args.input),
+            "--output",
+            str(args.output),
+            "--model",
+            str(model),
+            "--device",
+            args.device,
+        ]
         log.info("running: %s", " ".join(cmd))
         code = subprocess.run(cmd, check=False).returncode
     if (args.output / "results.json").is_file():

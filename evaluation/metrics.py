@@ -68,6 +68,7 @@ class Score:
 class ExtraScore(Score):
     """A Score with the optional metrics: a subclass, so that a default run's Score objects
     (and their ``asdict``) keep exactly the fields they had."""
+
     hd: float | None = None
     ari: float | None = None
 
@@ -77,7 +78,7 @@ ScoreFields = tuple[str, str, float, float, bool]
 
 METRICS = ("dice", "hd95", "hd", "ari")
 DEFAULT_METRICS = ("dice", "hd95")
-_CHUNK = 1 << 22          # voxels per bincount: 32 MiB of int64 indices at a time
+_CHUNK = 1 << 22  # voxels per bincount: 32 MiB of int64 indices at a time
 _MAX_DENSE_LABELS = 1024  # above this, labels are renumbered before the contingency table
 
 
@@ -161,8 +162,7 @@ def score_oar(pred: np.ndarray, gt: np.ndarray, spacing_zyx: tuple[float, ...]) 
     return dice, hd95
 
 
-def _surface_percentile(p: np.ndarray, g: np.ndarray, spacing_zyx: tuple[float, ...],
-                        percentile: float) -> float:
+def _surface_percentile(p: np.ndarray, g: np.ndarray, spacing_zyx: tuple[float, ...], percentile: float) -> float:
     """A percentile (0..1) of the symmetric surface distances in mm: the one code path of HD95
     and HD, so that they share the surfaces, the distances and the indexing (HD ≥ HD95)."""
     return float(percentile_hausdorff_distance(p, g, percentile, voxelspacing=spacing_zyx))
@@ -175,8 +175,14 @@ def hausdorff_oar(pred: np.ndarray, gt: np.ndarray, spacing_zyx: tuple[float, ..
     return _surface_percentile(pred[box], gt[box], spacing_zyx, 1.0)
 
 
-def score_case(case: str, pred: np.ndarray, gt: np.ndarray, present: np.ndarray,
-               spacing_zyx: tuple[float, ...], metrics: Iterable[str] = DEFAULT_METRICS) -> list[Score]:
+def score_case(
+    case: str,
+    pred: np.ndarray,
+    gt: np.ndarray,
+    present: np.ndarray,
+    spacing_zyx: tuple[float, ...],
+    metrics: Iterable[str] = DEFAULT_METRICS,
+) -> list[Score]:
     """Scores for every OAR annotated in the case (``present[label]``); with ``hd`` or ``ari``
     in ``metrics`` they are ExtraScores, otherwise plain Scores exactly as before."""
     extras = extra_metrics(metrics)
@@ -271,16 +277,21 @@ def summarize(scores: list[Score]) -> dict:
     for oar in OAR_NAMES:
         mine = [s for s in scores if s.oar == oar]
         if mine:
-            per_oar[oar] = {"dice": float(np.mean([s.dice for s in mine])),
-                            "hd95": float(np.mean([s.hd95 for s in mine])), "n": len(mine)}
+            per_oar[oar] = {
+                "dice": float(np.mean([s.dice for s in mine])),
+                "hd95": float(np.mean([s.hd95 for s in mine])),
+                "n": len(mine),
+            }
             hds = [hd for s in mine if (hd := _extra(s, "hd")) is not None]
             if hds:
                 per_oar[oar]["hd"] = float(np.mean(hds))
-    summary = {"cases": len({s.case for s in scores}),
-               "mean_dice": float(np.mean([v["dice"] for v in per_oar.values()])) if per_oar else None,
-               "mean_hd95": float(np.mean([v["hd95"] for v in per_oar.values()])) if per_oar else None,
-               "min_oar_dice": min(((v["dice"], k) for k, v in per_oar.items()), default=None),
-               "per_oar": per_oar}
+    summary = {
+        "cases": len({s.case for s in scores}),
+        "mean_dice": float(np.mean([v["dice"] for v in per_oar.values()])) if per_oar else None,
+        "mean_hd95": float(np.mean([v["hd95"] for v in per_oar.values()])) if per_oar else None,
+        "min_oar_dice": min(((v["dice"], k) for k, v in per_oar.items()), default=None),
+        "per_oar": per_oar,
+    }
     return {**summary, **_summarize_extras(scores, per_oar)}
 
 
@@ -303,11 +314,15 @@ def write_outputs(scores: list[Score], out: Path) -> dict:
     extras = [name for name in ("hd", "ari") if any(_extra(s, name) is not None for s in scores)]
     with open(out / "metrics.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["case", "oar", "dice", "hd95_mm", "missing_pred"]
-                   + [{"hd": "hd_mm", "ari": "ari"}[name] for name in extras])
+        w.writerow(
+            ["case", "oar", "dice", "hd95_mm", "missing_pred"]
+            + [{"hd": "hd_mm", "ari": "ari"}[name] for name in extras]
+        )
         for s in scores:
-            w.writerow([s.case, s.oar, f"{s.dice:.4f}", f"{s.hd95:.3f}", int(s.missing_pred)]
-                       + [_format_extra(_extra(s, name), name) for name in extras])
+            w.writerow(
+                [s.case, s.oar, f"{s.dice:.4f}", f"{s.hd95:.3f}", int(s.missing_pred)]
+                + [_format_extra(_extra(s, name), name) for name in extras]
+            )
     summary = summarize(scores)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     _boxplot(scores, out / "boxplot.png")
@@ -324,6 +339,7 @@ def _format_extra(value: float | None, name: str) -> str:
 def _boxplot(scores: list[Score], path: Path) -> None:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -345,16 +361,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pred", type=Path, required=True)
     ap.add_argument("--gt", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--metrics", nargs="+", choices=METRICS, default=list(DEFAULT_METRICS),
-                    help="metrics to report (default: dice hd95); hd: Hausdorff distance per OAR, "
-                         "ari: adjusted Rand index per case. Dice and HD95 are always reported.")
+    ap.add_argument(
+        "--metrics",
+        nargs="+",
+        choices=METRICS,
+        default=list(DEFAULT_METRICS),
+        help="metrics to report (default: dice hd95); hd: Hausdorff distance per OAR, "
+        "ari: adjusted Rand index per case. Dice and HD95 are always reported.",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not set(DEFAULT_METRICS) <= set(args.metrics):
         log.info("dice and hd95 are always reported (the challenge metrics)")
     summary = write_outputs(evaluate(args.pred, args.gt, args.metrics), args.out)
-    log.info("%d cases: mean Dice %.3f, mean HD95 %.2f mm, lowest OAR %s", summary["cases"],
-             summary["mean_dice"] or 0, summary["mean_hd95"] or 0, summary["min_oar_dice"])
+    log.info(
+        "%d cases: mean Dice %.3f, mean HD95 %.2f mm, lowest OAR %s",
+        summary["cases"],
+        summary["mean_dice"] or 0,
+        summary["mean_hd95"] or 0,
+        summary["min_oar_dice"],
+    )
     if "mean_hd" in summary:
         log.info("mean HD %.2f mm", summary["mean_hd"])
     if "mean_ari" in summary:

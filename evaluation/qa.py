@@ -28,14 +28,18 @@ def _canonical(ct: sitk.Image, labels: sitk.Image, spacing: float = 1.0) -> tupl
 
 def overlay_png(ct: sitk.Image, labels: sitk.Image, path: Path, title: str = "") -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     hu, lab, (sx, sy, sz) = _canonical(ct, labels)
     fg = np.argwhere(lab > 0)
-    z, y, x = (fg.mean(0).astype(int) if len(fg) else np.array(lab.shape) // 2)
-    views = [("axial", hu[z], lab[z], sy / sx), ("coronal", hu[:, y][::-1], lab[:, y][::-1], sz / sx),
-             ("sagittal", hu[:, :, x][::-1], lab[:, :, x][::-1], sz / sy)]
+    z, y, x = fg.mean(0).astype(int) if len(fg) else np.array(lab.shape) // 2
+    views = [
+        ("axial", hu[z], lab[z], sy / sx),
+        ("coronal", hu[:, y][::-1], lab[:, y][::-1], sz / sx),
+        ("sagittal", hu[:, :, x][::-1], lab[:, :, x][::-1], sz / sy),
+    ]
     cmap = plt.get_cmap("gist_rainbow", NUM_CLASSES)
     fig, axes = plt.subplots(1, 3, figsize=(15, 6))
     for ax, (name, img, seg, aspect) in zip(axes, views):

@@ -52,8 +52,10 @@ def body_windows(body: np.ndarray, patch_zyx: tuple[int, ...], overlap: float) -
     """Windows, placed as MONAI places them over ``body``'s grid, that hold a body voxel: the
     ones inference runs (see :meth:`hanseg.inference.Segmenter.probabilities`)."""
     starts = [window_starts(n, roi, overlap) for n, roi in zip(body.shape, patch_zyx)]
-    return sum(bool(body[tuple(slice(s, s + r) for s, r in zip(corner, patch_zyx))].any())
-               for corner in itertools.product(*starts))
+    return sum(
+        bool(body[tuple(slice(s, s + r) for s, r in zip(corner, patch_zyx))].any())
+        for corner in itertools.product(*starts)
+    )
 
 
 def ladder(n_folds: int, overlap: float, mirroring: bool = True) -> list[RunSettings]:
@@ -69,11 +71,19 @@ def ladder(n_folds: int, overlap: float, mirroring: bool = True) -> list[RunSett
     return steps
 
 
-def choose(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], n_folds: int, overlap: float,
-           seconds_per_window: float, seconds_left: float | None,
-           mirroring: bool = True, windows_at: Callable[[float], int] | None = None) -> tuple[RunSettings, float]:
+def choose(
+    shape_zyx: tuple[int, ...],
+    patch_zyx: tuple[int, ...],
+    n_folds: int,
+    overlap: float,
+    seconds_per_window: float,
+    seconds_left: float | None,
+    mirroring: bool = True,
+    windows_at: Callable[[float], int] | None = None,
+) -> tuple[RunSettings, float]:
     """The richest setting whose estimated seconds fit ``seconds_left`` (None: no budget).
     ``windows_at(overlap)`` counts the windows that will run, if not all of the grid's."""
+
     def seconds(option: RunSettings) -> float:
         count = windows_at(option.overlap) if windows_at else n_windows(shape_zyx, patch_zyx, option.overlap)
         return count * option.passes * seconds_per_window
@@ -85,6 +95,10 @@ def choose(shape_zyx: tuple[int, ...], patch_zyx: tuple[int, ...], n_folds: int,
         if seconds(option) <= seconds_left:
             return option, seconds(option)
     lean = options[-1]
-    log.warning("even %s needs about %.0f s, more than the %.0f s left of the time budget: running it anyway",
-                lean.describe(), seconds(lean), seconds_left)
+    log.warning(
+        "even %s needs about %.0f s, more than the %.0f s left of the time budget: running it anyway",
+        lean.describe(),
+        seconds(lean),
+        seconds_left,
+    )
     return lean, seconds(lean)

@@ -46,8 +46,10 @@ def check_direction(image: sitk.Image, what: str) -> list[str]:
     deviation = float(np.abs(d.T @ d - np.eye(3)).max())
     if deviation <= ORTHONORMAL_TOLERANCE:
         return []
-    return [f"{what}: direction matrix is not orthonormal (deviation {deviation:.3f}; a sheared grid, "
-            "e.g. a tilted gantry): segmented in physical space, the label map keeps the CT's grid"]
+    return [
+        f"{what}: direction matrix is not orthonormal (deviation {deviation:.3f}; a sheared grid, "
+        "e.g. a tilted gantry): segmented in physical space, the label map keeps the CT's grid"
+    ]
 
 
 def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
@@ -62,8 +64,10 @@ def sanitize_ct(ct: sitk.Image) -> tuple[sitk.Image, list[str]]:
     stats = sitk.MinimumMaximumImageFilter()
     stats.Execute(ct)
     if stats.GetMinimum() >= 0:
-        warnings.append(f"CT values {stats.GetMinimum():g}..{stats.GetMaximum():g} are not Hounsfield units "
-                        f"(nothing below 0): assumed raw scanner values and subtracted {RAW_CT_OFFSET:g}")
+        warnings.append(
+            f"CT values {stats.GetMinimum():g}..{stats.GetMaximum():g} are not Hounsfield units "
+            f"(nothing below 0): assumed raw scanner values and subtracted {RAW_CT_OFFSET:g}"
+        )
         ct = _shift(ct, -int(RAW_CT_OFFSET), stats.GetMaximum())
     return ct, warnings
 
@@ -106,7 +110,8 @@ def sanitize_mr(mr: sitk.Image) -> tuple[sitk.Image, list[str]]:
     mr, non_finite = _replace_non_finite(mr, 0.0, "MR")
     offset = mr_intensity_offset(mr)
     if offset:
-        warnings.append(f"MR values start at {offset:g} (unsigned 16-bit storage with a +{offset:g} offset): "
-                        f"subtracted {offset:g}")
+        warnings.append(
+            f"MR values start at {offset:g} (unsigned 16-bit storage with a +{offset:g} offset): subtracted {offset:g}"
+        )
         mr = sitk.Cast(mr, sitk.sitkFloat32) - offset
     return mr, warnings + non_finite

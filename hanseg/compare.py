@@ -64,15 +64,22 @@ def compare_label_maps(path: Path, expected_path: Path, min_dice: float) -> list
     low = {k: round(v, 4) for k, v in scores.items() if v < min_dice}
     if low:
         problems.append(f"OARs with Dice < {min_dice} against the expected map: {low}")
-    log.info("label map %s: %d OARs compared, lowest Dice %.4f", path.name, len(scores),
-             min(scores.values(), default=1.0))
+    log.info(
+        "label map %s: %d OARs compared, lowest Dice %.4f", path.name, len(scores), min(scores.values(), default=1.0)
+    )
     return problems
 
 
 def compare_results(path: Path, expected_path: Path) -> list[str]:
     got, want = json.loads(path.read_text()), json.loads(expected_path.read_text())
-    return [] if got == want else [f"{path.name} differs from {expected_path.name}:\n"
-                                   f"  got      {json.dumps(got)}\n  expected {json.dumps(want)}"]
+    return (
+        []
+        if got == want
+        else [
+            f"{path.name} differs from {expected_path.name}:\n"
+            f"  got      {json.dumps(got)}\n  expected {json.dumps(want)}"
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,8 +37,9 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 class Bottleneck(nn.Module):
     """1×1 → 3×3 (stride, dilation) → 1×1, plus the shortcut (projected when the shape changes)."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = _bn(planes)
@@ -82,8 +83,9 @@ class Backbone(nn.Module):
             self.dilation, stride = self.dilation * stride, 1
         downsample = None
         if stride != 1 or self.inplanes != planes * EXPANSION:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * EXPANSION, 1, stride=stride, bias=False),
-                                       _bn(planes * EXPANSION))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * EXPANSION, 1, stride=stride, bias=False), _bn(planes * EXPANSION)
+            )
         blocks_ = [Bottleneck(self.inplanes, planes, stride, previous, downsample)]
         self.inplanes = planes * EXPANSION
         blocks_ += [Bottleneck(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
@@ -98,8 +100,13 @@ class Backbone(nn.Module):
 def fcn_head(in_channels: int, classes: int) -> nn.Sequential:
     """torchvision's FCNHead: 3×3 conv to a quarter of the channels, BN, ReLU, dropout, 1×1."""
     inter = in_channels // 4
-    return nn.Sequential(nn.Conv2d(in_channels, inter, 3, padding=1, bias=False), _bn(inter), nn.ReLU(inplace=True),
-                         nn.Dropout(0.1), nn.Conv2d(inter, classes, 1))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, inter, 3, padding=1, bias=False),
+        _bn(inter),
+        nn.ReLU(inplace=True),
+        nn.Dropout(0.1),
+        nn.Conv2d(inter, classes, 1),
+    )
 
 
 def _init(module: nn.Module) -> None:
@@ -117,7 +124,7 @@ def stack_slices(x: torch.Tensor, slices: int) -> torch.Tensor:
     b, c, z, y, w = x.shape
     half = slices // 2
     padded = F.pad(x, (0, 0, 0, 0, half, half), mode="replicate") if half else x
-    windows = padded.unfold(2, slices, 1)                       # (B, C, Z, Y, X, slices)
+    windows = padded.unfold(2, slices, 1)  # (B, C, Z, Y, X, slices)
     return windows.permute(0, 2, 1, 5, 3, 4).reshape(b * z, c * slices, y, w)
 
 
@@ -131,8 +138,15 @@ class SliceFCN(nn.Module):
     """FCN-ResNet over slice stacks (see the module docstring). ``layers`` are the bottleneck
     blocks per stage and ``width`` the first stage's width: (3, 4, 6, 3) and 64 are ResNet-50."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, slices: int = 5,
-                 layers: Sequence[int] = (3, 4, 6, 3), width: int = 64) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        slices: int = 5,
+        layers: Sequence[int] = (3, 4, 6, 3),
+        width: int = 64,
+    ) -> None:
         super().__init__()
         if spatial_dims != 3:
             raise ValueError(f"SliceFCN reads 3D windows (spatial_dims=3), got spatial_dims={spatial_dims}")

@@ -67,6 +67,7 @@ class Box:
 
 # --- crop / uncrop ------------------------------------------------------------------------
 
+
 def crop(array: np.ndarray, box: Box) -> np.ndarray:
     """The part of a z,y,x ``array`` inside ``box`` (a view, no copy)."""
     return array[box.slices]
@@ -96,8 +97,9 @@ class Crop:
     fov: Box
 
 
-def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: float = 4.0,
-             depth_mm: float | None = None) -> Box:
+def body_box(
+    ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: float = 4.0, depth_mm: float | None = None
+) -> Box:
     """Box around the patient's body, with ``margin_mm`` on every side (CT voxel indices);
     with ``depth_mm``, only the body within that many mm below its top (:func:`within_depth`).
 
@@ -114,8 +116,9 @@ def body_box(ct: sitk.Image, threshold_hu: float, margin_mm: float, work_mm: flo
     return body_crops(ct, threshold_hu, margin_mm, (depth_mm,), work_mm)[0].box
 
 
-def body_crops(ct: sitk.Image, threshold_hu: float, margin_mm: float, depths_mm: Sequence[float | None],
-               work_mm: float = 4.0) -> list[Crop]:
+def body_crops(
+    ct: sitk.Image, threshold_hu: float, margin_mm: float, depths_mm: Sequence[float | None], work_mm: float = 4.0
+) -> list[Crop]:
     """:func:`body_box` for several depths at the price of one body mask, each with its field of
     view. Where a depth cuts the body, the box ends at the cut: the depth already holds its margin."""
     full = Box.full(tuple(reversed(ct.GetSize())))
@@ -123,12 +126,15 @@ def body_crops(ct: sitk.Image, threshold_hu: float, margin_mm: float, depths_mm:
     if body is None:
         log.warning("no body found above %.0f HU: using the whole CT", threshold_hu)
         return [Crop(full, full) for _ in depths_mm]
-    return [_crop_around(within_depth(body, ct, stride, d) if d is not None else body, body, ct, stride,
-                         margin_mm, full) for d in depths_mm]
+    return [
+        _crop_around(within_depth(body, ct, stride, d) if d is not None else body, body, ct, stride, margin_mm, full)
+        for d in depths_mm
+    ]
 
 
-def _crop_around(part: np.ndarray, body: np.ndarray, ct: sitk.Image, stride: np.ndarray, margin_mm: float,
-                 full: Box) -> Crop:
+def _crop_around(
+    part: np.ndarray, body: np.ndarray, ct: sitk.Image, stride: np.ndarray, margin_mm: float, full: Box
+) -> Crop:
     """The CT voxel box of ``part`` of the pooled ``body``, ``margin_mm`` wider on every side
     but the one where ``part`` was cut from ``body`` (see :func:`within_depth`), and its field
     of view (:class:`Crop`)."""
@@ -206,8 +212,9 @@ def superior_axis(image: sitk.Image, min_cosine: float = 0.9) -> tuple[int, int]
     return 2 - k, int(np.sign(d[2, k]))
 
 
-def within_depth(mask: np.ndarray, image: sitk.Image, stride: tuple[int, ...] | np.ndarray,
-                 depth_mm: float) -> np.ndarray:
+def within_depth(
+    mask: np.ndarray, image: sitk.Image, stride: tuple[int, ...] | np.ndarray, depth_mm: float
+) -> np.ndarray:
     """``mask`` (z,y,x, on ``image``'s grid subsampled by ``stride``) kept only within
     ``depth_mm`` below its most superior voxel, along :func:`superior_axis`.
 
@@ -239,7 +246,7 @@ def min_pool(arr: np.ndarray, stride: Index3) -> np.ndarray:
     out = np.empty((-(-arr.shape[0] // sz), ny, nx), arr.dtype)
     big = np.iinfo(arr.dtype).max if np.issubdtype(arr.dtype, np.integer) else np.inf
     for k in range(out.shape[0]):
-        slab = arr[k * sz:(k + 1) * sz].min(axis=0)
+        slab = arr[k * sz : (k + 1) * sz].min(axis=0)
         padded = np.full((ny * sy, nx * sx), big, arr.dtype)
         padded[: slab.shape[0], : slab.shape[1]] = slab
         out[k] = padded.reshape(ny, sy, nx, sx).min(axis=(1, 3))
@@ -259,6 +266,7 @@ def _deepest_component(mask: np.ndarray, spacing_zyx: np.ndarray) -> np.ndarray 
 
 
 # --- grids ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -318,11 +326,17 @@ def corner_centres(image: sitk.Image, box: Box | None = None) -> np.ndarray:
     """The 8 corner voxel *centres* of ``image`` (or of its ``box``) in physical mm, (8, 3) x,y,z."""
     box = box or Box.full(tuple(reversed(image.GetSize())))
     lo, hi = np.array(box.lo[::-1], float), np.array(box.hi[::-1], float) - 1
-    return np.array([image.TransformContinuousIndexToPhysicalPoint(np.where(sel, hi, lo).tolist())
-                     for sel in itertools.product((0, 1), repeat=3)])
+    return np.array(
+        [
+            image.TransformContinuousIndexToPhysicalPoint(np.where(sel, hi, lo).tolist())
+            for sel in itertools.product((0, 1), repeat=3)
+        ]
+    )
 
 
-def _lattice_range(image: sitk.Image, box: Box, spacing: np.ndarray, anchor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lattice_range(
+    image: sitk.Image, box: Box, spacing: np.ndarray, anchor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """First and last lattice indices (x,y,z) whose cells hold the box's outer edges."""
     corners = physical_corners(image, box)
     lo, hi = corners.min(axis=0), corners.max(axis=0)
@@ -348,7 +362,9 @@ def lattice_size(image: sitk.Image, spacing_xyz: Vec3, fov: Box | None = None) -
     """Voxels per axis (x,y,z) of the whole field of view resampled onto the lattice: MONAI
     ``Spacingd``'s output shape: round(extent / spacing + 1), extent between the outer voxel
     centres (rounded as MONAI does, half to even *after* adding 1: 39.5 + 1 → 40)."""
-    size: np.ndarray = np.round(np.ptp(corner_centres(image, fov), axis=0) / np.asarray(spacing_xyz, float) + 1.0).astype(int)
+    size: np.ndarray = np.round(
+        np.ptp(corner_centres(image, fov), axis=0) / np.asarray(spacing_xyz, float) + 1.0
+    ).astype(int)
     return size
 
 
@@ -363,8 +379,9 @@ def window_starts(n: int, roi: int, overlap: float) -> list[int]:
     return [min(d * step, n - roi) for d in range(count)]
 
 
-def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[int, ...], overlap: float,
-                fov: Box | None = None) -> Grid:
+def window_grid(
+    image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[int, ...], overlap: float, fov: Box | None = None
+) -> Grid:
     """The :func:`canonical_grid` of ``box`` widened to the union of the sliding windows that a
     pass over the *whole* field of view (on the same lattice) would place over the box.
 
@@ -384,14 +401,18 @@ def window_grid(image: sitk.Image, box: Box, spacing_xyz: Vec3, roi_zyx: tuple[i
         if n[axis] <= roi:
             first[axis], last[axis] = 0, n[axis] - 1
             continue
-        spans = [(s, s + roi - 1) for s in window_starts(int(n[axis]), int(roi), overlap)
-                 if s <= hi[axis] and s + roi - 1 >= lo[axis]]
+        spans = [
+            (s, s + roi - 1)
+            for s in window_starts(int(n[axis]), int(roi), overlap)
+            if s <= hi[axis] and s + roi - 1 >= lo[axis]
+        ]
         first[axis], last[axis] = spans[0][0], spans[-1][1]
     origin = anchor + first * spacing
     return Grid(vec3(origin.tolist()), vec3(spacing.tolist()), index3(last - first + 1))
 
 
 # --- resample / resample back ---------------------------------------------------------------
+
 
 def pad_to_cover(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None) -> sitk.Image:
     """``image`` with its edge voxels repeated outwards (physical positions unchanged) until its
@@ -416,9 +437,14 @@ def pad_to_cover(image: sitk.Image, grid: Grid, transform: sitk.Transform | None
     return padded
 
 
-def resample_to_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | None = None,
-                     interpolator: int = sitk.sitkLinear, default: float = 0.0,
-                     extend_edges: bool = False) -> np.ndarray:
+def resample_to_grid(
+    image: sitk.Image,
+    grid: Grid,
+    transform: sitk.Transform | None = None,
+    interpolator: int = sitk.sitkLinear,
+    default: float = 0.0,
+    extend_edges: bool = False,
+) -> np.ndarray:
     """Sample ``image`` at the voxel centres of ``grid``; returns float32 z,y,x.
 
     ``transform`` maps grid (CT) physical points to ``image`` physical points, the
@@ -429,13 +455,15 @@ def resample_to_grid(image: sitk.Image, grid: Grid, transform: sitk.Transform | 
     """
     if extend_edges:
         image = pad_to_cover(image, grid, transform)
-    out = sitk.Resample(image, grid.reference(), transform or sitk.Transform(),
-                        interpolator, float(default), sitk.sitkFloat32)
+    out = sitk.Resample(
+        image, grid.reference(), transform or sitk.Transform(), interpolator, float(default), sitk.sitkFloat32
+    )
     return sitk.GetArrayFromImage(out)
 
 
-def resample_from_grid(array_zyx: np.ndarray, grid: Grid, target: sitk.Image,
-                       interpolator: int = sitk.sitkLinear, default: float = 0.0) -> np.ndarray:
+def resample_from_grid(
+    array_zyx: np.ndarray, grid: Grid, target: sitk.Image, interpolator: int = sitk.sitkLinear, default: float = 0.0
+) -> np.ndarray:
     """Inverse of :func:`resample_to_grid`: values on ``grid`` sampled onto ``target``'s grid.
 
     ``target`` gives geometry only (e.g. :func:`subgrid` of the CT). Returns float32 z,y,x

@@ -42,8 +42,8 @@ AIR_LOGIT = 9.0
 
 @dataclass(frozen=True)
 class Prediction:
-    labels: np.ndarray            # uint8 z,y,x on the CT grid, 0..30
-    warnings: tuple[str, ...]     # things the user must know (e.g. CT-only fallback)
+    labels: np.ndarray  # uint8 z,y,x on the CT grid, 0..30
+    warnings: tuple[str, ...]  # things the user must know (e.g. CT-only fallback)
     seconds: float
 
 
@@ -63,6 +63,7 @@ def resolve_device(requested: str) -> tuple[torch.device, str | None]:
 class Feed:
     """How sliding windows go through the network: ``batch`` at a time, in channels-last or the
     default memory layout (the logits are the same; only the speed differs)."""
+
     batch: int
     channels_last: bool
     seconds_per_window: float
@@ -86,9 +87,14 @@ def _can_skip(body: np.ndarray | None, patch_zyx: tuple[int, ...]) -> TypeGuard[
 class Segmenter:
     """Loads and checks the model once; :meth:`predict` segments one case."""
 
-    def __init__(self, model_dir: Path, device: str = "auto",
-                 time_budget_s: float | None = DEFAULT_TIME_BUDGET_S, mirroring: bool = True,
-                 tune: bool = True) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        device: str = "auto",
+        time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
+        mirroring: bool = True,
+        tune: bool = True,
+    ) -> None:
         """``time_budget_s`` None: the richest settings, whatever they cost. ``tune`` False:
         windows go to the network as the plan says, untimed (tests that compare runs)."""
         files = load_model_dir(Path(model_dir))
@@ -103,8 +109,15 @@ class Segmenter:
         self.networks = [self._load(path) for path in files.weight_paths]
         self.feed = self._tune() if tune else Feed(self.plans.sw_batch_size, False, 0.0)
         self.seconds_per_window = self.feed.seconds_per_window
-        log.info("model %s: %s, %d fold(s), device %s, %.2f s per window (%s)", files.root, self.plans.network.name,
-                 len(self.networks), self.device, self.seconds_per_window, self.feed.describe())
+        log.info(
+            "model %s: %s, %d fold(s), device %s, %.2f s per window (%s)",
+            files.root,
+            self.plans.network.name,
+            len(self.networks),
+            self.device,
+            self.seconds_per_window,
+            self.feed.describe(),
+        )
 
     def _load(self, path: Path) -> torch.nn.Module:
         """One fold's network. Each fold keeps its own instance (20 MB for the default UNet)
@@ -170,15 +183,24 @@ class Segmenter:
         log.debug("window feeds tried: %s", "; ".join(f"{f.describe()} {f.seconds_per_window:.3f} s" for f in timed))
         return best
 
-    def settings_for(self, shape_zyx: tuple[int, ...], seconds_used: float,
-                     body: np.ndarray | None = None) -> RunSettings:
+    def settings_for(
+        self, shape_zyx: tuple[int, ...], seconds_used: float, body: np.ndarray | None = None
+    ) -> RunSettings:
         """Folds, mirroring and overlap for a grid of ``shape_zyx`` within the time budget
         (counting only the windows that hold ``body`` voxels, when given)."""
         left = None if self.time_budget_s is None else self.time_budget_s * (1 - RESERVE) - seconds_used
         patch = self.plans.patch_size_zyx
         windows_at = (lambda overlap: body_windows(body, patch, overlap)) if _can_skip(body, patch) else None
-        settings, estimate = choose(shape_zyx, patch, len(self.networks), self.plans.overlap,
-                                    self.seconds_per_window, left, self.mirroring, windows_at)
+        settings, estimate = choose(
+            shape_zyx,
+            patch,
+            len(self.networks),
+            self.plans.overlap,
+            self.seconds_per_window,
+            left,
+            self.mirroring,
+            windows_at,
+        )
         budget = "no time budget" if left is None else f"{left:.0f} s left of the {self.time_budget_s:.0f} s budget"
         log.info("inference: %s (about %.0f s; %s)", settings.describe(), estimate, budget)
         return settings
@@ -220,11 +242,13 @@ class Segmenter:
             if keep:
                 out[keep] = self._logits(windows[keep], settings)
             return out
+
         return predict
 
     @torch.inference_mode()
-    def probabilities(self, image: np.ndarray, settings: RunSettings | None = None,
-                      body: np.ndarray | None = None) -> np.ndarray:
+    def probabilities(
+        self, image: np.ndarray, settings: RunSettings | None = None, body: np.ndarray | None = None
+    ) -> np.ndarray:
         """Softmax (C,Z,Y,X) float32 on the input's grid of the logits averaged over the
         settings' folds and mirrors (:meth:`_logits`), in one sliding-window pass.
 
@@ -257,9 +281,16 @@ class Segmenter:
         self.windows_skipped = 0
         with self._autocast():
             logits = sliding_window_inference(
-                torch.from_numpy(image[None]), roi_size=self.plans.patch_size_zyx, sw_batch_size=self.feed.batch,
-                predictor=self._predictor(settings, mask), overlap=settings.overlap, mode="gaussian",
-                sw_device=self.device, device=torch.device("cpu"), with_coord=mask is not None)
+                torch.from_numpy(image[None]),
+                roi_size=self.plans.patch_size_zyx,
+                sw_batch_size=self.feed.batch,
+                predictor=self._predictor(settings, mask),
+                overlap=settings.overlap,
+                mode="gaussian",
+                sw_device=self.device,
+                device=torch.device("cpu"),
+                with_coord=mask is not None,
+            )
         if not isinstance(logits, torch.Tensor):  # what a predictor that returns a tensor gets back
             raise TypeError(f"sliding-window inference returned {type(logits).__name__}, not a tensor")
         return logits

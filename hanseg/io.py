@@ -81,11 +81,11 @@ def itk_reason(exc: RuntimeError) -> str:
 def check_3d_scalar(image: sitk.Image, what: str) -> None:
     """Reject 2D, 4D and multi-component images: the pipeline is 3D, one value per voxel."""
     if image.GetDimension() != 3:
-        raise InvalidImageError(f"{what}: expected a 3D image, got {image.GetDimension()}D "
-                                f"of size {image.GetSize()}")
+        raise InvalidImageError(f"{what}: expected a 3D image, got {image.GetDimension()}D of size {image.GetSize()}")
     if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InvalidImageError(f"{what}: expected one value per voxel, got "
-                                f"{image.GetNumberOfComponentsPerPixel()} components")
+        raise InvalidImageError(
+            f"{what}: expected one value per voxel, got {image.GetNumberOfComponentsPerPixel()} components"
+        )
 
 
 def array_zyx(image: sitk.Image, dtype: type = np.float32) -> np.ndarray:
@@ -105,10 +105,12 @@ def image_like(array_zyx: np.ndarray, reference: sitk.Image) -> sitk.Image:
 
 def same_grid(a: sitk.Image, b: sitk.Image, atol: float = 1e-6) -> bool:
     """True when ``a`` and ``b`` share size, spacing, origin and direction (to ``atol``)."""
-    return (a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=atol)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=atol)
-            and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=atol))
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=atol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=atol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=atol)
+    )
 
 
 def write_image_atomic(image: sitk.Image, path: Path, compress: bool = True) -> Path:

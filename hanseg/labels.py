@@ -97,13 +97,40 @@ def lr_swap_table() -> tuple[int, ...]:
 #: names: the eyes' posterior segments (the globes) are ``Eye_L``/``Eye_R`` there and their
 #: anterior segments (lens and anterior chamber) ``Lens_L``/``Lens_R``.
 OAR_DATA_CSV_NAMES: Mapping[str, str] = MappingProxyType(
-    {"Eye_PL": "Eye_L", "Eye_PR": "Eye_R", "Eye_AL": "Lens_L", "Eye_AR": "Lens_R"})
+    {"Eye_PL": "Eye_L", "Eye_PR": "Eye_R", "Eye_AL": "Lens_L", "Eye_AR": "Lens_R"}
+)
 #: The column order of the real ``OAR_data.csv`` (its own, not the label order).
 OAR_DATA_CSV_ORDER: tuple[str, ...] = (
-    "Arytenoid", "Brainstem", "BuccalMucosa", "A_Carotid_L", "A_Carotid_R", "Esophagus_S", "Cochlea_L",
-    "Cochlea_R", "Cricopharyngeus", "Eye_PL", "Eye_PR", "Eye_AL", "Eye_AR", "Glnd_Lacrimal_L", "Glnd_Lacrimal_R",
-    "Glottis", "Larynx_SG", "Lips", "Bone_Mandible", "OpticChiasm", "OpticNrv_L", "OpticNrv_R", "Cavity_Oral",
-    "Parotid_L", "Parotid_R", "Pituitary", "SpinalCord", "Glnd_Submand_L", "Glnd_Submand_R", "Glnd_Thyroid",
+    "Arytenoid",
+    "Brainstem",
+    "BuccalMucosa",
+    "A_Carotid_L",
+    "A_Carotid_R",
+    "Esophagus_S",
+    "Cochlea_L",
+    "Cochlea_R",
+    "Cricopharyngeus",
+    "Eye_PL",
+    "Eye_PR",
+    "Eye_AL",
+    "Eye_AR",
+    "Glnd_Lacrimal_L",
+    "Glnd_Lacrimal_R",
+    "Glottis",
+    "Larynx_SG",
+    "Lips",
+    "Bone_Mandible",
+    "OpticChiasm",
+    "OpticNrv_L",
+    "OpticNrv_R",
+    "Cavity_Oral",
+    "Parotid_L",
+    "Parotid_R",
+    "Pituitary",
+    "SpinalCord",
+    "Glnd_Submand_L",
+    "Glnd_Submand_R",
+    "Glnd_Thyroid",
 )
 assert sorted(OAR_DATA_CSV_ORDER) == sorted(OAR_NAMES)
 

@@ -66,8 +66,10 @@ def load_model_dir(root: Path) -> ModelFiles:
             raise ModelError(f"model folder {root} is incomplete: {path.name} (fold {fold}) is missing")
         expected = hashes.get(path.name)
         if expected is not None and sha256_file(path) != expected:
-            raise ModelError(f"{path} does not match the sha256 in metadata.json: the file is "
-                             "corrupt or from another model; copy the model folder again")
+            raise ModelError(
+                f"{path} does not match the sha256 in metadata.json: the file is "
+                "corrupt or from another model; copy the model folder again"
+            )
         paths.append(path)
     return ModelFiles(root, plans, tuple(paths), metadata)
 
@@ -83,8 +85,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def export_model(root: Path, plans: Plans, states: list[dict[str, torch.Tensor]],
-                 metadata: Mapping[str, Any]) -> ModelFiles:
+def export_model(
+    root: Path, plans: Plans, states: list[dict[str, torch.Tensor]], metadata: Mapping[str, Any]
+) -> ModelFiles:
     """Write a complete model folder: plans.json, one weight file per fold, metadata.json
     with the sha256 of each weight file (checked again by :func:`load_model_dir`)."""
     if len(states) != len(plans.folds):

@@ -32,9 +32,9 @@ from typing import Any
 PRESET_NAMES = ("tiny", "small", "default")
 
 #: Names of the kwargs builders that ``training.plan`` implements (see :class:`NetworkKind`).
-KWARGS_AS_IS = "as_is"                  # the preset's kwargs, unchanged
+KWARGS_AS_IS = "as_is"  # the preset's kwargs, unchanged
 KWARGS_IMG_SIZE = "img_size_from_patch"  # ``img_size`` = the patch, then the preset's kwargs
-KWARGS_DYNUNET = "dynunet"              # ``dynunet_kwargs(patch, spacing, **preset)``
+KWARGS_DYNUNET = "dynunet"  # ``dynunet_kwargs(patch, spacing, **preset)``
 KWARGS_BUILDER_NAMES = (KWARGS_AS_IS, KWARGS_IMG_SIZE, KWARGS_DYNUNET)
 
 #: Where the MONAI networks' classes live.
@@ -67,8 +67,10 @@ def plain(value: Any) -> Any:
 
 def _multiple_of(n: int) -> Callable[[Kwargs], int]:
     """A divisor that does not depend on the kwargs."""
+
     def divisor(kwargs: Kwargs) -> int:
         return n
+
     return divisor
 
 
@@ -142,45 +144,96 @@ class NetworkKind:
         return self.patch_check(kwargs, patch_zyx) if self.patch_check else None
 
 
-def _kind(kind: str, class_name: str, divisor: Callable[[Kwargs], int], encoder: Encoder, builder: str,
-          presets: Mapping[str, Kwargs], check: Callable[[Kwargs, Sequence[int]], str | None] | None = None,
-          ) -> NetworkKind:
+def _kind(
+    kind: str,
+    class_name: str,
+    divisor: Callable[[Kwargs], int],
+    encoder: Encoder,
+    builder: str,
+    presets: Mapping[str, Kwargs],
+    check: Callable[[Kwargs, Sequence[int]], str | None] | None = None,
+) -> NetworkKind:
     """A record whose MONAI attribute is its class name (true of every network so far)."""
     return NetworkKind(kind, class_name, class_name, divisor, encoder, builder, _frozen(presets), check)
 
 
 #: The spleen_ct_segmentation bundle's UNet, at every preset, so the bundle's ``model.pt``
 #: loads with ``--init-from``.
-_SPLEEN_BUNDLE_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
-                       "num_res_units": 2, "norm": "batch"}
+_SPLEEN_BUNDLE_UNET = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "norm": "batch"}
 _UNETR_DIMS = {"tiny": (8, 96, 192, 4), "small": (16, 192, 768, 6), "default": (16, 768, 3072, 12)}
 _VIT_ENCODER = ("encoder1.", "encoder2.", "encoder3.", "encoder4.")
 
 #: The table, in ``--network`` order (the first is the default network).
 KINDS: tuple[NetworkKind, ...] = (
     # nnU-Net's network: strides and kernels are planned from the patch and spacing.
-    _kind("dynunet", "DynUNet", _multiple_of(1), Encoder(("input_block.", "downsamples.", "bottleneck.")),
-          KWARGS_DYNUNET, {"tiny": {"filters": [8, 16, 32], "res_block": False},
-                           "small": {"filters": [8, 16, 32, 64, 128], "res_block": False},
-                           "default": {"filters": [32, 64, 128, 256, 320, 320], "res_block": True}}),
-    _kind("resunet", "UNet", _unet_divisor, Encoder(rule=ENCODER_MONAI_UNET),
-          KWARGS_AS_IS, dict.fromkeys(PRESET_NAMES, _SPLEEN_BUNDLE_UNET)),
+    _kind(
+        "dynunet",
+        "DynUNet",
+        _multiple_of(1),
+        Encoder(("input_block.", "downsamples.", "bottleneck.")),
+        KWARGS_DYNUNET,
+        {
+            "tiny": {"filters": [8, 16, 32], "res_block": False},
+            "small": {"filters": [8, 16, 32, 64, 128], "res_block": False},
+            "default": {"filters": [32, 64, 128, 256, 320, 320], "res_block": True},
+        },
+    ),
+    _kind(
+        "resunet",
+        "UNet",
+        _unet_divisor,
+        Encoder(rule=ENCODER_MONAI_UNET),
+        KWARGS_AS_IS,
+        dict.fromkeys(PRESET_NAMES, _SPLEEN_BUNDLE_UNET),
+    ),
     # ViT patches of 16 voxels; MONAI's default sizes at 'default'.
-    _kind("unetr", "UNETR", _multiple_of(16), Encoder(("vit.", *_VIT_ENCODER)), KWARGS_IMG_SIZE,
-          {p: {"feature_size": f, "hidden_size": h, "mlp_dim": m, "num_heads": n, "norm_name": "instance"}
-           for p, (f, h, m, n) in _UNETR_DIMS.items()}, _img_size_is_patch),
+    _kind(
+        "unetr",
+        "UNETR",
+        _multiple_of(16),
+        Encoder(("vit.", *_VIT_ENCODER)),
+        KWARGS_IMG_SIZE,
+        {
+            p: {"feature_size": f, "hidden_size": h, "mlp_dim": m, "num_heads": n, "norm_name": "instance"}
+            for p, (f, h, m, n) in _UNETR_DIMS.items()
+        },
+        _img_size_is_patch,
+    ),
     # Five stages that halve the grid.
-    _kind("swinunetr", "SwinUNETR", _multiple_of(32), Encoder(("swinViT.", *_VIT_ENCODER, "encoder10.")),
-          KWARGS_AS_IS, {p: {"feature_size": f, "norm_name": "instance"} for p, f in zip(PRESET_NAMES, (12, 24, 48))}),
-    _kind("segresnet", "SegResNet", _segresnet_divisor, Encoder(("convInit.", "down_layers.")),
-          KWARGS_AS_IS, {p: {"init_filters": f} for p, f in zip(PRESET_NAMES, (8, 16, 32))}),
+    _kind(
+        "swinunetr",
+        "SwinUNETR",
+        _multiple_of(32),
+        Encoder(("swinViT.", *_VIT_ENCODER, "encoder10.")),
+        KWARGS_AS_IS,
+        {p: {"feature_size": f, "norm_name": "instance"} for p, f in zip(PRESET_NAMES, (12, 24, 48))},
+    ),
+    _kind(
+        "segresnet",
+        "SegResNet",
+        _segresnet_divisor,
+        Encoder(("convInit.", "down_layers.")),
+        KWARGS_AS_IS,
+        {p: {"init_filters": f} for p, f in zip(PRESET_NAMES, (8, 16, 32))},
+    ),
     # 2.5D: torchvision's FCN-ResNet50 at 'default' (its state dicts load); any window size works
     # (the logits are interpolated back to the slice), and the encoder is the ResNet backbone.
-    NetworkKind("fcn2p5d", "SliceFCN", "SliceFCN", _multiple_of(1), Encoder(("backbone.",)), KWARGS_AS_IS,
-                _frozen({"tiny": {"slices": 3, "layers": [1, 1, 1, 1], "width": 8},
-                         "small": {"slices": 5, "layers": [1, 2, 2, 1], "width": 16},
-                         "default": {"slices": 5, "layers": [3, 4, 6, 3], "width": 64}}),
-                module="hanseg.fcn2p5d"),
+    NetworkKind(
+        "fcn2p5d",
+        "SliceFCN",
+        "SliceFCN",
+        _multiple_of(1),
+        Encoder(("backbone.",)),
+        KWARGS_AS_IS,
+        _frozen(
+            {
+                "tiny": {"slices": 3, "layers": [1, 1, 1, 1], "width": 8},
+                "small": {"slices": 5, "layers": [1, 2, 2, 1], "width": 16},
+                "default": {"slices": 5, "layers": [3, 4, 6, 3], "width": 64},
+            }
+        ),
+        module="hanseg.fcn2p5d",
+    ),
 )
 
 BY_KIND: Mapping[str, NetworkKind] = MappingProxyType({k.kind: k for k in KINDS})

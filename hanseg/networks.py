@@ -47,8 +47,9 @@ def build_network(spec: NetworkSpec, in_channels: int, out_channels: int) -> tor
         if key in kwargs:
             raise PlansError(f"network kwargs must not set {key!r}: it is derived from the plan")
     try:
-        net: torch.nn.Module = network_class(spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-                                             **kwargs)
+        net: torch.nn.Module = network_class(
+            spatial_dims=3, in_channels=in_channels, out_channels=out_channels, **kwargs
+        )
     except TypeError as exc:
         raise PlansError(f"network {spec.name}: bad arguments {kwargs}: {exc}") from exc
     n_params = sum(p.numel() for p in net.parameters())

@@ -105,8 +105,10 @@ class Plans:
 
     def __post_init__(self) -> None:
         if tuple(self.labels) != OAR_NAMES:
-            raise PlansError("plans.json labels differ from the challenge's 30 OARs in order; "
-                             "a model trained with another label order would write wrong ids")
+            raise PlansError(
+                "plans.json labels differ from the challenge's 30 OARs in order; "
+                "a model trained with another label order would write wrong ids"
+            )
         names = tuple(c.name for c in self.channels)
         if not names or names[0] != "CT" or any(n not in CHANNELS_KNOWN for n in names):
             raise PlansError(f"channels must start with CT and be among {CHANNELS_KNOWN}, got {names}")
@@ -120,8 +122,7 @@ class Plans:
         if not self.folds:
             raise PlansError("plans.json lists no folds")
         if self.max_components and (len(self.max_components) != len(OAR_NAMES) or min(self.max_components) < 1):
-            raise PlansError(f"max_components must be {len(OAR_NAMES)} ints >= 1 (or empty), "
-                             f"got {self.max_components}")
+            raise PlansError(f"max_components must be {len(OAR_NAMES)} ints >= 1 (or empty), got {self.max_components}")
         if self.oar_depth_mm is not None and self.oar_depth_mm <= 0:
             raise PlansError(f"oar_depth_mm must be a positive number of mm (or null), got {self.oar_depth_mm}")
 
@@ -160,9 +161,14 @@ def plans_from_json(data: Mapping[str, Any]) -> Plans:
     """Build :class:`Plans` from parsed JSON, with a clear error for each bad field."""
     try:
         channels = tuple(
-            Channel(c["name"], Normalization(**{**c["normalization"],
-                                                "percentiles": tuple(c["normalization"].get("percentiles", (0.5, 99.5)))}))
-            for c in data["channels"])
+            Channel(
+                c["name"],
+                Normalization(
+                    **{**c["normalization"], "percentiles": tuple(c["normalization"].get("percentiles", (0.5, 99.5)))}
+                ),
+            )
+            for c in data["channels"]
+        )
         network = NetworkSpec(data["network"]["name"], MappingProxyType(dict(data["network"].get("kwargs", {}))))
         return Plans(
             labels=tuple(data["labels"]),
@@ -194,8 +200,10 @@ def load_plans(path: Path) -> Plans:
     except json.JSONDecodeError as exc:
         raise PlansError(f"{path} is not valid JSON: {exc}") from exc
     if data.get("format_version", PLANS_FORMAT_VERSION) > PLANS_FORMAT_VERSION:
-        raise PlansError(f"{path} has format_version {data['format_version']}; this code reads "
-                         f"up to {PLANS_FORMAT_VERSION}: update the container")
+        raise PlansError(
+            f"{path} has format_version {data['format_version']}; this code reads "
+            f"up to {PLANS_FORMAT_VERSION}: update the container"
+        )
     return plans_from_json(data)
 
 

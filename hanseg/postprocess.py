@@ -32,8 +32,14 @@ log = logging.getLogger(__name__)
 SLAB_VOXELS = 16_000_000
 
 
-def probabilities_to_ct(probs: np.ndarray, grid: Grid, ct: sitk.Image, box: Box,
-                        max_components: tuple[int, ...] = (), slab_voxels: int = SLAB_VOXELS) -> np.ndarray:
+def probabilities_to_ct(
+    probs: np.ndarray,
+    grid: Grid,
+    ct: sitk.Image,
+    box: Box,
+    max_components: tuple[int, ...] = (),
+    slab_voxels: int = SLAB_VOXELS,
+) -> np.ndarray:
     """Argmax label map (uint8, z,y,x, full CT shape) of ``probs`` (C,Z,Y,X on ``grid``),
     optionally cleaned by :func:`keep_largest_components`.
 
@@ -60,8 +66,10 @@ def slabs(box: Box, max_voxels: int) -> list[Box]:
     (at least one slice each)."""
     per_slice = max(1, box.shape[1] * box.shape[2])
     step = max(1, max_voxels // per_slice)
-    return [Box((z, box.lo[1], box.lo[2]), (min(z + step, box.hi[0]), box.hi[1], box.hi[2]))
-            for z in range(box.lo[0], box.hi[0], step)]
+    return [
+        Box((z, box.lo[1], box.lo[2]), (min(z + step, box.hi[0]), box.hi[1], box.hi[2]))
+        for z in range(box.lo[0], box.hi[0], step)
+    ]
 
 
 def grid_part(probs: np.ndarray, grid: Grid, target: sitk.Image) -> tuple[np.ndarray, Grid] | None:
@@ -72,7 +80,7 @@ def grid_part(probs: np.ndarray, grid: Grid, target: sitk.Image) -> tuple[np.nda
     edge, where ITK would clamp instead of interpolating; at the grid's own edges nothing is
     cut, so those behave as before."""
     corners = physical_corners(target, Box.full(tuple(reversed(target.GetSize()))))  # x,y,z mm
-    index = (corners - np.asarray(grid.origin_xyz)) / np.asarray(grid.spacing_xyz)   # identity direction
+    index = (corners - np.asarray(grid.origin_xyz)) / np.asarray(grid.spacing_xyz)  # identity direction
     size = np.asarray(grid.size_xyz)
     lo = np.clip(np.floor(index.min(axis=0)).astype(int) - 1, 0, size)
     hi = np.clip(np.ceil(index.max(axis=0)).astype(int) + 2, 0, size)
@@ -118,8 +126,9 @@ def winning_region(mask: np.ndarray, grid_image: sitk.Image, target: sitk.Image)
         return None
     # grown by a voxel each side; its outer voxel edges then reach half a voxel beyond that
     reads = Box(index3(s.start - 1 for s in found[0]), index3(s.stop + 1 for s in found[0]))
-    idx_xyz = np.array([target.TransformPhysicalPointToContinuousIndex(c.tolist())
-                        for c in physical_corners(grid_image, reads)])
+    idx_xyz = np.array(
+        [target.TransformPhysicalPointToContinuousIndex(c.tolist()) for c in physical_corners(grid_image, reads)]
+    )
     size_xyz = np.array(target.GetSize())
     lo = np.clip(np.floor(idx_xyz.min(0)) - 1, 0, size_xyz).astype(int)
     hi = np.clip(np.ceil(idx_xyz.max(0)) + 2, 0, size_xyz).astype(int)

@@ -39,11 +39,11 @@ PREPROCESSING_VERSION = 4
 
 @dataclass(frozen=True)
 class PreprocessedCase:
-    image: np.ndarray            # (C, Z, Y, X) float32 on ``grid``, channels as in the plan
-    grid: Grid                   # identity-direction grid at the plan's spacing
-    box: Box                     # crop box in CT voxel indices (z,y,x)
+    image: np.ndarray  # (C, Z, Y, X) float32 on ``grid``, channels as in the plan
+    grid: Grid  # identity-direction grid at the plan's spacing
+    box: Box  # crop box in CT voxel indices (z,y,x)
     registration: RegistrationResult | None
-    warnings: tuple[str, ...]    # for results.json error_messages and the log
+    warnings: tuple[str, ...]  # for results.json error_messages and the log
     body: np.ndarray | None = None  # (Z, Y, X) bool on ``grid``: CT above the plan's body threshold
 
 
@@ -74,8 +74,9 @@ def normalize_zscore(values: np.ndarray, norm: Normalization, mask: np.ndarray) 
     return out
 
 
-def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, plans: Plans,
-                warnings: list[str]) -> tuple[np.ndarray, RegistrationResult | None]:
+def _mr_channel(
+    ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, plans: Plans, warnings: list[str]
+) -> tuple[np.ndarray, RegistrationResult | None]:
     """The normalised MR on ``grid`` or zeros (CT-only fallback), with the registration."""
     zeros = np.zeros(grid.shape, np.float32)
     if mr is None:
@@ -98,8 +99,9 @@ def _mr_channel(ct: sitk.Image, mr: sitk.Image | None, box: Box, grid: Grid, pla
 HEAD_MARGIN_MM = 50.0
 
 
-def crop_boxes(ct: sitk.Image, mr: sitk.Image | None, threshold_hu: float, margin_mm: float,
-               depth_mm: float | None) -> tuple[Crop, Box]:
+def crop_boxes(
+    ct: sitk.Image, mr: sitk.Image | None, threshold_hu: float, margin_mm: float, depth_mm: float | None
+) -> tuple[Crop, Box]:
     """(the crop: the body down to ``depth_mm`` below its top, the plan's ``oar_depth_mm``, and
     its field of view; the head box registration uses, see :data:`HEAD_MARGIN_MM`), CT voxel
     indices, from one body mask."""
@@ -109,13 +111,15 @@ def crop_boxes(ct: sitk.Image, mr: sitk.Image | None, threshold_hu: float, margi
     crop, head_crop = body_crops(ct, threshold_hu, margin_mm, (depth_mm, head))
     full = Box.full(tuple(reversed(ct.GetSize())))
     if crop.fov != full:
-        log.info("segmented down to %.0f mm below the top of the body (the plan's OAR depth): %.0f %% of the CT",
-                 depth_mm, 100 * np.prod(crop.fov.shape) / np.prod(full.shape))
+        log.info(
+            "segmented down to %.0f mm below the top of the body (the plan's OAR depth): %.0f %% of the CT",
+            depth_mm,
+            100 * np.prod(crop.fov.shape) / np.prod(full.shape),
+        )
     return crop, head_crop.box
 
 
-def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
-                    windows: bool = False) -> PreprocessedCase:
+def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans, windows: bool = False) -> PreprocessedCase:
     """CT (+ optional T1 MR) → network input on the canonical grid; see the module docstring.
 
     ``windows=True`` (inference): the grid spans the plan's sliding windows over the box, so
@@ -128,10 +132,18 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans,
         warnings += mr_warnings
     crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
     box = crop.box
-    grid = (window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov) if windows
-            else canonical_grid(ct, box, plans.spacing_xyz_mm, crop.fov))
-    log.info("crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
-             box.lo, box.hi, grid.shape, grid.spacing_xyz)
+    grid = (
+        window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov)
+        if windows
+        else canonical_grid(ct, box, plans.spacing_xyz_mm, crop.fov)
+    )
+    log.info(
+        "crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
+        box.lo,
+        box.hi,
+        grid.shape,
+        grid.spacing_xyz,
+    )
     ct_hu = resample_to_grid(ct, grid, default=AIR_HU, extend_edges=True)
     channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
     registration = None

@@ -132,7 +132,7 @@ def _top_slab(mask: np.ndarray, image: sitk.Image, depth_mm: float) -> np.ndarra
     top = zs.max()
     keep = round(depth_mm / image.GetSpacing()[2])
     out = np.zeros_like(mask)
-    out[max(0, top - keep): top + 1] = mask[max(0, top - keep): top + 1]
+    out[max(0, top - keep) : top + 1] = mask[max(0, top - keep) : top + 1]
     return out
 
 
@@ -141,8 +141,9 @@ def _starts(fixed: sitk.Image, moving: sitk.Image, fmask: np.ndarray, mmask: np.
     starts = [np.zeros(3)]
     if fmask.any() and mmask.any():
         starts.append(_centroid_mm(mmask, moving) - _centroid_mm(fmask, fixed))
-        starts.append(_centroid_mm(_top_slab(mmask, moving, 80), moving)
-                      - _centroid_mm(_top_slab(fmask, fixed, 80), fixed))
+        starts.append(
+            _centroid_mm(_top_slab(mmask, moving, 80), moving) - _centroid_mm(_top_slab(fmask, fixed, 80), fixed)
+        )
     return starts
 
 
@@ -160,8 +161,12 @@ def _method(settings: RegistrationSettings, fixed_mask: sitk.Image) -> sitk.Imag
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-3, numberOfIterations=settings.iterations,
-        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
+        learningRate=2.0,
+        minStep=1e-3,
+        numberOfIterations=settings.iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel([4, 2, 1])
     reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
@@ -184,8 +189,14 @@ def fov_height_mm(image: sitk.Image) -> float:
     return float(np.ptp(corners[:, 2]) + voxel_z)
 
 
-def _outline_check(fixed: sitk.Image, mr: sitk.Image, moving: sitk.Image, fmask: np.ndarray,
-                   mmask: np.ndarray, transform: sitk.Transform) -> tuple[float, float]:
+def _outline_check(
+    fixed: sitk.Image,
+    mr: sitk.Image,
+    moving: sitk.Image,
+    fmask: np.ndarray,
+    mmask: np.ndarray,
+    transform: sitk.Transform,
+) -> tuple[float, float]:
     """(Dice of the head outlines inside the MR field of view, fraction of the CT head that
     the MR field of view covers), both on the fixed work grid. The CT head is the top of the
     CT body as tall as the MR's field of view (:func:`fov_height_mm`): what an MR of the head
@@ -193,8 +204,10 @@ def _outline_check(fixed: sitk.Image, mr: sitk.Image, moving: sitk.Image, fmask:
     ref = _mask_image(fmask, fixed)
     fov = field_of_view(mr)
     fov_on_ct = sitk.GetArrayFromImage(sitk.Resample(fov, ref, transform, sitk.sitkNearestNeighbor, 0)) > 0
-    mr_on_ct = sitk.GetArrayFromImage(sitk.Resample(_mask_image(mmask, moving), ref, transform,
-                                                    sitk.sitkNearestNeighbor, 0)) > 0
+    mr_on_ct = (
+        sitk.GetArrayFromImage(sitk.Resample(_mask_image(mmask, moving), ref, transform, sitk.sitkNearestNeighbor, 0))
+        > 0
+    )
     a, b = fmask & fov_on_ct, mr_on_ct & fov_on_ct
     dice = 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
     head = _top_slab(fmask, fixed, fov_height_mm(mr)) if fmask.any() else fmask
@@ -202,9 +215,13 @@ def _outline_check(fixed: sitk.Image, mr: sitk.Image, moving: sitk.Image, fmask:
     return dice, coverage
 
 
-def register_mr_to_ct(ct: sitk.Image, mr: sitk.Image, ct_box: Box | None = None,
-                      body_threshold_hu: float = -500.0,
-                      settings: RegistrationSettings = RegistrationSettings()) -> RegistrationResult:
+def register_mr_to_ct(
+    ct: sitk.Image,
+    mr: sitk.Image,
+    ct_box: Box | None = None,
+    body_threshold_hu: float = -500.0,
+    settings: RegistrationSettings = RegistrationSettings(),
+) -> RegistrationResult:
     """Rigidly register ``mr`` to ``ct``; see the module docstring for method and check."""
     fixed = _work_image(ct, ct_box, settings.work_spacing_mm, default=-1000.0)
     moving = _work_image(mr, None, settings.work_spacing_mm, default=None)
@@ -236,25 +253,37 @@ def register_mr_to_ct(ct: sitk.Image, mr: sitk.Image, ct_box: Box | None = None,
 
 def _failed(transform: sitk.Euler3DTransform, why: str) -> RegistrationResult:
     log.warning("registration failed: %s", why)
-    return RegistrationResult(transform, False, f"registration failed: {why}", 0.0,
-                              _rotation_deg(transform), vec3(transform.GetTranslation()))
+    return RegistrationResult(
+        transform, False, f"registration failed: {why}", 0.0, _rotation_deg(transform), vec3(transform.GetTranslation())
+    )
 
 
-def _judge(transform: sitk.Euler3DTransform, dice: float, coverage: float,
-           settings: RegistrationSettings) -> RegistrationResult:
+def _judge(
+    transform: sitk.Euler3DTransform, dice: float, coverage: float, settings: RegistrationSettings
+) -> RegistrationResult:
     rotation = _rotation_deg(transform)
     translation = vec3(transform.GetTranslation())
     problems = []
     if coverage < settings.min_overlap_fraction:
-        problems.append(f"the MR covers only {coverage:.0%} of the CT head after registration "
-                        "(MR and CT do not overlap: another patient or another body part?)")
+        problems.append(
+            f"the MR covers only {coverage:.0%} of the CT head after registration "
+            "(MR and CT do not overlap: another patient or another body part?)"
+        )
     if dice < settings.min_outline_dice:
-        problems.append(f"head outlines agree poorly after registration (Dice {dice:.2f} "
-                        f"< {settings.min_outline_dice:.2f})")
+        problems.append(
+            f"head outlines agree poorly after registration (Dice {dice:.2f} < {settings.min_outline_dice:.2f})"
+        )
     if rotation > settings.max_rotation_deg:
         problems.append(f"implausible rotation {rotation:.1f}°")
     ok = not problems
-    message = ("MR registered to CT: rotation {:.1f}°, translation ({:.1f}, {:.1f}, {:.1f}) mm, outline Dice {:.2f}"
-               .format(rotation, *translation, dice)) if ok else "; ".join(problems)
+    message = (
+        (
+            "MR registered to CT: rotation {:.1f}°, translation ({:.1f}, {:.1f}, {:.1f}) mm, outline Dice {:.2f}".format(
+                rotation, *translation, dice
+            )
+        )
+        if ok
+        else "; ".join(problems)
+    )
     (log.info if ok else log.warning)("registration: %s", message)
     return RegistrationResult(transform, ok, message, dice, rotation, translation)

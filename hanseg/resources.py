@@ -74,8 +74,16 @@ def peak_memory_gib() -> float:
 
 
 #: Bytes a voxel of each stored type takes in memory.
-_PIXEL_BYTES = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
-                sitk.sitkUInt32: 4, sitk.sitkInt32: 4, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8}
+_PIXEL_BYTES = {
+    sitk.sitkUInt8: 1,
+    sitk.sitkInt8: 1,
+    sitk.sitkUInt16: 2,
+    sitk.sitkInt16: 2,
+    sitk.sitkUInt32: 4,
+    sitk.sitkInt32: 4,
+    sitk.sitkFloat32: 4,
+    sitk.sitkFloat64: 8,
+}
 _UNSIGNED = (sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkUInt32)
 
 
@@ -100,8 +108,9 @@ def bytes_needed(voxels: int, pixel_id: int) -> int:
     return int(NETWORK_GIB * GIB) + voxels * (stored + shifted + BYTES_PER_LABEL_VOXEL)
 
 
-def check_volume_fits(name: str, voxels: int, pixel_id: int, limit: int | None = None,
-                      in_use: int | None = None) -> None:
+def check_volume_fits(
+    name: str, voxels: int, pixel_id: int, limit: int | None = None, in_use: int | None = None
+) -> None:
     """Raise :class:`InputTooLargeError` if segmenting a CT of ``voxels`` stored as ``pixel_id``
     needs more than the memory left; ``name`` says which CT in the log and the message."""
     limit = memory_limit_bytes() if limit is None else limit
@@ -109,14 +118,14 @@ def check_volume_fits(name: str, voxels: int, pixel_id: int, limit: int | None =
         return  # not Linux: nothing to compare with
     in_use = current_rss_bytes() if in_use is None else in_use
     need, left = bytes_needed(voxels, pixel_id), limit - in_use
-    log.info("%s: %d M voxels, about %.1f GiB needed, %.1f GiB left", name, voxels // 10**6,
-             need / GIB, left / GIB)
+    log.info("%s: %d M voxels, about %.1f GiB needed, %.1f GiB left", name, voxels // 10**6, need / GIB, left / GIB)
     if need > left:
         raise InputTooLargeError(
             f"{name}: a CT of {voxels / 1e6:.0f} M voxels needs about {need / GIB:.1f} GiB, but only "
             f"{left / GIB:.1f} GiB of the {limit / GIB:.1f} GiB memory limit is left: crop the CT to the head "
             "and neck or give the job more memory (the largest HaN-Seg CTs, 1024×1024×350, need about "
-            f"{bytes_needed(1024 * 1024 * 350, sitk.sitkInt16) / GIB:.1f} GiB)")
+            f"{bytes_needed(1024 * 1024 * 350, sitk.sitkInt16) / GIB:.1f} GiB)"
+        )
 
 
 def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = None) -> None:

@@ -36,5 +36,19 @@ from .errors import PhantomError
 from .variants import GRID_VARIANTS, regrid, regrid_labels
 from .writers import write_gc, write_raw
 
-__all__ = ["GRID_VARIANTS", "MR_UINT16_SEED", "PROFILES", "TALL_SEED", "PhantomCase", "PhantomError", "Profile",
-           "case_seed", "make_case", "plan_case", "regrid", "regrid_labels", "write_gc", "write_raw"]
+__all__ = [
+    "GRID_VARIANTS",
+    "MR_UINT16_SEED",
+    "PROFILES",
+    "TALL_SEED",
+    "PhantomCase",
+    "PhantomError",
+    "Profile",
+    "case_seed",
+    "make_case",
+    "plan_case",
+    "regrid",
+    "regrid_labels",
+    "write_gc",
+    "write_raw",
+]

@@ -294,8 +294,9 @@ def _neck_oars(b: _Builder) -> None:
     isthmus = _ell(_v(0, -33, -132) + o, (10, 2.8, 5), k)
     b.oar("Glnd_Thyroid", Difference(Union((*lobes, isthmus)), trachea), "THYROID")
     for sx, side in ((1, "L"), (-1, "R")):
-        pts = np.array([(24, -6, -185), (27, -6, -150), (28, 2, -110), (30, 12, -70), (30, 16, -30),
-                        (28, 14, -15)], float)
+        pts = np.array(
+            [(24, -6, -185), (27, -6, -150), (28, 2, -110), (30, 12, -70), (30, 16, -30), (28, 14, -15)], float
+        )
         pts[:, 0] *= sx
         b.oar(f"A_Carotid_{side}", _tube(pts + b.off(), 3.0, b.k_tube()), "BLOOD")
     cord = _tube(_CORD_LINE + b.off(0.5) * (1, 1, 0), 4.5, b.k_tube(), (1.3, 1, 1))
@@ -341,8 +342,9 @@ def _rib(b: _BelowNeck, z_back: float, half_width: float, half_depth: float) -> 
     centre = _v(0, 24, z_back - half_depth * k * np.sin(np.radians(tilt)))
     outer, inner = np.array([half_width, half_depth, 5.0]), np.array([half_width - 9, half_depth - 9, 6.0])
     for grow, tissue in ((0.0, "CORTICAL"), (-2.0, "TRABECULAR")):
-        ring = Difference(_ell(centre, outer * (k, k, 1) + grow, rot=rot),
-                          _ell(centre, inner * (k, k, 1) - grow, rot=rot))
+        ring = Difference(
+            _ell(centre, outer * (k, k, 1) + grow, rot=rot), _ell(centre, inner * (k, k, 1) - grow, rot=rot)
+        )
         for side in (Clip(ring, axis=0, lo=_RIB_GAP), Clip(ring, axis=0, hi=-_RIB_GAP)):
             b.add(f"rib:{tissue}", side, tissue)
 
@@ -389,8 +391,9 @@ def _chest_wall(b: _BelowNeck) -> None:
     b.layers("sternal_body", [sternum], [(0.0, "CORTICAL"), (-1.5, "TRABECULAR")])
 
 
-def build_anatomy(rng: np.random.Generator, s: float, missing: Iterable[str],
-                  body_rng: np.random.Generator | None = None) -> list[Structure]:
+def build_anatomy(
+    rng: np.random.Generator, s: float, missing: Iterable[str], body_rng: np.random.Generator | None = None
+) -> list[Structure]:
     """All structures of one case, in painting order (later ones overwrite earlier ones).
 
     With ``body_rng`` (the real profile) the body goes on below the neck: arms before the
@@ -400,8 +403,20 @@ def build_anatomy(rng: np.random.Generator, s: float, missing: Iterable[str],
     b = _Builder(rng, s, missing)
     low = None if body_rng is None else _BelowNeck(body_rng, s, b.items)
     parts: list[Callable[[], None]] = [
-        partial(part, b) for part in (_envelopes, _trunk, _spine, _skull_and_brain, _skull_base_and_face,
-                                      _neck_soft, _brain_oars, _eye_oars, _face_oars, _neck_oars)]
+        partial(part, b)
+        for part in (
+            _envelopes,
+            _trunk,
+            _spine,
+            _skull_and_brain,
+            _skull_base_and_face,
+            _neck_soft,
+            _brain_oars,
+            _eye_oars,
+            _face_oars,
+            _neck_oars,
+        )
+    ]
     if low is not None:
         parts[2:2] = [partial(part, low) for part in (_chest_organs, _upper_abdomen, _chest_wall)]
         parts.insert(0, partial(_arms, low))

@@ -67,10 +67,28 @@ log = logging.getLogger(__name__)
 #: Grid recipes per size: CT in-plane voxels, xy spacing range, z spacing, slice range;
 #: MR in-plane voxels, xy spacing range, z spacing range, slice range; CT xy shift (mm).
 SIZES = {
-    "small": dict(ct_n=256, ct_sp=(0.95, 1.05), ct_sz=2.5, ct_nz=None, mr_n=128, mr_sp=(1.8, 2.0),
-                  mr_sz=(3.5, 3.7), mr_nz=(60, 66), shift=(10.0, 6.0)),
-    "full": dict(ct_n=1024, ct_sp=(0.52, 0.60), ct_sz=2.0, ct_nz=(190, 210), mr_n=512, mr_sp=(0.48, 0.52),
-                 mr_sz=(2.9, 3.1), mr_nz=(78, 84), shift=(20.0, 15.0)),
+    "small": dict(
+        ct_n=256,
+        ct_sp=(0.95, 1.05),
+        ct_sz=2.5,
+        ct_nz=None,
+        mr_n=128,
+        mr_sp=(1.8, 2.0),
+        mr_sz=(3.5, 3.7),
+        mr_nz=(60, 66),
+        shift=(10.0, 6.0),
+    ),
+    "full": dict(
+        ct_n=1024,
+        ct_sp=(0.52, 0.60),
+        ct_sz=2.0,
+        ct_nz=(190, 210),
+        mr_n=512,
+        mr_sp=(0.48, 0.52),
+        mr_sz=(2.9, 3.1),
+        mr_nz=(78, 84),
+        shift=(20.0, 15.0),
+    ),
 }
 #: Probability that one OAR is "not annotated" in a case, and the most per case.
 P_MISSING = 0.03
@@ -79,10 +97,8 @@ MAX_MISSING = 2
 #: Real profile, per size: in-plane voxels and field of view (mm) of CT and MR, the slice
 #: thickness of a tall CT, the CT xy shift (mm). The rest of the recipe is common:
 REAL_SIZES = {
-    "small": dict(ct_n=256, ct_fov=(300.0, 400.0), tall_sz=3.0, mr_n=128, mr_fov=(250.0, 290.0),
-                  shift=(10.0, 6.0)),
-    "full": dict(ct_n=1024, ct_fov=(500.0, 800.0), tall_sz=2.0, mr_n=512, mr_fov=(250.0, 360.0),
-                 shift=(20.0, 15.0)),
+    "small": dict(ct_n=256, ct_fov=(300.0, 400.0), tall_sz=3.0, mr_n=128, mr_fov=(250.0, 290.0), shift=(10.0, 6.0)),
+    "full": dict(ct_n=1024, ct_fov=(500.0, 800.0), tall_sz=2.0, mr_n=512, mr_fov=(250.0, 360.0), shift=(20.0, 15.0)),
 }
 CT_SLICE_MM = (2.0, 2.5, 3.0)  # slice thickness of a CT that is not tall
 CT_BOTTOM_Z = (-400.0, LOWEST_OAR_Z - 10.0)  # canonical z of its bottom: upper thorax .. below the OARs
@@ -127,8 +143,12 @@ class Profile:
         if not self.real:
             return Profile(False, False, False, False)
         u = rng.random(3)
-        return Profile(True, _decide(self.tall, u[0], P_TALL), _decide(self.mr_uint16, u[1], P_MR_UINT16),
-                       _decide(self.unreliable, u[2], P_UNRELIABLE))
+        return Profile(
+            True,
+            _decide(self.tall, u[0], P_TALL),
+            _decide(self.mr_uint16, u[1], P_MR_UINT16),
+            _decide(self.unreliable, u[2], P_UNRELIABLE),
+        )
 
 
 def _decide(forced: bool | None, u: float, p: float) -> bool:
@@ -234,8 +254,9 @@ def _mr_affine(ct_affine: Affine, tr: sitk.Euler3DTransform) -> tuple[Affine, np
     return Affine(ct_affine.A @ M.T, ct_affine.b - ct_affine.A @ M.T @ c), M, c
 
 
-def _mr_geometry(rng: np.random.Generator, spec: dict, ct_affine: Affine, centre: Vec,
-                 tr: sitk.Euler3DTransform) -> tuple[Grid, Affine]:
+def _mr_geometry(
+    rng: np.random.Generator, spec: dict, ct_affine: Affine, centre: Vec, tr: sitk.Euler3DTransform
+) -> tuple[Grid, Affine]:
     """MR grid around the head in MR space: smaller field of view, head and upper neck."""
     affine, M, c = _mr_affine(ct_affine, tr)
     to_phys = affine.inverse_apply
@@ -281,8 +302,9 @@ def _real_ct_geometry(rng: np.random.Generator, spec: dict, s: float, tall: bool
     return Grid(origin, (sp, sp, sz), (n, n, nz)), affine, centre
 
 
-def _real_mr_geometry(rng: np.random.Generator, spec: dict, ct_affine: Affine, centre: Vec,
-                      tr: sitk.Euler3DTransform) -> tuple[Grid, Affine]:
+def _real_mr_geometry(
+    rng: np.random.Generator, spec: dict, ct_affine: Affine, centre: Vec, tr: sitk.Euler3DTransform
+) -> tuple[Grid, Affine]:
     """MR grid of the real profile, in MR space before its world shift: n x n in-plane over
     250-360 mm (full size), 1.7-3.0 mm slices from above the scalp over a z extent drawn in
     170-300 mm but reaching C2, with 57-144 slices (the count wins)."""
@@ -316,8 +338,9 @@ def _mr_world_shift(rng: np.random.Generator, ct_grid: Grid, mr_grid: Grid) -> n
     return d
 
 
-def _shift_mr_frame(d: np.ndarray, mr_grid: Grid, mr_affine: Affine,
-                    tr: sitk.Euler3DTransform) -> tuple[Grid, Affine, sitk.Euler3DTransform]:
+def _shift_mr_frame(
+    d: np.ndarray, mr_grid: Grid, mr_affine: Affine, tr: sitk.Euler3DTransform
+) -> tuple[Grid, Affine, sitk.Euler3DTransform]:
     """The MR grid, its map to canonical space and ``ct_to_mr``, all in the frame moved by
     ``d``: the ground truth stays the truth (MR voxels see the same anatomy)."""
     grid = Grid(vec3(np.asarray(mr_grid.origin_xyz) + d), mr_grid.spacing_xyz, mr_grid.size_xyz)
@@ -385,11 +408,11 @@ def _ct_from_tissue(tissue: np.ndarray, grid: Grid, rng: np.random.Generator, ch
     sigma = (0.0, 0.6 / grid.spacing_xyz[1], 0.6 / grid.spacing_xyz[0])
     out = np.empty(tissue.shape, dtype=np.int16)
     for k0 in range(0, tissue.shape[0], chunk):
-        f = lut[tissue[k0:k0 + chunk]]
+        f = lut[tissue[k0 : k0 + chunk]]
         f = ndimage.gaussian_filter(f, sigma, mode="nearest")
         f += rng.standard_normal(f.shape, dtype=np.float32) * np.float32(noise_sd)
         np.clip(f, -1024, 3071, out=f)
-        out[k0:k0 + chunk] = np.rint(f)
+        out[k0 : k0 + chunk] = np.rint(f)
     return out
 
 
@@ -401,8 +424,15 @@ def _mr_from_tissue(tissue: np.ndarray, grid: Grid, rng: np.random.Generator) ->
     nz, ny, nx = f.shape
     z, y, x = (np.linspace(-1, 1, n, dtype=np.float32) for n in (nz, ny, nx))
     c = rng.uniform(-0.12, 0.12, 6).astype(np.float32)
-    bias = (1 + c[0] * x[None, None, :] + c[1] * y[None, :, None] + c[2] * z[:, None, None]
-            + c[3] * x[None, None, :] * y[None, :, None] + c[4] * z[:, None, None] ** 2 + c[5] * x[None, None, :] ** 2)
+    bias = (
+        1
+        + c[0] * x[None, None, :]
+        + c[1] * y[None, :, None]
+        + c[2] * z[:, None, None]
+        + c[3] * x[None, None, :] * y[None, :, None]
+        + c[4] * z[:, None, None] ** 2
+        + c[5] * x[None, None, :] ** 2
+    )
     f *= bias
     sd = np.float32(rng.uniform(8.0, 15.0))
     re = f + rng.standard_normal(f.shape, dtype=np.float32) * sd
@@ -466,8 +496,9 @@ def get_profile(profile: str | Profile | None, size: str) -> Profile:
     if not isinstance(profile, Profile):
         raise PhantomError(f"profile must be a name ({', '.join(PROFILES)}) or a Profile, got {profile!r}")
     if not profile.real and (profile.tall, profile.mr_uint16, profile.unreliable) != (None, None, None):
-        raise PhantomError("quirks (tall, mr_uint16, unreliable) exist only in the real profile; "
-                           "use Profile(real=True, ...)")
+        raise PhantomError(
+            "quirks (tall, mr_uint16, unreliable) exist only in the real profile; use Profile(real=True, ...)"
+        )
     return profile
 
 
@@ -516,8 +547,9 @@ def plan_case(seed: int, size: str = "small", profile: str | Profile | None = No
     return CasePlan(prof, anatomy, warp, geometry, missing, unreliable, rng)
 
 
-def make_case(seed: int, size: str = "small", case_id: str = "case_01",
-              profile: str | Profile | None = None) -> PhantomCase:
+def make_case(
+    seed: int, size: str = "small", case_id: str = "case_01", profile: str | Profile | None = None
+) -> PhantomCase:
     """Build one synthetic case; identical output for identical ``(seed, size, profile)``.
     ``profile`` None is the size's default: simple for ``small``, real for ``full``."""
     _validate(seed, size, case_id)
@@ -531,13 +563,28 @@ def make_case(seed: int, size: str = "small", case_id: str = "case_01",
     del tissue
     mr_tissue, _ = render(geo.mr_grid, geo.mr_affine, plan.warp, plan.anatomy, with_labels=False)
     mr = _store_mr(_mr_from_tissue(mr_tissue, geo.mr_grid, rng), bool(plan.profile.mr_uint16))
-    log.debug("%s: %s profile, s=%.3f missing=%s unreliable=%s CT %s MR %s %s", case_id, plan.profile.name,
-              geo.s, plan.missing, plan.unreliable, geo.ct_grid.size_xyz, geo.mr_grid.size_xyz, mr.dtype)
-    return PhantomCase(case_id, _to_image(ct, geo.ct_grid), _to_image(mr, geo.mr_grid),
-                       _to_image(labels, geo.ct_grid), present, geo.ct_to_mr, plan.unreliable)
+    log.debug(
+        "%s: %s profile, s=%.3f missing=%s unreliable=%s CT %s MR %s %s",
+        case_id,
+        plan.profile.name,
+        geo.s,
+        plan.missing,
+        plan.unreliable,
+        geo.ct_grid.size_xyz,
+        geo.mr_grid.size_xyz,
+        mr.dtype,
+    )
+    return PhantomCase(
+        case_id,
+        _to_image(ct, geo.ct_grid),
+        _to_image(mr, geo.mr_grid),
+        _to_image(labels, geo.ct_grid),
+        present,
+        geo.ct_to_mr,
+        plan.unreliable,
+    )
 
 
 def case_seed(seed: int, index: int) -> int:
     """Seed of case ``index`` (0-based) of a run with ``--seed seed``: independent streams."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-

@@ -25,7 +25,8 @@ _PROFILE_HELP = (
     "download's properties (CT 1024x1024 in-plane at full size over a 500-800 mm field of view, 2-3 mm "
     "slices, one case in three reaching far below the shoulders, MR 512x512 with 57-144 slices in world "
     "coordinates unrelated to the CT's, some MRs uint16 + 32768, OAR_data.csv values 1/0.5/0, and in a run "
-    "of two or more cases one case like case_19). Default: real for --size full, simple for --size small")
+    "of two or more cases one case like case_19). Default: real for --size full, simple for --size small"
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,9 +38,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", choices=tuple(SIZES), default="small", help="grid size")
     p.add_argument("--profile", choices=tuple(PROFILES), default=None, help=_PROFILE_HELP)
     p.add_argument("--workers", type=int, default=1, help="processes (cases are made independently)")
-    p.add_argument("--case-seeds", type=int, nargs="+", metavar="S",
-                   help="make exactly these cases, one per seed as make_case(S) takes it, instead of --cases "
-                        "derived from --seed (e.g. 0 11: phantoms.TALL_SEED and phantoms.MR_UINT16_SEED)")
+    p.add_argument(
+        "--case-seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="make exactly these cases, one per seed as make_case(S) takes it, instead of --cases "
+        "derived from --seed (e.g. 0 11: phantoms.TALL_SEED and phantoms.MR_UINT16_SEED)",
+    )
     args = p.parse_args(argv)
     if args.cases < 1 or args.seed < 0 or min(args.case_seeds or [0]) < 0:
         p.error("--cases must be >= 1 and --seed and --case-seeds >= 0")
@@ -60,16 +66,20 @@ def run_profiles(seed: int, cases: int, profile: str) -> list[Profile]:
     return out
 
 
-def make_and_write(seed: int, size: str, case_id: str, layout: str, out: Path,
-                   profile: Profile | str | None = None) -> tuple[str, dict[str, float], str]:
+def make_and_write(
+    seed: int, size: str, case_id: str, layout: str, out: Path, profile: Profile | str | None = None
+) -> tuple[str, dict[str, float], str]:
     """One case made and written without its ``OAR_data.csv`` row (a worker process must not
     race others on the shared table); returns its id, its table row and a log line."""
     case = make_case(seed, size, case_id, profile)
     (write_raw if layout == "raw" else write_gc)(case, out, table=False)
     missing = sorted(set(OAR_NAMES) - set(case.present))
-    line = (f"{case_id}: CT {case.ct.GetSize()}, MR {case.mr.GetSize()} {case.mr.GetPixelIDTypeAsString()}, "
-            f"{len(case.present)} OARs" + (f" (not annotated: {', '.join(missing)})" if missing else "")
-            + (f" (unreliable: {', '.join(case.unreliable)})" if case.unreliable else ""))
+    line = (
+        f"{case_id}: CT {case.ct.GetSize()}, MR {case.mr.GetSize()} {case.mr.GetPixelIDTypeAsString()}, "
+        f"{len(case.present)} OARs"
+        + (f" (not annotated: {', '.join(missing)})" if missing else "")
+        + (f" (unreliable: {', '.join(case.unreliable)})" if case.unreliable else "")
+    )
     return case_id, case.oar_values, line
 
 
@@ -79,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     width = max(2, len(str(args.cases)))
     profiles = run_profiles(args.seed, args.cases, args.profile)
     seeds = args.case_seeds or [case_seed(args.seed, i) for i in range(args.cases)]
-    jobs = [(seeds[i], args.size, f"case_{i + 1:0{width}d}", args.layout, Path(args.out), profiles[i])
-            for i in range(args.cases)]
+    jobs = [
+        (seeds[i], args.size, f"case_{i + 1:0{width}d}", args.layout, Path(args.out), profiles[i])
+        for i in range(args.cases)
+    ]
     if args.workers > 1:  # cases are independent: the same files, in any number of processes
         with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
             done = list(pool.map(make_and_write, *zip(*jobs)))
@@ -90,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for case_id, values, line in done:
         _update_oar_csv(table, case_id, values)
         log.info(line)
-    log.info("wrote %d %s case(s), %s profile, to %s (%s layout)", args.cases, args.size, args.profile, args.out,
-             args.layout)
+    log.info(
+        "wrote %d %s case(s), %s profile, to %s (%s layout)", args.cases, args.size, args.profile, args.out, args.layout
+    )
     return 0

@@ -193,8 +193,10 @@ def _check_geometry(image: sitk.Image) -> np.ndarray:
     """The direction matrix, after checking that DICOM can say it: 3D scalar, orthonormal
     in-plane axes (ImageOrientationPatient), slices not lying in their own plane."""
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise PhantomError(f"expected a 3D scalar image, got {image.GetDimension()}D "
-                           f"with {image.GetNumberOfComponentsPerPixel()} components")
+        raise PhantomError(
+            f"expected a 3D scalar image, got {image.GetDimension()}D "
+            f"with {image.GetNumberOfComponentsPerPixel()} components"
+        )
     d = np.array(image.GetDirection()).reshape(3, 3)
     row, col = d[:, 0], d[:, 1]
     if not np.allclose([row @ row, col @ col, row @ col], [1.0, 1.0, 0.0], atol=1e-6):
@@ -211,9 +213,11 @@ def stored_values(image: sitk.Image, spec: SeriesSpec) -> np.ndarray:
     bits = spec.bits_stored
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if spec.signed else (0, (1 << bits) - 1)
     if stored.size and (stored.min() < lo or stored.max() > hi):
-        raise PhantomError(f"{spec.series_description}: values {values.min():g}..{values.max():g} do not fit "
-                           f"{bits} {'signed' if spec.signed else 'unsigned'} bits with slope "
-                           f"{spec.rescale_slope:g}, intercept {spec.rescale_intercept:g}")
+        raise PhantomError(
+            f"{spec.series_description}: values {values.min():g}..{values.max():g} do not fit "
+            f"{bits} {'signed' if spec.signed else 'unsigned'} bits with slope "
+            f"{spec.rescale_slope:g}, intercept {spec.rescale_intercept:g}"
+        )
     return stored.astype(np.int16 if spec.signed else np.uint16)
 
 
@@ -366,8 +370,9 @@ def write_series(image: sitk.Image, folder: Path, spec: SeriesSpec) -> tuple[Pat
 # =========================================================================================
 
 
-def _plane_image(pixels: np.ndarray, origin: np.ndarray, row: np.ndarray, col: np.ndarray,
-                 spacing_rc: tuple[float, float]) -> sitk.Image:
+def _plane_image(
+    pixels: np.ndarray, origin: np.ndarray, row: np.ndarray, col: np.ndarray, spacing_rc: tuple[float, float]
+) -> sitk.Image:
     """A one-slice image whose x axis is ``row`` (along a row) and y axis ``col`` (down)."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(pixels[None]))
     img.SetSpacing((float(spacing_rc[1]), float(spacing_rc[0]), 1.0))
@@ -400,7 +405,7 @@ def slab_mip(ct: sitk.Image, slabs: int = 3, max_slab: int = 5) -> sitk.Image:
     if nz < slabs:
         raise PhantomError(f"the CT has {nz} slices; a {slabs}-slab MIP needs at least {slabs}")
     start = (nz - slabs * thick) // 2
-    mip = np.stack([hu[start + i * thick:start + (i + 1) * thick].max(axis=0) for i in range(slabs)])
+    mip = np.stack([hu[start + i * thick : start + (i + 1) * thick].max(axis=0) for i in range(slabs)])
     out = sitk.GetImageFromArray(mip)
     sx, sy, sz = ct.GetSpacing()
     out.SetSpacing((sx, sy, sz * thick))
@@ -437,8 +442,14 @@ def _uid(key: str, *parts: str) -> str:
 
 
 def _record(spec: SeriesSpec, files: Sequence[Path]) -> SeriesRecord:
-    return SeriesRecord(spec.series_uid, spec.frame_of_reference_uid, spec.modality,
-                        spec.series_description, spec.image_type, tuple(files))
+    return SeriesRecord(
+        spec.series_uid,
+        spec.frame_of_reference_uid,
+        spec.modality,
+        spec.series_description,
+        spec.image_type,
+        tuple(files),
+    )
 
 
 class _Variant(TypedDict):
@@ -466,38 +477,69 @@ class _CTFrame(_Frame):
 
 def _variant(options: ExportOptions) -> _Variant:
     """The options every series of the exam shares: one patient position, one encoding."""
-    return {"feet_first": options.feet_first, "negate_column_cosine": options.negate_column_cosine,
-            "compressed": options.compressed}
+    return {
+        "feet_first": options.feet_first,
+        "negate_column_cosine": options.negate_column_cosine,
+        "compressed": options.compressed,
+    }
 
 
-def _ct_series(ct: sitk.Image, staging: Path, study: StudySpec, key: str,
-               options: ExportOptions) -> tuple[SeriesRecord, SeriesRecord, SeriesRecord]:
+def _ct_series(
+    ct: sitk.Image, staging: Path, study: StudySpec, key: str, options: ExportOptions
+) -> tuple[SeriesRecord, SeriesRecord, SeriesRecord]:
     """The CT, its localizer (two views, one series) and a derived MIP, one frame of reference."""
     frame = _uid(key, "frame", "CT")
-    common: _CTFrame = {"modality": "CT", "study": study, "frame_of_reference_uid": frame,
-                        "rescale_intercept": CT_INTERCEPT, "bits_stored": CT_BITS_STORED, **_variant(options)}
-    scout = SeriesSpec(series_uid=_uid(key, "series", "scout"), series_description="Topogram 0.6 T20s",
-                       series_number=1, image_type=LOCALIZER, **common)
+    common: _CTFrame = {
+        "modality": "CT",
+        "study": study,
+        "frame_of_reference_uid": frame,
+        "rescale_intercept": CT_INTERCEPT,
+        "bits_stored": CT_BITS_STORED,
+        **_variant(options),
+    }
+    scout = SeriesSpec(
+        series_uid=_uid(key, "series", "scout"),
+        series_description="Topogram 0.6 T20s",
+        series_number=1,
+        image_type=LOCALIZER,
+        **common,
+    )
     views = localizer_images(ct)
     scout_files = write_series(views[0], staging, scout)
     scout_files += write_series(views[1], staging, replace(scout, first_instance=2))
-    main = SeriesSpec(series_uid=_uid(key, "series", "CT"), series_description="HeadNeck 2.5 Br40",
-                      series_number=2, **common)
-    mip = SeriesSpec(series_uid=_uid(key, "series", "MIP"), series_description="MIP 3 slab",
-                     series_number=3, image_type=DERIVED, **common)
-    return (_record(scout, scout_files), _record(main, write_series(ct, staging, main)),
-            _record(mip, write_series(slab_mip(ct), staging, mip)))
+    main = SeriesSpec(
+        series_uid=_uid(key, "series", "CT"), series_description="HeadNeck 2.5 Br40", series_number=2, **common
+    )
+    mip = SeriesSpec(
+        series_uid=_uid(key, "series", "MIP"),
+        series_description="MIP 3 slab",
+        series_number=3,
+        image_type=DERIVED,
+        **common,
+    )
+    return (
+        _record(scout, scout_files),
+        _record(main, write_series(ct, staging, main)),
+        _record(mip, write_series(slab_mip(ct), staging, mip)),
+    )
 
 
-def _mr_series(mr: sitk.Image, staging: Path, study: StudySpec, key: str,
-               options: ExportOptions) -> tuple[SeriesRecord, SeriesRecord]:
+def _mr_series(
+    mr: sitk.Image, staging: Path, study: StudySpec, key: str, options: ExportOptions
+) -> tuple[SeriesRecord, SeriesRecord]:
     """The T1 and a T2 distractor (numbered first): the MR's own frame of reference."""
     frame = _uid(key, "frame", "MR")
     common: _Frame = {"modality": "MR", "study": study, "frame_of_reference_uid": frame, **_variant(options)}
-    t2 = SeriesSpec(series_uid=_uid(key, "series", "T2"), series_description="t2_tse_tra",
-                    series_number=4, mr=T2_TSE, **common)
-    t1 = SeriesSpec(series_uid=_uid(key, "series", "T1"), series_description="t1_mprage_tra",
-                    series_number=5, mr=T1_MPRAGE, **common)
+    t2 = SeriesSpec(
+        series_uid=_uid(key, "series", "T2"), series_description="t2_tse_tra", series_number=4, mr=T2_TSE, **common
+    )
+    t1 = SeriesSpec(
+        series_uid=_uid(key, "series", "T1"),
+        series_description="t1_mprage_tra",
+        series_number=5,
+        mr=T1_MPRAGE,
+        **common,
+    )
     return (_record(t1, write_series(mr, staging, t1)), _record(t2, write_series(t2_like(mr), staging, t2)))
 
 
@@ -521,8 +563,9 @@ def _relocated(record: SeriesRecord, moved: dict[Path, Path]) -> SeriesRecord:
     return replace(record, files=tuple(moved[p] for p in record.files))
 
 
-def export_images(ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int,
-                  options: ExportOptions = ExportOptions()) -> ExportRecord:
+def export_images(
+    ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int, options: ExportOptions = ExportOptions()
+) -> ExportRecord:
     """Export a CT (HU) and optionally a T1 MR as one study into the new or empty folder
     ``out``, with localizer, MIP and T2 distractors; identical bytes for identical inputs."""
     out = Path(out)
@@ -531,8 +574,9 @@ def export_images(ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int,
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PhantomError(f"{out} must be a new or empty folder")
     key = f"{seed}:{options!r}"
-    study = StudySpec(study_uid=_uid(key, "study"), patient_id=options.patient_id,
-                      accession_number=f"PH{seed % 10**8:08d}")
+    study = StudySpec(
+        study_uid=_uid(key, "study"), patient_id=options.patient_id, accession_number=f"PH{seed % 10**8:08d}"
+    )
     staging = out / ".staging"
     scout, ct_rec, mip = _ct_series(ct, staging, study, key, options)
     mr_study = replace(study, study_uid=_uid(key, "mr-study")) if options.mr_own_study else study
@@ -540,16 +584,27 @@ def export_images(ct: sitk.Image, mr: sitk.Image | None, out: Path, seed: int,
     records = [r for r in (scout, ct_rec, mip, t1_rec, t2_rec) if r is not None]
     moved = _shuffle([p for r in records for p in r.files], out, seed)
     shutil.rmtree(staging)
-    result = ExportRecord(out, study.study_uid, _relocated(ct_rec, moved), _relocated(scout, moved),
-                          _relocated(mip, moved), None if t1_rec is None else _relocated(t1_rec, moved),
-                          None if t2_rec is None else _relocated(t2_rec, moved))
-    log.info("exported study %s to %s: %s", study.study_uid, out,
-             ", ".join(f"{s.description} ({len(s.files)})" for s in result.series))
+    result = ExportRecord(
+        out,
+        study.study_uid,
+        _relocated(ct_rec, moved),
+        _relocated(scout, moved),
+        _relocated(mip, moved),
+        None if t1_rec is None else _relocated(t1_rec, moved),
+        None if t2_rec is None else _relocated(t2_rec, moved),
+    )
+    log.info(
+        "exported study %s to %s: %s",
+        study.study_uid,
+        out,
+        ", ".join(f"{s.description} ({len(s.files)})" for s in result.series),
+    )
     return result
 
 
-def export_case(ct_path: Path, mr_path: Path | None, out: Path, seed: int,
-                options: ExportOptions = ExportOptions()) -> ExportRecord:
+def export_case(
+    ct_path: Path, mr_path: Path | None, out: Path, seed: int, options: ExportOptions = ExportOptions()
+) -> ExportRecord:
     """:func:`export_images` for a CT and an optional MR read from image files."""
     ct = read_image(Path(ct_path))
     mr = read_image(Path(mr_path)) if mr_path is not None else None
@@ -590,8 +645,10 @@ def _case_id(ct: Path) -> str:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m phantoms.dicom_export",
-                                description="Export a phantom CT (and T1 MR) as a scanner/PACS-like DICOM study.")
+    p = argparse.ArgumentParser(
+        prog="python -m phantoms.dicom_export",
+        description="Export a phantom CT (and T1 MR) as a scanner/PACS-like DICOM study.",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ct", type=Path, help="CT image file (HU)")
     src.add_argument("--from-case-dir", type=Path, help="a case folder written by python -m phantoms")

@@ -7,4 +7,3 @@ from hanseg.errors import HansegError
 
 class PhantomError(HansegError):
     """Bad arguments for phantom generation (unknown size, negative seed, bad case id)."""
-

@@ -99,18 +99,36 @@ def _zyx(a: np.ndarray, b: np.ndarray) -> tuple[slice, slice, slice]:
 
 
 @overload
-def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: Literal[True],
-           chunk_voxels: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
+def render(
+    grid: Grid,
+    to_canon: Affine,
+    warp: Warp,
+    structures: Sequence[Structure],
+    with_labels: Literal[True],
+    chunk_voxels: int = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @overload
-def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: Literal[False],
-           chunk_voxels: int = ...) -> tuple[np.ndarray, None]: ...
+def render(
+    grid: Grid,
+    to_canon: Affine,
+    warp: Warp,
+    structures: Sequence[Structure],
+    with_labels: Literal[False],
+    chunk_voxels: int = ...,
+) -> tuple[np.ndarray, None]: ...
 
 
 @overload
-def render(grid: Grid, to_canon: Affine, warp: Warp, structures: Sequence[Structure], with_labels: bool,
-           chunk_voxels: int = ...) -> tuple[np.ndarray, np.ndarray | None]: ...
+def render(
+    grid: Grid,
+    to_canon: Affine,
+    warp: Warp,
+    structures: Sequence[Structure],
+    with_labels: bool,
+    chunk_voxels: int = ...,
+) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def render(
@@ -166,4 +184,3 @@ def _paint_slab(active, G, h, warp: Warp, tissue: np.ndarray, labels: np.ndarray
             tissue[dst][m] = s.tissue
         if labels is not None and s.label is not None:
             labels[dst][m] = s.label
-

@@ -171,4 +171,3 @@ def rotation_matrix(axis: npt.ArrayLike, degrees: float) -> np.ndarray:
     t = math.radians(degrees)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
     return np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * (k @ k)
-

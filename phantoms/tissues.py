@@ -34,4 +34,3 @@ _TISSUES: dict[str, tuple[float, float]] = {
 TISSUE_NAMES: tuple[str, ...] = tuple(_TISSUES)
 TID: dict[str, int] = {n: i for i, n in enumerate(TISSUE_NAMES)}
 _BODY_FREE = (TID["AIR"], TID["COUCH_SHELL"], TID["COUCH_CORE"])
-

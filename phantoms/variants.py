@@ -17,8 +17,10 @@ _OBLIQUE = math.radians(15.0)
 _TILT = math.radians(10.0)
 GRID_VARIANTS: dict[str, tuple[tuple[float, ...], tuple[float, float, float]]] = {
     "flipped": ((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0), (1.0, 1.0, 1.0)),
-    "oblique": ((math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0,
-                 0.0, 0.0, 1.0), (1.0, 1.0, 1.0)),
+    "oblique": (
+        (math.cos(_OBLIQUE), -math.sin(_OBLIQUE), 0.0, math.sin(_OBLIQUE), math.cos(_OBLIQUE), 0.0, 0.0, 0.0, 1.0),
+        (1.0, 1.0, 1.0),
+    ),
     "respaced": (IDENTITY_DIRECTION, (1.3, 1.3, 0.8)),
     # "respaced" one axis group at a time, to tell which one costs (benchmarks.phantom_eval)
     "respaced_xy": (IDENTITY_DIRECTION, (1.3, 1.3, 1.0)),

@@ -70,4 +70,3 @@ def write_gc(case: PhantomCase, out_dir: Path, table: bool = True) -> None:
     _write(case.labels, out_dir / "ground_truth" / f"{case.case_id}_seg.mha")
     if table:
         _update_oar_csv(out_dir / "ground_truth" / OAR_CSV, case.case_id, case.oar_values)
-

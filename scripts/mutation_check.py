@@ -33,38 +33,72 @@ log = logging.getLogger("mutation_check")
 @dataclass(frozen=True)
 class Mutation:
     name: str
-    what: str            # the breakage, as a physicist would notice it
-    path: str            # relative to the repository root
-    old: str             # must occur exactly once in the file
+    what: str  # the breakage, as a physicist would notice it
+    path: str  # relative to the repository root
+    old: str  # must occur exactly once in the file
     new: str
 
 
 MUTATIONS: tuple[Mutation, ...] = (
-    Mutation("background", "the label map is all background", "hanseg/inference.py",
-             "return Prediction(labels, warnings, seconds)",
-             "return Prediction(np.zeros_like(labels), warnings, seconds)"),
-    Mutation("mr-unused", "the MR is registered but never reaches the network", "hanseg/preprocess.py",
-             "return normalize_zscore(values, norm, inside & (values > 0)), result",
-             "return zeros, result"),
-    Mutation("no-holes", "the RTSTRUCT loses its holes", "hanseg/dicom/contours.py",
-             "return [Loop(points[n], bool(holes[n])) for n in rank]",
-             "return [Loop(points[n], False) for n in rank if not holes[n]]"),
-    Mutation("left-right", "left and right OARs are swapped in the label map", "hanseg/postprocess.py",
-             "        keep_largest_components(labels[box.slices], max_components)\n    return labels\n",
-             "        keep_largest_components(labels[box.slices], max_components)\n"
-             "    from .labels import lr_swap_table\n"
-             "    return np.asarray(lr_swap_table(), np.uint8)[labels]\n"),
-    Mutation("ready-at-once", "the node segments a study without waiting for it to be complete",
-             "hanseg/node/jobs.py", "(RECEIVING, now - stable_seconds)", "(RECEIVING, now + stable_seconds)"),
-    Mutation("seg-numbers", "the DICOM SEG numbers its segments one off", "hanseg/dicom/seg.py",
-             "segment_number=number,", "segment_number=number + 1,"),
+    Mutation(
+        "background",
+        "the label map is all background",
+        "hanseg/inference.py",
+        "return Prediction(labels, warnings, seconds)",
+        "return Prediction(np.zeros_like(labels), warnings, seconds)",
+    ),
+    Mutation(
+        "mr-unused",
+        "the MR is registered but never reaches the network",
+        "hanseg/preprocess.py",
+        "return normalize_zscore(values, norm, inside & (values > 0)), result",
+        "return zeros, result",
+    ),
+    Mutation(
+        "no-holes",
+        "the RTSTRUCT loses its holes",
+        "hanseg/dicom/contours.py",
+        "return [Loop(points[n], bool(holes[n])) for n in rank]",
+        "return [Loop(points[n], False) for n in rank if not holes[n]]",
+    ),
+    Mutation(
+        "left-right",
+        "left and right OARs are swapped in the label map",
+        "hanseg/postprocess.py",
+        "        keep_largest_components(labels[box.slices], max_components)\n    return labels\n",
+        "        keep_largest_components(labels[box.slices], max_components)\n"
+        "    from .labels import lr_swap_table\n"
+        "    return np.asarray(lr_swap_table(), np.uint8)[labels]\n",
+    ),
+    Mutation(
+        "ready-at-once",
+        "the node segments a study without waiting for it to be complete",
+        "hanseg/node/jobs.py",
+        "(RECEIVING, now - stable_seconds)",
+        "(RECEIVING, now + stable_seconds)",
+    ),
+    Mutation(
+        "seg-numbers",
+        "the DICOM SEG numbers its segments one off",
+        "hanseg/dicom/seg.py",
+        "segment_number=number,",
+        "segment_number=number + 1,",
+    ),
 )
 
 
 def copy_tree(dest: Path) -> None:
     """The files git knows of (tracked, or untracked and not ignored), and a link to .venv."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = ROOT / rel
         if src.is_file():
@@ -87,9 +121,27 @@ def apply(tree: Path, mutation: Mutation) -> str:
 def run_tiers(tree: Path, extra: list[str]) -> tuple[int, str, float]:
     """The unit tier, then the smoke tier, stopping at the first failure: (exit code, the
     failing test, seconds)."""
-    cmd = [str(tree / ".venv/bin/python"), "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider",
-           "-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder", "--fast-first",
-           "-m", "(unit or smoke) and not slow and not container", "tests/unit", "tests/smoke", *extra]
+    cmd = [
+        str(tree / ".venv/bin/python"),
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-rf",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "auto",
+        "--dist",
+        "loadfile",
+        "--no-loadscope-reorder",
+        "--fast-first",
+        "-m",
+        "(unit or smoke) and not slow and not container",
+        "tests/unit",
+        "tests/smoke",
+        *extra,
+    ]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
     failed = re.findall(r"^FAILED (tests/\S+)", done.stdout, re.M)
@@ -126,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 code, where, seconds = run_tiers(tree, args.pytest_args)
             finally:
                 (tree / m.path).write_text(original)
-            caught = code in (1, 2) and where.startswith("tests/")   # 2: -x under xdist stops the session
-            log.info("%-14s %s in %.0f s: %s (%s)", m.name, "CAUGHT" if caught else "MISSED", seconds, where,
-                     m.what)
+            caught = code in (1, 2) and where.startswith("tests/")  # 2: -x under xdist stops the session
+            log.info("%-14s %s in %.0f s: %s (%s)", m.name, "CAUGHT" if caught else "MISSED", seconds, where, m.what)
             if not caught:
                 missed.append(m.name)
     if missed:

@@ -47,15 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     ours.load_state_dict(theirs.state_dict(), strict=True)
     window = torch.randn(1, 1, 4, 72, 56)
     with torch.no_grad():
-        mine = ours(window)                                        # (1, 31, 4, 72, 56)
-        ref = theirs(stack_slices(window, 3))["out"]               # (4, 31, 72, 56)
+        mine = ours(window)  # (1, 31, 4, 72, 56)
+        ref = theirs(stack_slices(window, 3))["out"]  # (4, 31, 72, 56)
     diff = float((mine[0].permute(1, 0, 2, 3) - ref).abs().max())
     log.info("torchvision %s, torch %s: max |logit difference| %.2e", torchvision.__version__, torch.__version__, diff)
     if diff > 1e-5:
         raise SystemExit(f"SliceFCN differs from torchvision's fcn_resnet50 by {diff:.2e}")
     shapes = {k: list(v.shape) for k, v in theirs.state_dict().items()}
-    KEYS_FILE.write_text(json.dumps({"torchvision": torchvision.__version__, "num_classes": 31,
-                                     "in_channels": 3, "state_dict": shapes}, indent=0) + "\n")
+    KEYS_FILE.write_text(
+        json.dumps(
+            {"torchvision": torchvision.__version__, "num_classes": 31, "in_channels": 3, "state_dict": shapes},
+            indent=0,
+        )
+        + "\n"
+    )
     log.info("wrote %d names to %s", len(shapes), KEYS_FILE)
     if args.save_state:
         with_aux = fcn_resnet50(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)

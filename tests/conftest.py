@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[name] = os.environ.get("HANSEG_TEST_THREADS", threads)
     import SimpleITK as sitk
     import torch
+
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(os.environ["OMP_NUM_THREADS"]))
 
@@ -62,9 +63,12 @@ SLOWEST_FIRST = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fast-first", action="store_true",
-                     help="run the quickest modules first (the unit tier, then the smoke tier's quick modules): "
-                          "with -x, a broken product fails in seconds (scripts/mutation_check.py)")
+    parser.addoption(
+        "--fast-first",
+        action="store_true",
+        help="run the quickest modules first (the unit tier, then the smoke tier's quick modules): "
+        "with -x, a broken product fails in seconds (scripts/mutation_check.py)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,6 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if config.getoption("--fast-first"):
             return (TIERS.index(module.split("/")[0]), -slow)
         return (slow, 0)
+
     items.sort(key=rank)  # stable: a module's tests keep their order and stay together
 
 
@@ -93,6 +98,7 @@ def tiny_model(tmp_path: Path) -> Path:
 def raw_phantoms(tmp_path_factory) -> Path:
     """Two small phantom cases in the HaN-Seg raw layout (shared by the training tests)."""
     from phantoms import make_case, write_raw
+
     root = tmp_path_factory.mktemp("raw") / "raw"
     for i, seed in enumerate((31, 32)):
         write_raw(make_case(seed, "small", f"case_{i + 1:02d}"), root)

@@ -69,8 +69,15 @@ class SeriesSpec:
 
 def mr_spec(**kwargs: Any) -> SeriesSpec:
     """An axial MR series of 12 slices, without rescale."""
-    values: dict[str, Any] = {"modality": "MR", "series": "mr", "description": "t1_mprage_tra", "slope": 1.0,
-                              "intercept": 0.0, "n_slices": 12, "image_type": ("ORIGINAL", "PRIMARY", "M", "ND")}
+    values: dict[str, Any] = {
+        "modality": "MR",
+        "series": "mr",
+        "description": "t1_mprage_tra",
+        "slope": 1.0,
+        "intercept": 0.0,
+        "n_slices": 12,
+        "image_type": ("ORIGINAL", "PRIMARY", "M", "ND"),
+    }
     values.update(kwargs)
     return SeriesSpec(**values)
 

@@ -22,10 +22,13 @@ from hanseg.plans import plans_from_json
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The header line of the real download's OAR_data.csv, exactly (../shared/notes/hanseg-facts.md, "Data").
-REAL_OAR_CSV_HEADER = (";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_R;Esophagus_S;Cochlea_L;Cochlea_R;"
-                       "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;"
-                       "Lips;Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;"
-                       "Pituitary;SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid")
+REAL_OAR_CSV_HEADER = (
+    ";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_R;Esophagus_S;Cochlea_L;Cochlea_R;"
+    "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;"
+    "Lips;Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;"
+    "Pituitary;SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid"
+)
+
 
 def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them") -> list[str]:
     """The paths of ``tools``; a missing one skips the test on a developer's machine and fails
@@ -42,9 +45,10 @@ def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them
 @dataclass(frozen=True)
 class CliRun:
     """What a CLI run left behind, in the shape of ``subprocess.CompletedProcess``."""
+
     args: tuple[str, ...]
     returncode: int
-    stderr: str   # the log records at INFO and above, formatted as the CLIs' own basicConfig does
+    stderr: str  # the log records at INFO and above, formatted as the CLIs' own basicConfig does
 
 
 def run_main(main: Callable[[list[str]], int | None], *args: str, check: bool = True) -> CliRun:
@@ -55,6 +59,7 @@ def run_main(main: Callable[[list[str]], int | None], *args: str, check: bool = 
     test through a real subprocess. ``check``: assert exit 0, with the log's tail."""
     import io
     import logging
+
     text = io.StringIO()
     handler = logging.StreamHandler(text)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -78,8 +83,9 @@ def run_main(main: Callable[[list[str]], int | None], *args: str, check: bool = 
     return done
 
 
-def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: str = "case_09"
-                           ) -> tuple[sitk.Image, sitk.Image]:
+def segment_unseen_phantom(
+    model: Path, folder: Path, seed: int = 33, case_id: str = "case_09"
+) -> tuple[sitk.Image, sitk.Image]:
     """``process.py`` with ``model`` on a phantom no test trains on (2023 layout in ``folder``):
     its (label map, CT), after checking that the run succeeded and wrote results.json."""
     import json
@@ -87,10 +93,26 @@ def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: s
     import sys
 
     from phantoms import make_case, write_gc
+
     write_gc(make_case(seed, "small", case_id), folder / "gc")
-    done = subprocess.run([sys.executable, "process.py", "--input", str(folder / "gc/input"), "--output",
-                           str(folder / "out"), "--model", str(model), "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "process.py",
+            "--input",
+            str(folder / "gc/input"),
+            "--output",
+            str(folder / "out"),
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((folder / "out/results.json").read_text())[0]["outputs"]
     seg = sitk.ReadImage(str(folder / f"out/images/head_neck_oar/{case_id}_seg.mha"))
@@ -100,15 +122,28 @@ def segment_unseen_phantom(model: Path, folder: Path, seed: int = 33, case_id: s
 TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 
 
-def write_tiny_model(root: Path, folds: tuple[int, ...] = (0,), channels: tuple[str, ...] = ("CT", "MR_T1"),
-                     spacing=(4.0, 4.0, 4.0), patch=(16, 32, 32), seed: int = 0) -> Path:
+def write_tiny_model(
+    root: Path,
+    folds: tuple[int, ...] = (0,),
+    channels: tuple[str, ...] = ("CT", "MR_T1"),
+    spacing=(4.0, 4.0, 4.0),
+    patch=(16, 32, 32),
+    seed: int = 0,
+) -> Path:
     """A complete, valid model folder with an untrained tiny UNet (for pipeline tests only)."""
-    norms = {"CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
-             "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}
-    plans = {"labels": list(OAR_NAMES),
-             "channels": [{"name": c, "normalization": norms[c]} for c in channels],
-             "spacing_xyz_mm": list(spacing), "patch_size_zyx": list(patch),
-             "network": TINY_NETWORK, "folds": list(folds), "overlap": 0.25}
+    norms = {
+        "CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
+        "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]},
+    }
+    plans = {
+        "labels": list(OAR_NAMES),
+        "channels": [{"name": c, "normalization": norms[c]} for c in channels],
+        "spacing_xyz_mm": list(spacing),
+        "patch_size_zyx": list(patch),
+        "network": TINY_NETWORK,
+        "folds": list(folds),
+        "overlap": 0.25,
+    }
     loaded = plans_from_json(plans)
     states = []
     for fold in folds:

@@ -45,47 +45,83 @@ class TrainConfig:
     batch: int = setting(2, "patches per step, per process under torchrun")
     lr: float = setting(1e-3, "peak learning rate, then the poly decay (exponent 0.9)", metavar="LR")
     weight_decay: float | None = setting(
-        None, "weight decay: decoupled for adamw, L2 for sgd and adam", metavar="WD",
-        default_help="the optimiser's: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_WEIGHT_DECAY.items()))
-    fg_fraction: float = setting(0.67, "fraction of patches centred on a foreground voxel (of a class "
-                                 "drawn uniformly among the case's); the rest anywhere", metavar="F")
+        None,
+        "weight decay: decoupled for adamw, L2 for sgd and adam",
+        metavar="WD",
+        default_help="the optimiser's: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_WEIGHT_DECAY.items()),
+    )
+    fg_fraction: float = setting(
+        0.67,
+        "fraction of patches centred on a foreground voxel (of a class "
+        "drawn uniformly among the case's); the rest anywhere",
+        metavar="F",
+    )
     val_every: int = setting(5, "validate every N epochs and after the last", metavar="N")
-    val_overlap: float = setting(0.25, "sliding-window overlap of validation; inference uses "
-                                 "plans.json's overlap", metavar="F")
+    val_overlap: float = setting(
+        0.25, "sliding-window overlap of validation; inference uses plans.json's overlap", metavar="F"
+    )
     seed: int = setting(0, "seed of the initial weights, the patch sampler and the augmentation")
-    loss: str = setting("dice_ce", "dice_ce = Dice + cross-entropy; dynamic = generalised Dice + weighted CE→focal; "
-                        "tvmf = adaptive t-vMF Dice; bce = per-class binary CE", choices=LOSSES)
-    optimizer: str = setting("adamw", "adamw, adam, or sgd (Nesterov, momentum 0.99: nnU-Net's)",
-                             choices=OPTIMIZERS)
-    init_from: str | None = setting(None, "weights to start from: a MONAI bundle folder or model.pt, one of "
-                                    "our model folders, or a training checkpoint", metavar="PATH",
-                                    default_help="random initialisation")
-    input_init: str = setting("zero", "how input channels the source lacks start, see training/transfer.py",
-                              choices=("zero", "replicate"))
+    loss: str = setting(
+        "dice_ce",
+        "dice_ce = Dice + cross-entropy; dynamic = generalised Dice + weighted CE→focal; "
+        "tvmf = adaptive t-vMF Dice; bce = per-class binary CE",
+        choices=LOSSES,
+    )
+    optimizer: str = setting("adamw", "adamw, adam, or sgd (Nesterov, momentum 0.99: nnU-Net's)", choices=OPTIMIZERS)
+    init_from: str | None = setting(
+        None,
+        "weights to start from: a MONAI bundle folder or model.pt, one of our model folders, or a training checkpoint",
+        metavar="PATH",
+        default_help="random initialisation",
+    )
+    input_init: str = setting(
+        "zero", "how input channels the source lacks start, see training/transfer.py", choices=("zero", "replicate")
+    )
     freeze: str = setting("none", FREEZE_HELP, metavar="POLICY")
-    elastic: float = setting(0.0, "probability of an elastic deformation per patch, on top of the "
-                             "affine one", metavar="P")
-    lowres: float = setting(0.0, "probability of a simulated coarser scan per patch: down- and "
-                            "up-sampled", metavar="P")
-    reslice: float = setting(0.0, "probability of a patch resampled as from another voxel lattice: another "
-                             "slice spacing and phase, see training.data.simulate_reslicing", metavar="P")
+    elastic: float = setting(
+        0.0, "probability of an elastic deformation per patch, on top of the affine one", metavar="P"
+    )
+    lowres: float = setting(0.0, "probability of a simulated coarser scan per patch: down- and up-sampled", metavar="P")
+    reslice: float = setting(
+        0.0,
+        "probability of a patch resampled as from another voxel lattice: another "
+        "slice spacing and phase, see training.data.simulate_reslicing",
+        metavar="P",
+    )
     min_oar_reliability: float = setting(
-        1.0, "OARs that OAR_data.csv rates below this for a case (the download has 0.5 for some) are "
-        "left out of that case's loss, like a missing mask; 0 keeps every mask file", metavar="R")
-    mr_dropout: float = setting(0.2, "probability per patch of zeroed MR channels: trains the CT-only "
-                                "path the model takes when MR is missing", metavar="P")
-    grad_clip: float = setting(12.0, "clip the L2 norm of all trainable gradients to NORM, as nnU-Net does",
-                               metavar="NORM")
-    warmup: int = setting(0, "linear learning-rate warm-up over the first STEPS steps (useful with "
-                          "--init-from: fresh Adam moments would otherwise move every weight by ~lr at once)",
-                          metavar="STEPS")
-    amp: str = setting("auto", "auto: fp16 autocast on CUDA, fp32 on the CPU; bf16: bfloat16 autocast "
-                       "(about 1.4x faster steps on CPUs with AVX-512 BF16); off: fp32",
-                       choices=("auto", "bf16", "off"))
+        1.0,
+        "OARs that OAR_data.csv rates below this for a case (the download has 0.5 for some) are "
+        "left out of that case's loss, like a missing mask; 0 keeps every mask file",
+        metavar="R",
+    )
+    mr_dropout: float = setting(
+        0.2,
+        "probability per patch of zeroed MR channels: trains the CT-only path the model takes when MR is missing",
+        metavar="P",
+    )
+    grad_clip: float = setting(
+        12.0, "clip the L2 norm of all trainable gradients to NORM, as nnU-Net does", metavar="NORM"
+    )
+    warmup: int = setting(
+        0,
+        "linear learning-rate warm-up over the first STEPS steps (useful with "
+        "--init-from: fresh Adam moments would otherwise move every weight by ~lr at once)",
+        metavar="STEPS",
+    )
+    amp: str = setting(
+        "auto",
+        "auto: fp16 autocast on CUDA, fp32 on the CPU; bf16: bfloat16 autocast "
+        "(about 1.4x faster steps on CPUs with AVX-512 BF16); off: fp32",
+        choices=("auto", "bf16", "off"),
+    )
     time_budget: float | None = setting(
-        None, "end this run within about SECONDS (caching included): before each epoch, the epoch count "
+        None,
+        "end this run within about SECONDS (caching included): before each epoch, the epoch count "
         "is set to what still fits (at most --epochs), so the learning rate still decays to zero and "
-        "the last epoch validates and saves", metavar="SECONDS", default_help="no limit")
+        "the last epoch validates and saves",
+        metavar="SECONDS",
+        default_help="no limit",
+    )
 
     def __post_init__(self) -> None:
         # resolved here, once, so the checkpoint records the number the optimiser used
@@ -116,8 +152,14 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         extra = {k: f.metadata[k] for k in ("choices", "metavar") if k in f.metadata}
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_option_type(hints[f.name]),
-                            default=f.default, help=_help(f), **extra)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=_option_type(hints[f.name]),
+            default=f.default,
+            help=_help(f),
+            **extra,
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

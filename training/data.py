@@ -32,19 +32,23 @@ COORDS_PER_CLASS = 2000
 @dataclass
 class CachedCase:
     case_id: str
-    image: np.ndarray          # (C, Z, Y, X) float16
-    labels: np.ndarray         # (Z, Y, X) uint8
-    present: np.ndarray        # (31,) bool
+    image: np.ndarray  # (C, Z, Y, X) float16
+    labels: np.ndarray  # (Z, Y, X) uint8
+    present: np.ndarray  # (31,) bool
     coords: dict[int, np.ndarray]  # class -> (n, 3) voxel coordinates z,y,x (a sample)
 
 
 def preprocessing_key(plans: Plans) -> str:
     """Hash of every plan field that changes the preprocessed arrays, and of the version of the
     preprocessing code itself (:data:`hanseg.preprocess.PREPROCESSING_VERSION`)."""
-    fields = {"channels": [c.name for c in plans.channels],
-              "norm": [vars(c.normalization) for c in plans.channels],
-              "spacing": plans.spacing_xyz_mm, "margin": plans.crop_margin_mm,
-              "threshold": plans.body_threshold_hu, "v": PREPROCESSING_VERSION}
+    fields = {
+        "channels": [c.name for c in plans.channels],
+        "norm": [vars(c.normalization) for c in plans.channels],
+        "spacing": plans.spacing_xyz_mm,
+        "margin": plans.crop_margin_mm,
+        "threshold": plans.body_threshold_hu,
+        "v": PREPROCESSING_VERSION,
+    }
     if plans.oar_depth_mm is not None:  # only then: caches of plans without a depth keep their keys
         fields["oar_depth"] = plans.oar_depth_mm
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()[:16]
@@ -78,11 +82,19 @@ def cache_case(case: RawCase, plans: Plans, cache_dir: Path) -> Path:
     # Any, not ndarray: mypy would match a dict of arrays against savez's allow_pickle flag (numpy >= 2.1),
     # and naming that flag here would store it as an array under older numpy
     by_class: dict[str, Any] = {f"coords_{c}": v for c, v in coords.items()}
-    np.savez_compressed(tmp, key=key, image=pre.image.astype(np.float16), labels=labels,
-                        present=case.present, warnings=np.array(pre.warnings, dtype=str), **by_class)
+    np.savez_compressed(
+        tmp,
+        key=key,
+        image=pre.image.astype(np.float16),
+        labels=labels,
+        present=case.present,
+        warnings=np.array(pre.warnings, dtype=str),
+        **by_class,
+    )
     tmp.replace(path)
-    log.info("cached %s: grid %s%s", case.case_id, pre.grid.shape,
-             f" ({'; '.join(pre.warnings)})" if pre.warnings else "")
+    log.info(
+        "cached %s: grid %s%s", case.case_id, pre.grid.shape, f" ({'; '.join(pre.warnings)})" if pre.warnings else ""
+    )
     return path
 
 
@@ -92,8 +104,9 @@ def load_cached(path: Path) -> CachedCase:
         return CachedCase(path.stem, data["image"], data["labels"], data["present"], coords)
 
 
-def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator,
-                 fg_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def sample_patch(
+    case: CachedCase, patch: tuple[int, int, int], rng: np.random.Generator, fg_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
     """One (image, labels) patch. With probability ``fg_fraction`` it is centred on a voxel of
     a foreground class drawn uniformly among the case's classes, so a 0.1 mL cochlea is seen as
     often as a 80 mL mandible; otherwise anywhere. Padded where the patch leaves the volume."""
@@ -121,9 +134,16 @@ def sample_patch(case: CachedCase, patch: tuple[int, int, int], rng: np.random.G
 SWAP = torch.tensor(lr_swap_table())
 
 
-def augment(image: torch.Tensor, labels: torch.Tensor, present: torch.Tensor, gen: torch.Generator,
-            mr_dropout: float = 0.2, elastic: float = 0.0, lowres: float = 0.0, reslice: float = 0.0
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def augment(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    present: torch.Tensor,
+    gen: torch.Generator,
+    mr_dropout: float = 0.2,
+    elastic: float = 0.0,
+    lowres: float = 0.0,
+    reslice: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch augmentation on (B,C,Z,Y,X) images and (B,Z,Y,X) labels.
 
     Left-right mirroring flips the x axis (patient left-right on the canonical LPS grid) AND
@@ -167,8 +187,7 @@ def _noise(shape: torch.Size, gen: torch.Generator, device: torch.device) -> tor
     return torch.randn(shape, generator=torch.Generator(device).manual_seed(seed), device=device)
 
 
-def simulate_low_resolution(image: torch.Tensor, gen: torch.Generator, p: float,
-                            min_zoom: float = 0.5) -> torch.Tensor:
+def simulate_low_resolution(image: torch.Tensor, gen: torch.Generator, p: float, min_zoom: float = 0.5) -> torch.Tensor:
     """Each sample with probability ``p``: every channel down-sampled by one zoom factor drawn
     in [``min_zoom``, 1] (area average) and up-sampled back (trilinear), as from a scan with
     coarser voxels resampled to the network grid (nnU-Net's low-resolution simulation).
@@ -183,8 +202,7 @@ def simulate_low_resolution(image: torch.Tensor, gen: torch.Generator, p: float,
     return image
 
 
-def simulate_reslicing(image: torch.Tensor, gen: torch.Generator, p: float,
-                       max_factor: float = 1.6) -> torch.Tensor:
+def simulate_reslicing(image: torch.Tensor, gen: torch.Generator, p: float, max_factor: float = 1.6) -> torch.Tensor:
     """Each sample with probability ``p``: the patch as if the scan had come on another voxel
     lattice. Per axis a spacing factor f (log-uniform in [1/``max_factor``, ``max_factor``],
     in network voxels) and a phase φ in [0, 1) are drawn; the image is interpolated linearly
@@ -212,8 +230,8 @@ def reslice_axis(x: torch.Tensor, dim: int, factor: float, phase: float) -> torc
     (in ``x``'s voxels) and back onto its own, edges clamped (see :func:`linear_along`)."""
     n = x.shape[dim]
     m = max(1, int(np.floor((n - 1) / factor - phase)) + 1)
-    there = (torch.arange(m, dtype=torch.float64) + phase) * factor   # new lattice, in old voxels
-    back = torch.arange(n, dtype=torch.float64) / factor - phase      # old lattice, in new voxels
+    there = (torch.arange(m, dtype=torch.float64) + phase) * factor  # new lattice, in old voxels
+    back = torch.arange(n, dtype=torch.float64) / factor - phase  # old lattice, in new voxels
     return linear_along(linear_along(x, there, dim), back, dim)
 
 
@@ -231,8 +249,14 @@ def linear_along(x: torch.Tensor, positions: torch.Tensor, dim: int) -> torch.Te
     return x.index_select(dim, lo) * (1 - w) + x.index_select(dim, hi) * w
 
 
-def elastic_field(n: int, shape_zyx: tuple[int, int, int], gen: torch.Generator, max_voxels: float = 4.0,
-                  control: int = 5, device: torch.device | str = "cpu") -> torch.Tensor:
+def elastic_field(
+    n: int,
+    shape_zyx: tuple[int, int, int],
+    gen: torch.Generator,
+    max_voxels: float = 4.0,
+    control: int = 5,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Smooth random displacements, (n, Z, Y, X, 3) in grid_sample's normalised x,y,z units:
     uniform in ±``max_voxels`` on a ``control``³ lattice, trilinearly interpolated, so the
     deformation bends organs over ~patch/4 without tearing them."""
@@ -242,9 +266,14 @@ def elastic_field(n: int, shape_zyx: tuple[int, int, int], gen: torch.Generator,
     return field.permute(0, 2, 3, 4, 1) * per_voxel
 
 
-def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generator,
-                   max_deg: float = 10.0, max_scale: float = 0.1,
-                   elastic: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _random_affine(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    gen: torch.Generator,
+    max_deg: float = 10.0,
+    max_scale: float = 0.1,
+    elastic: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     b = image.shape[0]
     theta = torch.zeros(b, 3, 4)
     for i in range(b):
@@ -262,8 +291,7 @@ def _random_affine(image: torch.Tensor, labels: torch.Tensor, gen: torch.Generat
         bend = torch.rand(b, generator=gen) < elastic
         if bend.any():
             bend = bend.to(image.device)
-            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), index3(image.shape[2:]), gen,
-                                                    device=image.device)
+            grid[bend] = grid[bend] + elastic_field(int(bend.sum()), index3(image.shape[2:]), gen, device=image.device)
     image = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
     lab = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return image, lab[:, 0].to(labels.dtype)

@@ -73,7 +73,7 @@ def shard(items: Sequence[T], ctx: DistContext) -> list[T]:
     """This rank's share of the training cases (all of them when there are fewer than ranks)."""
     if not ctx.active or len(items) < ctx.world:
         return list(items)
-    return list(items[ctx.rank::ctx.world])
+    return list(items[ctx.rank :: ctx.world])
 
 
 def wrap(net: torch.nn.Module, ctx: DistContext, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
@@ -84,7 +84,8 @@ def wrap(net: torch.nn.Module, ctx: DistContext, device: torch.device, find_unus
     if device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU each rank normalises its own batch
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     return torch.nn.parallel.DistributedDataParallel(
-        net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
+        net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused
+    )
 
 
 def unwrap(net: torch.nn.Module) -> torch.nn.Module:

@@ -57,8 +57,14 @@ def _fold_entry(work: Path, fold: str, k: int, which: str) -> tuple[dict, dict[s
         path = folder / "checkpoint_last.pt"  # fold 'all' has no validation, hence no best
     state = torch.load(path, map_location="cpu", weights_only=False)
     val = folder / "val_dice.json"
-    entry = {"model_fold": k, "trained_fold": fold, "checkpoint": path.name, "epochs_trained": state["epoch"] + 1,
-             "config": state.get("config"), "validation": json.loads(val.read_text()) if val.is_file() else None}
+    entry = {
+        "model_fold": k,
+        "trained_fold": fold,
+        "checkpoint": path.name,
+        "epochs_trained": state["epoch"] + 1,
+        "config": state.get("config"),
+        "validation": json.loads(val.read_text()) if val.is_file() else None,
+    }
     return state["model"], entry
 
 
@@ -94,29 +100,46 @@ def _validation(entries: list[dict[str, Any]]) -> float | None:
     return sum(means) / len(means) if means else None
 
 
-def build_metadata(work: Path, folds: Sequence[str], entries: list[dict[str, Any]], notes: StageNotes) -> dict[str, Any]:
+def build_metadata(
+    work: Path, folds: Sequence[str], entries: list[dict[str, Any]], notes: StageNotes
+) -> dict[str, Any]:
     """The structured ``metadata.json`` of a new export (weight hashes are added by export_model)."""
     parent = _lineage(entries)
     version = notes.version or _next_version(parent.get("version"))
     cfg = entries[0].get("config") or {}
     mean = _validation(entries)
-    stage = {"version": version, "commands": list(notes.commands), "steps": entries[0]["epochs_trained"] * cfg.get("iters", 0),
-             "training_minutes": _training_minutes(work, folds), "validation_mean_dice": mean}
+    stage = {
+        "version": version,
+        "commands": list(notes.commands),
+        "steps": entries[0]["epochs_trained"] * cfg.get("iters", 0),
+        "training_minutes": _training_minutes(work, folds),
+        "validation_mean_dice": mean,
+    }
     splits = json.loads((work / "splits.json").read_text())
     n_val = sum(len(splits["folds"][int(f)]["val"]) for f in folds if f != "all")
     fingerprint = json.loads((work / "fingerprint.json").read_text())
     return {
-        "name": "hanseg", "version": version,
+        "name": "hanseg",
+        "version": version,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "description": parent.get("description", "30 head-and-neck OARs (HaN-Seg label ids 1..30)"),
         "intended_use": parent.get("intended_use", INTENDED_USE),
         "changelog": {version: notes.changes or "(no description given)", **parent.get("changelog", {})},
-        "training_data": {"description": notes.data_note, "command": notes.data_command,
-                          "cases": fingerprint["cases"], "splits": splits},
+        "training_data": {
+            "description": notes.data_note,
+            "command": notes.data_command,
+            "cases": fingerprint["cases"],
+            "splits": splits,
+        },
         "stages": [*parent.get("stages", []), stage],
         "folds": entries,
-        "scores": {"validation": {"mean_dice": mean, "cases": n_val,
-                                  "what": "the folds' validation cases, Dice on the network grid during training"}},
+        "scores": {
+            "validation": {
+                "mean_dice": mean,
+                "cases": n_val,
+                "what": "the folds' validation cases, Dice on the network grid during training",
+            }
+        },
     }
 
 

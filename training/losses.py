@@ -35,8 +35,9 @@ def marginal_probabilities(logits: torch.Tensor, present: torch.Tensor) -> torch
     return probs
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor,
-                 smooth: float = 1e-5) -> torch.Tensor:
+def dice_ce_loss(
+    logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, smooth: float = 1e-5
+) -> torch.Tensor:
     """Marginal CE + marginal soft Dice over the foreground classes found in the batch.
 
     target: (B, *spatial) int64 labels. Absent classes never occur in ``target``.
@@ -53,9 +54,9 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tens
     dims = (0, *range(2, logits.dim()))
     inter = (probs * onehot).sum(dims)
     truth = onehot.sum(dims)
-    dice = (2 * inter + smooth) / (probs.sum(dims) + truth + smooth)   # (C,)
+    dice = (2 * inter + smooth) / (probs.sum(dims) + truth + smooth)  # (C,)
     use = truth > 0
-    use[0] = False                                                     # foreground only
+    use[0] = False  # foreground only
     dice_loss = 1 - dice[use].mean() if use.any() else logits.sum() * 0
     return ce + dice_loss
 
@@ -66,6 +67,7 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tens
 # the batch (their terms would be constants or push the OAR to vanish everywhere).
 # Shapes: logits (B, C, *spatial); target (B, *spatial) int64; present (B, C) bool.
 # ---------------------------------------------------------------------------------------------
+
 
 def _onehot(target: torch.Tensor, n_classes: int) -> torch.Tensor:
     return F.one_hot(target, n_classes).movedim(-1, 1).float()
@@ -106,8 +108,9 @@ def enet_class_weights(counts: np.ndarray, c: float = 1.02) -> np.ndarray:
     return (1.0 / np.log(c + freq)).astype(np.float32)
 
 
-def dynamic_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, progress: float,
-                 class_weights: torch.Tensor) -> torch.Tensor:
+def dynamic_loss(
+    logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, progress: float, class_weights: torch.Tensor
+) -> torch.Tensor:
     """Generalised Dice + (1 − t)·weighted CE + t·focal, t = fraction of training done: the
     weighted CE drives the rare OARs early, the focal term the hard voxels late."""
     t = min(max(float(progress), 0.0), 1.0)
@@ -116,8 +119,9 @@ def dynamic_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tens
     return gd + (1 - t) * weighted_ce(probs, target, class_weights) + t * focal_loss(probs, target)
 
 
-def tvmf_dice_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor,
-                   kappa: torch.Tensor) -> torch.Tensor:
+def tvmf_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, kappa: torch.Tensor
+) -> torch.Tensor:
     """t-vMF Dice loss (Kato & Hotta 2022). Per class, cos θ between the probability and the
     one-hot vectors over batch and space; t-vMF similarity φ = (1 + cos θ)/(1 + κ(1 − cos θ)) − 1;
     loss (1 − φ)², averaged over the classes with ground truth here. κ = 0 gives (1 − cos θ)²;
@@ -125,9 +129,8 @@ def tvmf_dice_loss(logits: torch.Tensor, target: torch.Tensor, present: torch.Te
     probs = marginal_probabilities(logits, present)
     onehot = _onehot(target, logits.shape[1])
     dims = _sum_dims(probs)
-    use = onehot.sum(dims) > 0   # select before the square root: its gradient at 0 is infinite
-    inter, p2, g2 = ((probs * onehot).sum(dims)[use], probs.square().sum(dims)[use],
-                     onehot.square().sum(dims)[use])
+    use = onehot.sum(dims) > 0  # select before the square root: its gradient at 0 is infinite
+    inter, p2, g2 = ((probs * onehot).sum(dims)[use], probs.square().sum(dims)[use], onehot.square().sum(dims)[use])
     cos = inter / (p2 * g2).sqrt().clamp_min(1e-8)
     k = kappa.to(cos)[use]
     phi = (1 + cos) / (1 + k * (1 - cos)) - 1

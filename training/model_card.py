@@ -39,15 +39,19 @@ def unseen(meta: Metadata) -> Mapping[str, Any] | None:
 def headline(meta: Metadata) -> str:
     """One paragraph: what the model is, how it was trained, what it scores (README's status)."""
     val = meta["scores"]["validation"]
-    text = (f"The shipped `model/` (version {meta['version']}) was trained for {total_minutes(meta)} CPU minutes in "
-            f"{len(meta.get('stages', []))} stage(s), on {meta['training_data']['description']}. "
-            f"Validation mean Dice {val['mean_dice']:.3f}.")
+    text = (
+        f"The shipped `model/` (version {meta['version']}) was trained for {total_minutes(meta)} CPU minutes in "
+        f"{len(meta.get('stages', []))} stage(s), on {meta['training_data']['description']}. "
+        f"Validation mean Dice {val['mean_dice']:.3f}."
+    )
     scores = unseen(meta)
     if scores:
         grid = scores["grids"]["original"]
         low_dice, low_oar = grid["lowest_oar"]
-        text += (f" On {scores['settings']['cases']} unseen phantoms: mean Dice {grid['mean_dice']:.3f}, mean HD95 "
-                 f"{grid['mean_hd95_mm']:.2f} mm, lowest OAR {low_oar} {low_dice:.2f}.")
+        text += (
+            f" On {scores['settings']['cases']} unseen phantoms: mean Dice {grid['mean_dice']:.3f}, mean HD95 "
+            f"{grid['mean_hd95_mm']:.2f} mm, lowest OAR {low_oar} {low_dice:.2f}."
+        )
     return text + f" {meta['intended_use']}"
 
 
@@ -71,8 +75,10 @@ def _stages(meta: Metadata) -> list[str]:
     rows = ["| version | steps | CPU minutes | validation mean Dice |", "| --- | ---: | ---: | ---: |"]
     for stage in meta.get("stages", []):
         val = stage.get("validation_mean_dice")
-        rows.append(f"| {stage['version']} | {stage.get('steps', '')} | {stage.get('training_minutes', '')} | "
-                    f"{'' if val is None else f'{val:.3f}'} |")
+        rows.append(
+            f"| {stage['version']} | {stage.get('steps', '')} | {stage.get('training_minutes', '')} | "
+            f"{'' if val is None else f'{val:.3f}'} |"
+        )
     return rows
 
 
@@ -88,50 +94,91 @@ def _commands(meta: Metadata) -> list[str]:
 
 
 def _unseen_table(scores: Mapping[str, Any]) -> list[str]:
-    rows = ["| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case |",
-            "| --- | ---: | ---: | ---: | --- | ---: |"]
+    rows = [
+        "| grid | mean Dice | Δ vs original | mean HD95 (mm) | lowest OAR Dice | s/case |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
     base = scores["grids"]["original"]["mean_dice"]
     for name, grid in scores["grids"].items():
         low_dice, low_oar = grid["lowest_oar"]
-        rows.append(f"| {name} | {grid['mean_dice']:.3f} | {grid['mean_dice'] - base:+.4f} | {grid['mean_hd95_mm']:.2f} | "
-                    f"{low_dice:.3f} ({low_oar}) | {grid['seconds_per_case']:.1f} |")
+        rows.append(
+            f"| {name} | {grid['mean_dice']:.3f} | {grid['mean_dice'] - base:+.4f} | {grid['mean_hd95_mm']:.2f} | "
+            f"{low_dice:.3f} ({low_oar}) | {grid['seconds_per_case']:.1f} |"
+        )
     per_oar = ", ".join(f"{oar} {d:.2f}" for oar, d in scores.get("per_oar_dice", {}).items())
-    rows += ["", "s/case is the wall time of each `process.py` run on whatever machine ran the command, busy or "
-             "not: a check that nothing is pathologically slow, not a benchmark (speed: docs/benchmarks.md)."]
+    rows += [
+        "",
+        "s/case is the wall time of each `process.py` run on whatever machine ran the command, busy or "
+        "not: a check that nothing is pathologically slow, not a benchmark (speed: docs/benchmarks.md).",
+    ]
     return [*rows, "", f"Dice per OAR on the original grid: {per_oar}."] if per_oar else rows
 
 
 def _scores(meta: Metadata) -> list[str]:
     val = meta["scores"]["validation"]
-    lines = ["## Scores", "", f"- **Validation:** mean Dice {val['mean_dice']:.3f} over {val['cases']} cases "
-             f"({val['what']})."]
+    lines = [
+        "## Scores",
+        "",
+        f"- **Validation:** mean Dice {val['mean_dice']:.3f} over {val['cases']} cases ({val['what']}).",
+    ]
     scores = unseen(meta)
     if not scores:
         return [*lines, "- **Unseen phantoms:** not recorded (`python -m benchmarks.phantom_eval --record MODEL`)."]
     settings = scores["settings"]
-    return [*lines, f"- **Unseen phantoms** ({settings['cases']} cases of size `{settings['size']}`, seed "
-            f"{settings['seed']}, never used in training, through `process.py` with its defaults), from:", "",
-            f"  `{scores['command']}`", "", *_unseen_table(scores)]
+    return [
+        *lines,
+        f"- **Unseen phantoms** ({settings['cases']} cases of size `{settings['size']}`, seed "
+        f"{settings['seed']}, never used in training, through `process.py` with its defaults), from:",
+        "",
+        f"  `{scores['command']}`",
+        "",
+        *_unseen_table(scores),
+    ]
 
 
 def card(meta: Metadata, plans: Plans) -> str:
     """The whole model card as Markdown."""
     net = plans.network
-    lines = [f"# Model card: {meta['name']} {meta['version']}", "",
-             "Generated from `metadata.json` by `python -m training.export --card model`; edit the metadata, not this file.",
-             "", meta["description"], "", f"**Intended use.** {meta['intended_use']}", "",
-             "## Files", "",
-             "- `plans.json`: spacing, patch, normalisation, network, folds, post-processing (see docs/model-folder.md)",
-             "- `fold_<k>.pt`: one state dict per fold (loaded with `weights_only=True`)",
-             "- `metadata.json`: this card's source, and the sha256 of each weight file (checked at start-up)", "",
-             "## Network and plan", "",
-             f"- `{net.name}` {dict(net.kwargs)}; input channels {', '.join(plans.channel_names)}; 31 output classes",
-             f"- spacing {plans.spacing_xyz_mm} mm (x,y,z), patch {plans.patch_size_zyx} voxels (z,y,x), "
-             f"folds {list(plans.folds)}, overlap {plans.overlap}", "",
-             "## Training data", "", f"{meta['training_data']['description']}: `{meta['training_data']['command']}`", "",
-             f"## Stages ({total_minutes(meta)} CPU minutes in all)", "", *_stages(meta), "",
-             "## Changelog", "", *_changelog(meta), "",
-             *_scores(meta), "", "## Reproduce", "", *_commands(meta), ""]
+    lines = [
+        f"# Model card: {meta['name']} {meta['version']}",
+        "",
+        "Generated from `metadata.json` by `python -m training.export --card model`; edit the metadata, not this file.",
+        "",
+        meta["description"],
+        "",
+        f"**Intended use.** {meta['intended_use']}",
+        "",
+        "## Files",
+        "",
+        "- `plans.json`: spacing, patch, normalisation, network, folds, post-processing (see docs/model-folder.md)",
+        "- `fold_<k>.pt`: one state dict per fold (loaded with `weights_only=True`)",
+        "- `metadata.json`: this card's source, and the sha256 of each weight file (checked at start-up)",
+        "",
+        "## Network and plan",
+        "",
+        f"- `{net.name}` {dict(net.kwargs)}; input channels {', '.join(plans.channel_names)}; 31 output classes",
+        f"- spacing {plans.spacing_xyz_mm} mm (x,y,z), patch {plans.patch_size_zyx} voxels (z,y,x), "
+        f"folds {list(plans.folds)}, overlap {plans.overlap}",
+        "",
+        "## Training data",
+        "",
+        f"{meta['training_data']['description']}: `{meta['training_data']['command']}`",
+        "",
+        f"## Stages ({total_minutes(meta)} CPU minutes in all)",
+        "",
+        *_stages(meta),
+        "",
+        "## Changelog",
+        "",
+        *_changelog(meta),
+        "",
+        *_scores(meta),
+        "",
+        "## Reproduce",
+        "",
+        *_commands(meta),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -75,10 +75,15 @@ def fingerprint(cases: Sequence[RawCase], samples_per_case: int = 20000, seed: i
     hu = np.concatenate(values).astype(np.float64)
     lo, hi = np.percentile(hu, [0.5, 99.5])
     inside = np.clip(hu, lo, hi)
-    return {"cases": [c.case_id for c in cases], "spacings_xyz": spacings, "sizes_xyz": sizes,
-            "median_spacing_xyz": np.median(spacings, axis=0).tolist(),
-            "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())},
-            "max_components": components, "oar_depths_mm": depths}
+    return {
+        "cases": [c.case_id for c in cases],
+        "spacings_xyz": spacings,
+        "sizes_xyz": sizes,
+        "median_spacing_xyz": np.median(spacings, axis=0).tolist(),
+        "hu": {"p0_5": float(lo), "p99_5": float(hi), "mean": float(inside.mean()), "std": float(inside.std())},
+        "max_components": components,
+        "oar_depths_mm": depths,
+    }
 
 
 def oar_depth(fp: dict[str, Any]) -> float | None:
@@ -97,8 +102,9 @@ def count_components(labels: np.ndarray) -> dict[str, int]:
     return out
 
 
-def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filters: Sequence[int],
-                   res_block: bool = True) -> dict[str, Any]:
+def dynunet_kwargs(
+    patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filters: Sequence[int], res_block: bool = True
+) -> dict[str, Any]:
     """nnU-Net's rule for strides: halve an axis at a level while its spacing is at most twice
     the finest current spacing and it keeps at least 4 voxels. Kernels are 1 along an axis
     that is much coarser than the others (thick slices), 3 otherwise. Lists are z,y,x."""
@@ -112,8 +118,14 @@ def dynunet_kwargs(patch_zyx: Sequence[int], spacing_xyz: Sequence[float], filte
         spacing = spacing * np.array(stride)
         size = size / np.array(stride)
         kernels.append([1 if s > 2 * spacing.min() else 3 for s in spacing])
-    return {"kernel_size": kernels, "strides": strides, "upsample_kernel_size": strides[1:],
-            "filters": list(filters), "norm_name": "instance", "res_block": res_block}
+    return {
+        "kernel_size": kernels,
+        "strides": strides,
+        "upsample_kernel_size": strides[1:],
+        "filters": list(filters),
+        "norm_name": "instance",
+        "res_block": res_block,
+    }
 
 
 #: ``--network`` choices, in the table's order (records in :mod:`hanseg.network_kinds`).
@@ -149,8 +161,14 @@ def fit_patch(spec: dict[str, Any], patch: Sequence[int]) -> list[int]:
     return [int(-(-p // div) * div) for p in patch]
 
 
-def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | None,
-               patch_zyx: Sequence[int] | None, folds: Sequence[int], network: str = "dynunet") -> Plans:
+def make_plans(
+    fp: dict[str, Any],
+    preset: str,
+    spacing_xyz: Sequence[float] | None,
+    patch_zyx: Sequence[int] | None,
+    folds: Sequence[int],
+    network: str = "dynunet",
+) -> Plans:
     spacing = list(spacing_xyz or fp["median_spacing_xyz"])
     patch = list(patch_zyx or PRESETS[preset]["patch"])
     fitted = fit_patch(network_spec(network, preset, patch, spacing), patch)
@@ -158,18 +176,31 @@ def make_plans(fp: dict[str, Any], preset: str, spacing_xyz: Sequence[float] | N
         log.info("patch %s rounded up to %s for %s", patch, fitted, network)
     patch = fitted
     hu = fp["hu"]
-    return plans_from_json({
-        "labels": list(OAR_NAMES),
-        "channels": [
-            {"name": "CT", "normalization": {"scheme": "ct", "clip_low": hu["p0_5"], "clip_high": hu["p99_5"],
-                                             "mean": hu["mean"], "std": hu["std"]}},
-            {"name": "MR_T1", "normalization": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}],
-        "spacing_xyz_mm": spacing, "patch_size_zyx": patch,
-        "network": network_spec(network, preset, patch, spacing),
-        "folds": list(folds), "overlap": 0.5,
-        "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
-        "oar_depth_mm": oar_depth(fp),
-    })
+    return plans_from_json(
+        {
+            "labels": list(OAR_NAMES),
+            "channels": [
+                {
+                    "name": "CT",
+                    "normalization": {
+                        "scheme": "ct",
+                        "clip_low": hu["p0_5"],
+                        "clip_high": hu["p99_5"],
+                        "mean": hu["mean"],
+                        "std": hu["std"],
+                    },
+                },
+                {"name": "MR_T1", "normalization": {"scheme": "zscore", "percentiles": [0.5, 99.5]}},
+            ],
+            "spacing_xyz_mm": spacing,
+            "patch_size_zyx": patch,
+            "network": network_spec(network, preset, patch, spacing),
+            "folds": list(folds),
+            "overlap": 0.5,
+            "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
+            "oar_depth_mm": oar_depth(fp),
+        }
+    )
 
 
 def make_splits(case_ids: Sequence[str], n_folds: int, seed: int) -> list[dict[str, list[str]]]:
@@ -179,8 +210,10 @@ def make_splits(case_ids: Sequence[str], n_folds: int, seed: int) -> list[dict[s
     if n_folds <= 1:
         return [{"train": sorted(ids.tolist()), "val": []}]
     parts = np.array_split(ids, n_folds)
-    return [{"train": sorted(np.concatenate(parts[:k] + parts[k + 1:]).tolist()), "val": sorted(parts[k].tolist())}
-            for k in range(n_folds)]
+    return [
+        {"train": sorted(np.concatenate(parts[:k] + parts[k + 1 :]).tolist()), "val": sorted(parts[k].tolist())}
+        for k in range(n_folds)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
     ap.add_argument("--work", type=Path, required=True, help="work folder for plans, cache, runs")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    ap.add_argument("--network", choices=NETWORK_KINDS, default="dynunet",
-                    help="network family (sized by --preset); resunet = the MONAI spleen bundle's UNet")
+    ap.add_argument(
+        "--network",
+        choices=NETWORK_KINDS,
+        default="dynunet",
+        help="network family (sized by --preset); resunet = the MONAI spleen bundle's UNet",
+    )
     ap.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"), help="target spacing, mm")
     ap.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size, voxels")
     ap.add_argument("--folds", type=int, default=5, help="number of folds for splits.json (1 = all)")
@@ -204,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     (args.work / "splits.json").write_text(json.dumps({"seed": args.seed, "folds": splits}, indent=1))
     plans = make_plans(fp, args.preset, args.spacing, args.patch, folds=[0], network=args.network)
     save_plans(plans, args.work / "plans.json")
-    log.info("planned %d cases: %s, spacing %s mm, patch %s, HU window [%.0f, %.0f]", len(cases),
-             plans.network.name, plans.spacing_xyz_mm, plans.patch_size_zyx, fp["hu"]["p0_5"], fp["hu"]["p99_5"])
+    log.info(
+        "planned %d cases: %s, spacing %s mm, patch %s, HU window [%.0f, %.0f]",
+        len(cases),
+        plans.network.name,
+        plans.spacing_xyz_mm,
+        plans.patch_size_zyx,
+        fp["hu"]["p0_5"],
+        fp["hu"]["p99_5"],
+    )
     return 0
 
 

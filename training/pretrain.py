@@ -81,16 +81,16 @@ class PretrainConfig:
     """One pretraining run's settings (recorded in every checkpoint and in pretrain.json)."""
 
     steps: int = 2000
-    batch: int = 2                 # patches per process and step
+    batch: int = 2  # patches per process and step
     lr: float = 5e-4
     weight_decay: float = 1e-5
     objectives: tuple[str, ...] = OBJECTIVES
-    temperature: float = 0.5       # of the contrastive loss (the SwinUNETR recipe's)
-    holes: int = 6                 # cuboids dropped per view, at least ...
-    hole_fraction: float = 0.25    # ... each at most this fraction of the patch per axis
+    temperature: float = 0.5  # of the contrastive loss (the SwinUNETR recipe's)
+    holes: int = 6  # cuboids dropped per view, at least ...
+    hole_fraction: float = 0.25  # ... each at most this fraction of the patch per axis
     seed: int = 0
     save_every: int = 50
-    amp: str = "auto"              # as training's --amp: fp16 with a gradient scaler on CUDA, fp32 on the CPU
+    amp: str = "auto"  # as training's --amp: fp16 with a gradient scaler on CUDA, fp32 on the CPU
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ AnyScan = Scan | DicomScan
 
 # --- finding and preprocessing the scans ------------------------------------------------------
 
+
 def dicom_scans(root: Path, rules: SelectionRules) -> list[DicomScan]:
     """The studies of a DICOM folder that have a planning CT (with the DICOM layout's rules;
     studies without one, and unreadable files, are logged by the selection and left out)."""
@@ -158,8 +159,10 @@ def dicom_scans(root: Path, rules: SelectionRules) -> list[DicomScan]:
     for entry in failed:
         log.warning("left out: %s", entry["error_messages"][0])
     if not chosen:
-        raise PretrainError(f"no study with a usable planning CT under {root} "
-                            f"({len(scan.studies)} DICOM study(ies), {len(scan.unreadable)} unreadable file(s))")
+        raise PretrainError(
+            f"no study with a usable planning CT under {root} "
+            f"({len(scan.studies)} DICOM study(ies), {len(scan.unreadable)} unreadable file(s))"
+        )
     return [DicomScan(sel.ct.series_uid, sel, rules) for sel in chosen]
 
 
@@ -175,11 +178,16 @@ def find_scans(root: Path, rules: SelectionRules | None = None) -> Sequence[AnyS
         return [Scan(c.case_id, c.ct, c.mr) for c in find_raw_cases(root)]
     images = sorted(p for p in root.rglob("*") if p.is_file() and image_suffix(p))
     mr = {_stem(p).removesuffix("_MR_T1"): p for p in images if _stem(p).endswith("_MR_T1")}
-    scans = [Scan(_stem(p).removesuffix("_CT"), p, mr.get(_stem(p).removesuffix("_CT")))
-             for p in images if not _stem(p).endswith("_MR_T1")]
+    scans = [
+        Scan(_stem(p).removesuffix("_CT"), p, mr.get(_stem(p).removesuffix("_CT")))
+        for p in images
+        if not _stem(p).endswith("_MR_T1")
+    ]
     if not scans:
-        raise PretrainError(f"no scans under {root}: expected a HaN-Seg raw layout (case_XX/), DICOM files "
-                            f"or image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise PretrainError(
+            f"no scans under {root}: expected a HaN-Seg raw layout (case_XX/), DICOM files "
+            f"or image files ({', '.join(IMAGE_SUFFIXES)})"
+        )
     return scans
 
 
@@ -241,6 +249,7 @@ def prepare_scans(scans: Sequence[AnyScan], plans: Plans, cache_dir: Path) -> Pr
 
 # --- the network with its self-supervision heads ----------------------------------------------
 
+
 def _monai_unet_bottom(net: nn.Module) -> nn.Module:
     """MONAI's UNet nests ``Sequential(down, SkipConnection(inner), up)``; the bottom is the
     innermost SkipConnection's submodule."""
@@ -271,12 +280,14 @@ class SelfSupervised(nn.Module):
     """The plan's network (output = one channel per input channel, for inpainting) plus a
     rotation head and a contrastive projection on its pooled bottleneck features."""
 
-    def __init__(self, net: nn.Module, network_name: str, channels: int, patch_zyx: tuple[int, ...],
-                 rotations: int) -> None:
+    def __init__(
+        self, net: nn.Module, network_name: str, channels: int, patch_zyx: tuple[int, ...], rotations: int
+    ) -> None:
         super().__init__()
         if network_name not in BOTTLENECKS:
-            raise PretrainError(f"pretraining has no bottleneck defined for {network_name}; "
-                                f"it works for {', '.join(BOTTLENECKS)}")
+            raise PretrainError(
+                f"pretraining has no bottleneck defined for {network_name}; it works for {', '.join(BOTTLENECKS)}"
+            )
         self.net = net
         self._features: torch.Tensor | None = None
         BOTTLENECKS[network_name](net).register_forward_hook(self._keep)
@@ -303,6 +314,7 @@ class SelfSupervised(nn.Module):
 
 # --- the views and the losses -----------------------------------------------------------------
 
+
 def rotation_count(patch_zyx: tuple[int, ...]) -> int:
     """4 quarter turns in the axial (y, x) plane on a square patch, else 0° and 180°."""
     return 4 if patch_zyx[1] == patch_zyx[2] else 2
@@ -323,8 +335,13 @@ def dropout(views: torch.Tensor, masker: RandCoarseDropout) -> torch.Tensor:
 
 def make_masker(cfg: PretrainConfig, patch_zyx: tuple[int, ...], seed: int) -> RandCoarseDropout:
     largest = [max(2, int(p * cfg.hole_fraction)) for p in patch_zyx]
-    masker = RandCoarseDropout(holes=cfg.holes, spatial_size=[max(1, s // 4) for s in largest],
-                               max_holes=cfg.holes * 2, max_spatial_size=largest, prob=1.0)
+    masker = RandCoarseDropout(
+        holes=cfg.holes,
+        spatial_size=[max(1, s // 4) for s in largest],
+        max_holes=cfg.holes * 2,
+        max_spatial_size=largest,
+        prob=1.0,
+    )
     masker.set_random_state(seed)
     return masker
 
@@ -342,7 +359,7 @@ class Run:
     device: torch.device
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None = None  # autocast dtype of the forward pass; None: fp32
-    forward: nn.Module | None = None      # the DDP-wrapped model under torchrun; None: ``model`` itself
+    forward: nn.Module | None = None  # the DDP-wrapped model under torchrun; None: ``model`` itself
     ctx: ddp.DistContext = field(default_factory=ddp.DistContext)
 
 
@@ -360,11 +377,18 @@ def step_losses(run: Run, patches: torch.Tensor, cfg: PretrainConfig) -> dict[st
     b = patches.shape[0]
     views = []
     for _ in range(2):
-        view, _, _ = augment(patches.clone(), torch.zeros(patches.shape[:1] + patches.shape[2:], dtype=torch.uint8),
-                             torch.zeros(b, 31, dtype=torch.bool), run.gen)
+        view, _, _ = augment(
+            patches.clone(),
+            torch.zeros(patches.shape[:1] + patches.shape[2:], dtype=torch.uint8),
+            torch.zeros(b, 31, dtype=torch.bool),
+            run.gen,
+        )
         views.append(view)
-    k = torch.randint(0, run.rotations, (2 * b,), generator=run.gen) if "rotation" in cfg.objectives \
+    k = (
+        torch.randint(0, run.rotations, (2 * b,), generator=run.gen)
+        if "rotation" in cfg.objectives
         else torch.zeros(2 * b, dtype=torch.long)
+    )
     target = rotate(torch.cat(views), k, run.rotations)
     inputs = dropout(target, run.masker) if "inpaint" in cfg.objectives else target
     with autocast(run):
@@ -384,8 +408,10 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
     """One optimiser step; returns each objective's loss and the total."""
     for group in run.opt.param_groups:
         group["lr"] = poly_lr(cfg.lr, step, cfg.steps)
-    patches = [sample_patch(scans[int(run.rng.integers(len(scans)))], plans.patch_size_zyx, run.rng, 0.0)[0]
-               for _ in range(cfg.batch)]
+    patches = [
+        sample_patch(scans[int(run.rng.integers(len(scans)))], plans.patch_size_zyx, run.rng, 0.0)[0]
+        for _ in range(cfg.batch)
+    ]
     losses = step_losses(run, torch.from_numpy(np.stack(patches)), cfg)
     total = functools.reduce(operator.add, losses.values())  # never empty: pretrain() checks --objectives
     run.opt.zero_grad(set_to_none=True)
@@ -394,6 +420,7 @@ def train_step(run: Run, scans: list[CachedCase], plans: Plans, cfg: PretrainCon
 
 
 # --- checkpoints, logs, curves ----------------------------------------------------------------
+
 
 def streams_of(run: Run) -> dict:
     """This rank's random streams: patch sampling, augmentation, the dropped cuboids."""
@@ -405,26 +432,39 @@ def state_of(run: Run, step: int, cfg: PretrainConfig, seconds: float) -> dict:
     and parameter digest. Collective under torchrun: every rank calls it."""
     streams = ddp.gather(streams_of(run), run.ctx)
     digests = ddp.gather(ddp.param_digest(run.model), run.ctx)
-    return {"step": step, "model": run.model.state_dict(), "opt": run.opt.state_dict(),
-            "scaler": run.scaler.state_dict(), "config": asdict(cfg), "seconds": seconds,
-            "world": run.ctx.world, "streams": streams, "param_sha256": digests}
+    return {
+        "step": step,
+        "model": run.model.state_dict(),
+        "opt": run.opt.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "config": asdict(cfg),
+        "seconds": seconds,
+        "world": run.ctx.world,
+        "streams": streams,
+        "param_sha256": digests,
+    }
 
 
 def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
     """Continue a checkpoint of the same settings (``steps`` may grow); the step and seconds done."""
     if "streams" not in state:
-        raise PretrainError("the checkpoint was written by an earlier training.pretrain, which kept one "
-                            "process's random streams only: start over with --restart")
+        raise PretrainError(
+            "the checkpoint was written by an earlier training.pretrain, which kept one "
+            "process's random streams only: start over with --restart"
+        )
     saved = {k: v for k, v in state["config"].items() if k not in ("steps", "save_every")}
     wanted = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "save_every")}
     saved["objectives"] = tuple(saved["objectives"])
     if saved != wanted:
         diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise PretrainError(f"the checkpoint was made with other settings ({', '.join(diff)}): "
-                            "pass them again, or --restart")
+        raise PretrainError(
+            f"the checkpoint was made with other settings ({', '.join(diff)}): pass them again, or --restart"
+        )
     if int(state["world"]) != run.ctx.world:
-        raise PretrainError(f"the checkpoint was made by {state['world']} process(es) and this run has "
-                            f"{run.ctx.world}: start it with torchrun --nproc_per_node {state['world']}, or --restart")
+        raise PretrainError(
+            f"the checkpoint was made by {state['world']} process(es) and this run has "
+            f"{run.ctx.world}: start it with torchrun --nproc_per_node {state['world']}, or --restart"
+        )
     run.model.load_state_dict(state["model"])
     run.opt.load_state_dict(state["opt"])
     run.scaler.load_state_dict(state["scaler"])
@@ -438,8 +478,10 @@ def resume(run: Run, state: dict, cfg: PretrainConfig) -> tuple[int, float]:
 def plot(folder: Path) -> None:
     """``curves.png``: each objective's loss against the step."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     with open(folder / "log.csv") as fh:
         rows = list(csv.DictReader(fh))
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -456,8 +498,8 @@ def plot(folder: Path) -> None:
 
 # --- the run ----------------------------------------------------------------------------------
 
-def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.DistContext = ddp.SINGLE_PROCESS
-             ) -> Run:
+
+def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.DistContext = ddp.SINGLE_PROCESS) -> Run:
     """The model (the same initial weights on every rank), its optimiser and this rank's streams."""
     torch.manual_seed(cfg.seed)
     channels = len(plans.channels)
@@ -466,21 +508,37 @@ def make_run(plans: Plans, cfg: PretrainConfig, device: torch.device, ctx: ddp.D
     model = SelfSupervised(net, plans.network.name, channels, plans.patch_size_zyx, rotations).to(device)
     # With an objective switched off its head (or, without inpainting, the decoder) gets no
     # gradient, which DDP's reducer must be told about.
-    forward = ddp.wrap(model, ctx, device, find_unused=set(cfg.objectives) != set(OBJECTIVES)) \
-        if ctx.active else None
+    forward = ddp.wrap(model, ctx, device, find_unused=set(cfg.objectives) != set(OBJECTIVES)) if ctx.active else None
     unwrapped = ddp.unwrap(forward) if forward is not None else model
     if not isinstance(unwrapped, SelfSupervised):  # never: DDP holds the model it was given
         raise PretrainError(f"the DDP-wrapped model is a {type(unwrapped).__name__}, not the pretraining model")
     model = unwrapped
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp, seed = amp_dtype(cfg.amp, device), cfg.seed + RANK_SEED_STEP * ctx.rank
-    return Run(model, opt, np.random.default_rng(seed), torch.Generator().manual_seed(seed),
-               make_masker(cfg, plans.patch_size_zyx, seed), rotations, device,
-               torch.amp.GradScaler(device.type, enabled=amp == torch.float16), amp, forward, ctx)
+    return Run(
+        model,
+        opt,
+        np.random.default_rng(seed),
+        torch.Generator().manual_seed(seed),
+        make_masker(cfg, plans.patch_size_zyx, seed),
+        rotations,
+        device,
+        torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        amp,
+        forward,
+        ctx,
+    )
 
 
-def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: str = "auto",
-             restart: bool = False, rules: SelectionRules | None = None) -> Path:
+def pretrain(
+    images: Path,
+    work: Path,
+    out: Path,
+    cfg: PretrainConfig,
+    device: str = "auto",
+    restart: bool = False,
+    rules: SelectionRules | None = None,
+) -> Path:
     """Pretrain WORK's planned network on the scans under ``images``; returns ``pretrained.pt``."""
     unknown = sorted(set(cfg.objectives) - set(OBJECTIVES))
     if unknown or not cfg.objectives:
@@ -493,8 +551,9 @@ def pretrain(images: Path, work: Path, out: Path, cfg: PretrainConfig, device: s
         ddp.shutdown(ctx)
 
 
-def prepare_on_ranks(images: Path, work: Path, plans: Plans, ctx: ddp.DistContext,
-                     rules: SelectionRules | None) -> Prepared:
+def prepare_on_ranks(
+    images: Path, work: Path, plans: Plans, ctx: ddp.DistContext, rules: SelectionRules | None
+) -> Prepared:
     """Rank 0 preprocesses into the cache first; the other ranks then read it."""
     scans = find_scans(images, rules)
     prepared = prepare_scans(scans, plans, work / "cache_unlabelled") if ctx.is_main else None
@@ -502,8 +561,17 @@ def prepare_on_ranks(images: Path, work: Path, plans: Plans, ctx: ddp.DistContex
     return prepared or prepare_scans(scans, plans, work / "cache_unlabelled")
 
 
-def pretrain_ranks(images: Path, work: Path, out: Path, cfg: PretrainConfig, plans: Plans, dev: torch.device,
-                   ctx: ddp.DistContext, restart: bool, rules: SelectionRules | None) -> Path:
+def pretrain_ranks(
+    images: Path,
+    work: Path,
+    out: Path,
+    cfg: PretrainConfig,
+    plans: Plans,
+    dev: torch.device,
+    ctx: ddp.DistContext,
+    restart: bool,
+    rules: SelectionRules | None,
+) -> Path:
     """The steps, on one process or on each of torchrun's: every rank trains on its share
     of the scans, DDP averages the gradients, rank 0 writes the log, checkpoints and output."""
     prepared = prepare_on_ranks(images, work, plans, ctx, rules)
@@ -525,13 +593,14 @@ def pretrain_ranks(images: Path, work: Path, out: Path, cfg: PretrainConfig, pla
             means = {k: ddp.mean_over_ranks(float(np.mean([w[k] for w in window])), ctx) for k in window[0]}
             checkpoint = state_of(run, step + 1, cfg, elapsed)
             if ctx.is_main:
-                write_log(out, {"step": step + 1, **means, "lr": poly_lr(cfg.lr, step, cfg.steps),
-                                "seconds": round(elapsed, 1)})
+                write_log(
+                    out,
+                    {"step": step + 1, **means, "lr": poly_lr(cfg.lr, step, cfg.steps), "seconds": round(elapsed, 1)},
+                )
                 ckpt.save("checkpoint_last.pt", checkpoint)
                 log.info("step %d/%d loss %.4f", step + 1, cfg.steps, means["total"])
             window = []
-    path = finish(run, out, cfg, prepared, plans, time.perf_counter() - began) if ctx.is_main \
-        else out / "pretrained.pt"
+    path = finish(run, out, cfg, prepared, plans, time.perf_counter() - began) if ctx.is_main else out / "pretrained.pt"
     ddp.barrier(ctx)
     return path
 
@@ -542,40 +611,90 @@ def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: 
     tmp = out / ".pretrained.pt.tmp"
     torch.save(run.model.net.state_dict(), tmp)
     tmp.replace(path)
-    (out / "pretrain.json").write_text(json.dumps({
-        "network": plans.network.name, "config": asdict(cfg), "seconds": round(seconds, 1),
-        "scans": [s.scan_id for s in prepared.scans], "with_mr": sum(s.has_mr for s in prepared.scans),
-        "skipped": list(prepared.skipped), "processes": run.ctx.world}, indent=1) + "\n")
+    (out / "pretrain.json").write_text(
+        json.dumps(
+            {
+                "network": plans.network.name,
+                "config": asdict(cfg),
+                "seconds": round(seconds, 1),
+                "scans": [s.scan_id for s in prepared.scans],
+                "with_mr": sum(s.has_mr for s in prepared.scans),
+                "skipped": list(prepared.skipped),
+                "processes": run.ctx.world,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     if (out / "log.csv").is_file():
         plot(out)
-    log.info("pretrained %s for %d steps on %d scans (%.0f s; %d left out): %s", plans.network.name, cfg.steps,
-             len(prepared.scans), seconds, len(prepared.skipped), path)
+    log.info(
+        "pretrained %s for %d steps on %d scans (%.0f s; %d left out): %s",
+        plans.network.name,
+        cfg.steps,
+        len(prepared.scans),
+        seconds,
+        len(prepared.skipped),
+        path,
+    )
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Self-supervised pretraining on unlabelled scans (see the module doc).")
-    ap.add_argument("--images", type=Path, required=True,
-                    help="unlabelled scans: a raw layout, a folder of DICOM files or a folder of images")
-    ap.add_argument("--series-rules", type=Path, metavar="JSON",
-                    help="DICOM input: series selection rules overriding the defaults (as process.py's)")
+    ap.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="unlabelled scans: a raw layout, a folder of DICOM files or a folder of images",
+    )
+    ap.add_argument(
+        "--series-rules",
+        type=Path,
+        metavar="JSON",
+        help="DICOM input: series selection rules overriding the defaults (as process.py's)",
+    )
     ap.add_argument("--work", type=Path, required=True, help="work folder with plans.json (python -m training.plan)")
     ap.add_argument("--out", type=Path, help="output folder (default: WORK/pretrain)")
     defaults = PretrainConfig()
     for name in ("steps", "batch", "lr", "weight_decay", "temperature", "holes", "hole_fraction", "seed", "save_every"):
         value = getattr(defaults, name)
         ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=f"(default: {value})")
-    ap.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES,
-                    help="self-supervision objectives (default: all three)")
+    ap.add_argument(
+        "--objectives",
+        nargs="+",
+        default=list(OBJECTIVES),
+        choices=OBJECTIVES,
+        help="self-supervision objectives (default: all three)",
+    )
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--amp", default=defaults.amp, choices=("auto", "bf16", "off"),
-                    help="mixed precision: auto is fp16 on CUDA and fp32 on the CPU (default: auto)")
+    ap.add_argument(
+        "--amp",
+        default=defaults.amp,
+        choices=("auto", "bf16", "off"),
+        help="mixed precision: auto is fp16 on CUDA and fp32 on the CPU (default: auto)",
+    )
     ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = PretrainConfig(**{k: getattr(args, k) for k in ("steps", "batch", "lr", "weight_decay", "temperature",
-                                                         "holes", "hole_fraction", "seed", "save_every")},
-                         objectives=tuple(args.objectives), amp=args.amp)
+    cfg = PretrainConfig(
+        **{
+            k: getattr(args, k)
+            for k in (
+                "steps",
+                "batch",
+                "lr",
+                "weight_decay",
+                "temperature",
+                "holes",
+                "hole_fraction",
+                "seed",
+                "save_every",
+            )
+        },
+        objectives=tuple(args.objectives),
+        amp=args.amp,
+    )
     try:
         rules = rules_from_json(args.series_rules) if args.series_rules else None
         pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart, rules)

@@ -64,8 +64,9 @@ def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
     return splits[k]["train"], splits[k]["val"]
 
 
-def cache_cases(data: Path, work: Path, plans: Plans, ids: list[str], workers: int = 1,
-                min_reliability: float = 1.0) -> list[Path]:
+def cache_cases(
+    data: Path, work: Path, plans: Plans, ids: list[str], workers: int = 1, min_reliability: float = 1.0
+) -> list[Path]:
     """The preprocessed cache file of each case, made where it is missing or stale; with
     ``workers`` > 1 in that many processes, each with its share of SimpleITK's threads. OARs
     that ``OAR_data.csv`` rates below ``min_reliability`` are left out (see dataset.raw)."""
@@ -76,8 +77,9 @@ def cache_cases(data: Path, work: Path, plans: Plans, ids: list[str], workers: i
     if workers <= 1:
         return [cache_case(raw[i], plans, work / "cache") for i in ids]
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         n = len(ids)  # plans travel as their JSON (the frozen mapping of network kwargs does not pickle)
         return list(pool.map(_cache_from_json, [raw[i] for i in ids], [plans.to_json()] * n, [work / "cache"] * n))
 
@@ -88,6 +90,7 @@ def _cache_from_json(case, plans_json: dict, cache_dir: Path) -> Path:
 
 def _worker_init(threads: int) -> None:
     import SimpleITK as sitk
+
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -97,8 +100,9 @@ def load_cases(data: Path, work: Path, plans: Plans, ids: list[str], min_reliabi
     return [load_cached(path) for path in cache_cases(data, work, plans, ids, min_reliability=min_reliability)]
 
 
-def sample_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_batch(
+    cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``cfg.batch`` patches (images, labels, present) cut on the CPU (cheap slicing)."""
     images, labels, present = [], [], []
     for _ in range(cfg.batch):
@@ -110,13 +114,18 @@ def sample_batch(cases: list[CachedCase], plans: Plans, cfg: TrainConfig, rng: n
     return np.stack(images), np.stack(labels), np.stack(present)
 
 
-def augment_batch(batch: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: TrainConfig, gen: torch.Generator,
-                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def augment_batch(
+    batch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch moved to ``device`` and augmented there (on a GPU the resampling would
     otherwise starve the network)."""
     image, label, pres = (torch.from_numpy(a).to(device) for a in batch)
-    return augment(image, label, pres, gen, mr_dropout=cfg.mr_dropout, elastic=cfg.elastic,
-                   lowres=cfg.lowres, reslice=cfg.reslice)
+    return augment(
+        image, label, pres, gen, mr_dropout=cfg.mr_dropout, elastic=cfg.elastic, lowres=cfg.lowres, reslice=cfg.reslice
+    )
 
 
 def prefetched(make: Callable[[], T], n: int, depth: int = 3) -> Iterator[T]:
@@ -239,8 +248,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def optimiser_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
-                   params: list[torch.nn.Parameter], grad_clip: float) -> None:
+def optimiser_step(
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: torch.Tensor,
+    params: list[torch.nn.Parameter],
+    grad_clip: float,
+) -> None:
     """Backward through the gradient scaler, clip the true gradients, step (a step whose fp16
     gradients overflowed is skipped by the scaler)."""
     scaler.scale(loss).backward()
@@ -250,8 +264,15 @@ def optimiser_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, los
     scaler.update()
 
 
-def train_step(tr: Trainer, params: list[torch.nn.Parameter], image: torch.Tensor, label: torch.Tensor,
-               present: torch.Tensor, progress: float, grad_clip: float) -> float:
+def train_step(
+    tr: Trainer,
+    params: list[torch.nn.Parameter],
+    image: torch.Tensor,
+    label: torch.Tensor,
+    present: torch.Tensor,
+    progress: float,
+    grad_clip: float,
+) -> float:
     """One optimiser step on one augmented batch; ``progress`` (0..1 through training) feeds
     the losses that change over training. Returns the loss."""
     tr.opt.zero_grad(set_to_none=True)
@@ -275,6 +296,7 @@ def write_log(folder: Path, row: dict) -> None:
 def plot_curves(folder: Path) -> None:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -315,8 +337,9 @@ def build_model(plans: Plans, cfg: TrainConfig, device: torch.device) -> tuple[t
     n_in = len(plans.channels)
     net = build_network(plans.network, n_in, NUM_CLASSES)
     if cfg.init_from:
-        init_from(net, lambda i, o: build_network(plans.network, i, o), n_in, NUM_CLASSES,
-                  Path(cfg.init_from), cfg.input_init)
+        init_from(
+            net, lambda i, o: build_network(plans.network, i, o), n_in, NUM_CLASSES, Path(cfg.init_from), cfg.input_init
+        )
     frozen_norms = apply_freeze(net, frozen_parameter_names(net, plans.network.name, cfg.freeze))
     return net.to(device), frozen_norms
 
@@ -329,15 +352,23 @@ def class_counts(cases: list[CachedCase]) -> np.ndarray:
     return counts
 
 
-def make_trainer(plans: Plans, cfg: TrainConfig, device: torch.device, ctx: ddp.DistContext,
-                 train_cases: list[CachedCase]) -> Trainer:
+def make_trainer(
+    plans: Plans, cfg: TrainConfig, device: torch.device, ctx: ddp.DistContext, train_cases: list[CachedCase]
+) -> Trainer:
     """The network (initialised, frozen, DDP-wrapped), its optimiser, gradient scaler and loss."""
     net, frozen_norms = build_model(plans, cfg, device)
     counts = ddp.sum_over_ranks(class_counts(train_cases), ctx) if cfg.loss == "dynamic" else None
     loss = make_loss(cfg.loss, NUM_CLASSES, counts)
     amp = amp_dtype(cfg.amp, device)
-    return Trainer(ddp.wrap(net, ctx, device), make_optimizer(net, cfg),
-                   torch.amp.GradScaler(device.type, enabled=amp == torch.float16), loss, frozen_norms, device, amp)
+    return Trainer(
+        ddp.wrap(net, ctx, device),
+        make_optimizer(net, cfg),
+        torch.amp.GradScaler(device.type, enabled=amp == torch.float16),
+        loss,
+        frozen_norms,
+        device,
+        amp,
+    )
 
 
 #: Settings a resumed run cannot change: the loss and optimiser states in the checkpoint, and
@@ -351,8 +382,11 @@ def resume_conflicts(state: dict, cfg: TrainConfig) -> list[str]:
     weight decay. That one is read from the optimiser state, which the resumed optimiser
     keeps, rather than from ``config``: older checkpoints recorded 1e-5 whatever the optimiser."""
     before = state.get("config") or {}
-    changed = [f"--{k.replace('_', '-')} {before[k]} (now {getattr(cfg, k)})" for k in RESUME_MUST_MATCH
-               if k in before and before[k] != getattr(cfg, k)]
+    changed = [
+        f"--{k.replace('_', '-')} {before[k]} (now {getattr(cfg, k)})"
+        for k in RESUME_MUST_MATCH
+        if k in before and before[k] != getattr(cfg, k)
+    ]
     groups = (state.get("optimizer") or {}).get("param_groups") or [{}]
     used = groups[0].get("weight_decay")
     if used is not None and used != cfg.weight_decay:
@@ -365,8 +399,10 @@ def resume(fr: FoldRun, state: dict) -> int:
     returns the epoch to continue at."""
     changed = resume_conflicts(state, fr.cfg)
     if changed:
-        raise SystemExit(f"the checkpoint was trained with {', '.join(changed)}: resume with the same "
-                         "settings, or start over with --restart")
+        raise SystemExit(
+            f"the checkpoint was trained with {', '.join(changed)}: resume with the same "
+            "settings, or start over with --restart"
+        )
     tr = fr.tr
     ddp.unwrap(tr.net).load_state_dict(state["model"])
     tr.opt.load_state_dict(state["optimizer"])
@@ -378,8 +414,9 @@ def resume(fr: FoldRun, state: dict) -> int:
         fr.rng.bit_generator.state = rngs[fr.ctx.rank]["np"]
         fr.gen.set_state(rngs[fr.ctx.rank]["torch"])
     else:
-        log.warning("checkpoint from %d process(es), now %d: the patch streams restart from the seed",
-                    len(rngs), fr.ctx.world)
+        log.warning(
+            "checkpoint from %d process(es), now %d: the patch streams restart from the seed", len(rngs), fr.ctx.world
+        )
     fr.best = state["best"]
     return state["epoch"] + 1
 
@@ -388,11 +425,18 @@ def save_epoch(fr: FoldRun, epoch: int, scores: dict | None, rank_info: list[dic
     """Checkpoints (last, and best when validation improved: ``fr.best`` rises then) and the
     validation file; rank 0."""
     tr = fr.tr
-    state = {"epoch": epoch, "model": ddp.unwrap(tr.net).state_dict(), "optimizer": tr.opt.state_dict(),
-             "scaler": tr.scaler.state_dict(), "loss": tr.loss.state_dict(),
-             "rank_rng": [r["rng"] for r in rank_info],
-             "ranks": [{k: v for k, v in r.items() if k != "rng"} for r in rank_info],
-             "best": fr.best, "config": vars(fr.cfg), "fold": fr.fold}
+    state = {
+        "epoch": epoch,
+        "model": ddp.unwrap(tr.net).state_dict(),
+        "optimizer": tr.opt.state_dict(),
+        "scaler": tr.scaler.state_dict(),
+        "loss": tr.loss.state_dict(),
+        "rank_rng": [r["rng"] for r in rank_info],
+        "ranks": [{k: v for k, v in r.items() if k != "rng"} for r in rank_info],
+        "best": fr.best,
+        "config": vars(fr.cfg),
+        "fold": fr.fold,
+    }
     if scores is not None and scores["mean"] > fr.best:
         fr.best = state["best"] = scores["mean"]
         fr.ckpt.save("checkpoint_best.pt", state)
@@ -417,8 +461,14 @@ def run(args: argparse.Namespace) -> int:
         ddp.shutdown(ctx)
 
 
-def train_fold(args: argparse.Namespace, cfg: TrainConfig, plans: Plans, device: torch.device,
-               ctx: ddp.DistContext, t_start: float | None = None) -> int:
+def train_fold(
+    args: argparse.Namespace,
+    cfg: TrainConfig,
+    plans: Plans,
+    device: torch.device,
+    ctx: ddp.DistContext,
+    t_start: float | None = None,
+) -> int:
     train_ids, val_ids = fold_cases(args.work, args.fold)
     if ctx.is_main:  # rank 0 fills the cache first; the others then only read it
         cache_cases(args.data, args.work, plans, train_ids + val_ids, args.workers, cfg.min_oar_reliability)
@@ -470,8 +520,9 @@ def epochs_within(seconds: float, train_s: float, val_s: float, val_every: int) 
     return n
 
 
-def fit_epochs(cfg: TrainConfig, epoch: int, clock: EpochClock, ctx: ddp.DistContext,
-               ceiling: int | None = None) -> TrainConfig:
+def fit_epochs(
+    cfg: TrainConfig, epoch: int, clock: EpochClock, ctx: ddp.DistContext, ceiling: int | None = None
+) -> TrainConfig:
     """With ``--time-budget``: before each epoch after the first of this run, set
     ``cfg.epochs`` to what still fits (never below the epoch about to run, never above
     ``ceiling``, the ``--epochs`` asked for), from the median measured epoch. A validation not
@@ -487,8 +538,13 @@ def fit_epochs(cfg: TrainConfig, epoch: int, clock: EpochClock, ctx: ddp.DistCon
     fit = epoch + max(1, epochs_within(left, train_s, val_s, cfg.val_every))
     fit = ddp.gather(min(fit, ceiling), ctx)[0]
     if fit != cfg.epochs:
-        log.info("time budget: %.0f s left, %.1f s per epoch (+%.1f s per validation): ending after epoch %d",
-                 left, train_s, val_s, fit)
+        log.info(
+            "time budget: %.0f s left, %.1f s per epoch (+%.1f s per validation): ending after epoch %d",
+            left,
+            train_s,
+            val_s,
+            fit,
+        )
         cfg = replace(cfg, epochs=fit)
     return cfg
 
@@ -500,8 +556,15 @@ def run_epoch(fr: FoldRun, epoch: int) -> tuple[float, float | None]:
     t0 = time.perf_counter()
     own_loss = train_epoch(fr, epoch)
     loss = ddp.mean_over_ranks(own_loss, ctx)
-    rank_info = ddp.gather({"rank": ctx.rank, "loss": own_loss, "param_sha256": ddp.param_digest(tr.net),
-                            "rng": {"np": fr.rng.bit_generator.state, "torch": fr.gen.get_state()}}, ctx)
+    rank_info = ddp.gather(
+        {
+            "rank": ctx.rank,
+            "loss": own_loss,
+            "param_sha256": ddp.param_digest(tr.net),
+            "rng": {"np": fr.rng.bit_generator.state, "torch": fr.gen.get_state()},
+        },
+        ctx,
+    )
     t_train, t_val, scores = time.perf_counter() - t0, None, None
     if ctx.is_main and fr.val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
         scores = validate(ddp.unwrap(tr.net), fr.val_cases, fr.plans, tr.device, overlap=cfg.val_overlap)
@@ -523,28 +586,54 @@ def log_epoch(fr: FoldRun, epoch: int, loss: float, scores: dict | None, seconds
     """The epoch's row of ``log.csv``, the curves and the log line; rank 0."""
     folder = fr.ckpt.folder
     val_dice = f"{scores['mean']:.4f}" if scores else ""
-    write_log(folder, {"epoch": epoch, "train_loss": f"{loss:.4f}", "val_dice": val_dice,
-                       "lr": f"{fr.tr.opt.param_groups[0]['lr']:.2e}", "seconds": f"{seconds:.1f}"})
+    write_log(
+        folder,
+        {
+            "epoch": epoch,
+            "train_loss": f"{loss:.4f}",
+            "val_dice": val_dice,
+            "lr": f"{fr.tr.opt.param_groups[0]['lr']:.2e}",
+            "seconds": f"{seconds:.1f}",
+        },
+    )
     plot_curves(folder)
-    log.info("epoch %d/%d loss %.4f%s (%.0f s)", epoch + 1, fr.cfg.epochs, loss,
-             f" val mean Dice {val_dice}" if val_dice else "", seconds)
+    log.info(
+        "epoch %d/%d loss %.4f%s (%.0f s)",
+        epoch + 1,
+        fr.cfg.epochs,
+        loss,
+        f" val mean Dice {val_dice}" if val_dice else "",
+        seconds,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: where to train (these options are not recorded), then one option per
     :class:`TrainConfig` field."""
-    ap = argparse.ArgumentParser(prog="python -m training.train",
-                                 description="Train one fold from a planned work folder.")
+    ap = argparse.ArgumentParser(
+        prog="python -m training.train", description="Train one fold from a planned work folder."
+    )
     ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
     ap.add_argument("--work", type=Path, required=True, help="work folder made by training.plan")
     ap.add_argument("--fold", default="0", help="fold index from splits.json, or 'all' (default: 0)")
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                    help="auto = CUDA when a GPU is present, else the CPU (default: auto)")
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto = CUDA when a GPU is present, else the CPU (default: auto)",
+    )
     ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="processes for preprocessing the cache (each case is independent; default: 1)")
-    add_config_arguments(ap.add_argument_group(
-        "training settings", "the fields of training.config.TrainConfig, recorded in every checkpoint"))
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for preprocessing the cache (each case is independent; default: 1)",
+    )
+    add_config_arguments(
+        ap.add_argument_group(
+            "training settings", "the fields of training.config.TrainConfig, recorded in every checkpoint"
+        )
+    )
     return ap
 
 

@@ -53,8 +53,9 @@ def _find_weights(path: Path) -> Path:
     for candidate in (path / "models" / "model.pt", path / "model.pt", path / "fold_0.pt"):
         if candidate.is_file():
             return candidate
-    raise TransferError(f"--init-from {path}: no weights found (looked for a file, models/model.pt, "
-                        "model.pt and fold_0.pt)")
+    raise TransferError(
+        f"--init-from {path}: no weights found (looked for a file, models/model.pt, model.pt and fold_0.pt)"
+    )
 
 
 def read_source_state(path: Path) -> dict[str, torch.Tensor]:
@@ -73,21 +74,26 @@ def read_source_state(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def channel_dims(build: Builder, n_in: int, n_out: int) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+def channel_dims(
+    build: Builder, n_in: int, n_out: int
+) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
     """Which tensors depend on the input / output channel counts, and along which axes.
     Found by building the network with one more of each: on the meta device (no memory), or
     on the CPU for networks whose constructor reads tensor values (SwinUNETR's)."""
+
     def shapes(i: int, o: int) -> dict[str, torch.Size]:
         try:
             with torch.device("meta"):
                 return {k: v.shape for k, v in build(i, o).state_dict().items()}
         except (RuntimeError, NotImplementedError):
             return {k: v.shape for k, v in build(i, o).state_dict().items()}
+
     ref, more_in, more_out = shapes(n_in, n_out), shapes(n_in + 1, n_out), shapes(n_in, n_out + 1)
 
     def differing(other: dict[str, torch.Size]) -> dict[str, tuple[int, ...]]:
         axes = {k: tuple(i for i, (a, b) in enumerate(zip(shape, other[k])) if a != b) for k, shape in ref.items()}
         return {k: v for k, v in axes.items() if v}
+
     return differing(more_in), differing(more_out)
 
 
@@ -104,9 +110,11 @@ class TransferReport:
     unexpected: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"{len(self.copied)} tensors copied, {len(self.input_adapted)} input-adapted, "
-                f"{len(self.new_head)} new (output head), {len(self.missing)} not in the source, "
-                f"{len(self.unexpected)} source tensors unused")
+        return (
+            f"{len(self.copied)} tensors copied, {len(self.input_adapted)} input-adapted, "
+            f"{len(self.new_head)} new (output head), {len(self.missing)} not in the source, "
+            f"{len(self.unexpected)} source tensors unused"
+        )
 
 
 def _adapt_input(source: torch.Tensor, target: torch.Tensor, axis: int, rule: str) -> torch.Tensor:
@@ -120,9 +128,13 @@ def _adapt_input(source: torch.Tensor, target: torch.Tensor, axis: int, rule: st
     return torch.cat([source, extra], dim=axis) * (n_src / n_tgt)
 
 
-def adapt_state(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor],
-                in_dims: dict[str, tuple[int, ...]], out_dims: dict[str, tuple[int, ...]],
-                input_init: str = "zero") -> tuple[dict[str, torch.Tensor], TransferReport]:
+def adapt_state(
+    target: dict[str, torch.Tensor],
+    source: dict[str, torch.Tensor],
+    in_dims: dict[str, tuple[int, ...]],
+    out_dims: dict[str, tuple[int, ...]],
+    input_init: str = "zero",
+) -> tuple[dict[str, torch.Tensor], TransferReport]:
     """A state dict for the target network built from ``source`` by the module's rules."""
     report, state, bad = TransferReport(), {}, []
     for key, t in target.items():
@@ -134,8 +146,7 @@ def adapt_state(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
         elif s.shape == t.shape:
             report.copied.append(key)
             state[key] = s.to(t.dtype)
-        elif (len(in_axes) == 1 and _differs_only_along(s, t, in_axes)
-              and s.shape[in_axes[0]] < t.shape[in_axes[0]]):
+        elif len(in_axes) == 1 and _differs_only_along(s, t, in_axes) and s.shape[in_axes[0]] < t.shape[in_axes[0]]:
             state[key] = _adapt_input(s.to(t.dtype), t, in_axes[0], input_init)
             report.input_adapted.append(key)
         elif key in out_dims and _differs_only_along(s, t, out_dims[key]):
@@ -145,12 +156,16 @@ def adapt_state(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
             bad.append(f"{key}: source {tuple(s.shape)} vs network {tuple(t.shape)}")
     report.unexpected = sorted(set(source) - set(target))
     if bad:
-        raise TransferError(f"{len(bad)} tensors differ in shape beyond the input/output channels "
-                            f"(another architecture?): {'; '.join(bad[:5])}")
+        raise TransferError(
+            f"{len(bad)} tensors differ in shape beyond the input/output channels "
+            f"(another architecture?): {'; '.join(bad[:5])}"
+        )
     n_used = len(report.copied) + len(report.input_adapted)
     if n_used < len(target) / 2:
-        raise TransferError(f"only {n_used} of the network's {len(target)} tensors are in the source "
-                            f"(e.g. missing {report.missing[:3]}): is plans.json's network the source's?")
+        raise TransferError(
+            f"only {n_used} of the network's {len(target)} tensors are in the source "
+            f"(e.g. missing {report.missing[:3]}): is plans.json's network the source's?"
+        )
     return state, report
 
 
@@ -169,8 +184,9 @@ def as_backbone(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]
     return {BACKBONE + k: v for k, v in source.items() if not k.startswith("fc.")}
 
 
-def init_from(net: torch.nn.Module, build: Builder, n_in: int, n_out: int, path: Path,
-              input_init: str = "zero") -> TransferReport:
+def init_from(
+    net: torch.nn.Module, build: Builder, n_in: int, n_out: int, path: Path, input_init: str = "zero"
+) -> TransferReport:
     """Load ``path`` into ``net`` by the adaptation rules; logs what was done."""
     in_dims, out_dims = channel_dims(build, n_in, n_out)
     target = net.state_dict()
@@ -183,8 +199,10 @@ def init_from(net: torch.nn.Module, build: Builder, n_in: int, n_out: int, path:
 
 # --- freezing --------------------------------------------------------------------------------
 
-FREEZE_HELP = ("none | encoder (contracting path + bottleneck) | all-but-last:N (train only the "
-               "last N convolution/linear layers and what follows them, e.g. their norms)")
+FREEZE_HELP = (
+    "none | encoder (contracting path + bottleneck) | all-but-last:N (train only the "
+    "last N convolution/linear layers and what follows them, e.g. their norms)"
+)
 
 
 def frozen_parameter_names(net: torch.nn.Module, network_name: str, policy: str) -> set[str]:

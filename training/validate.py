@@ -33,8 +33,9 @@ def dice_per_class(pred: np.ndarray, gt: np.ndarray, present: np.ndarray) -> dic
 
 
 @torch.inference_mode()
-def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device: torch.device, *,
-                   overlap: float) -> np.ndarray:
+def predict_cached(
+    net: torch.nn.Module, case: CachedCase, plans: Plans, device: torch.device, *, overlap: float
+) -> np.ndarray:
     """The case's labels from Gaussian-blended sliding windows of the plan's patch that overlap by
     ``overlap`` (``--val-overlap``: lower than inference's ``plans.overlap``, since validation is
     a proxy that runs every few epochs)."""
@@ -42,13 +43,22 @@ def predict_cached(net: torch.nn.Module, case: CachedCase, plans: Plans, device:
     # blended on the network's device: a 31-channel case is ~0.3 GB, nothing for a GPU, and
     # blending it on the CPU would cost more than the windows themselves
     with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-        logits = sliding_window_inference(image, plans.patch_size_zyx, plans.sw_batch_size, net,
-                                          overlap=overlap, mode="gaussian", sw_device=device, device=device)
+        logits = sliding_window_inference(
+            image,
+            plans.patch_size_zyx,
+            plans.sw_batch_size,
+            net,
+            overlap=overlap,
+            mode="gaussian",
+            sw_device=device,
+            device=device,
+        )
     return logits[0].argmax(0).cpu().numpy().astype(np.uint8)
 
 
-def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device, *,
-             overlap: float) -> dict:
+def validate(
+    net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device: torch.device, *, overlap: float
+) -> dict:
     """``mean`` (over OARs), ``per_oar`` (by name) and ``per_class`` (by label, background 0
     included: the adaptive t-vMF loss sets a κ for every class). ``overlap``: of the sliding
     windows (:func:`predict_cached`)."""
@@ -61,5 +71,8 @@ def validate(net: torch.nn.Module, cases: list[CachedCase], plans: Plans, device
             per_class.setdefault(c, []).append(d)
     net.train()
     per_oar = {LABEL_NAMES[c]: float(np.mean(v)) for c, v in sorted(per_class.items()) if c}
-    return {"mean": float(np.mean(list(per_oar.values()))) if per_oar else 0.0, "per_oar": per_oar,
-            "per_class": {str(c): float(np.mean(v)) for c, v in sorted(per_class.items())}}
+    return {
+        "mean": float(np.mean(list(per_oar.values()))) if per_oar else 0.0,
+        "per_oar": per_oar,
+        "per_class": {str(c): float(np.mean(v)) for c, v in sorted(per_class.items())},
+    }

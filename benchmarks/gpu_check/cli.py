@@ -41,29 +41,64 @@ def git_state() -> dict[str, Any]:
     """The commit that is checked, and whether tracked files differ from it (None where git cannot say)."""
     commit = run_tool(["git", "-C", str(ROOT), "rev-parse", "HEAD"], 10)
     dirty = run_tool(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], 10)
-    return {"git_commit": commit.strip() if commit else None, "git_dirty": bool(dirty.strip()) if dirty is not None else None}
+    return {
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": bool(dirty.strip()) if dirty is not None else None,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=DESCRIPTION,
-                                 epilog="Exit code: 0 all checks passed, 1 a check failed, 2 no CUDA GPU.")
-    ap.add_argument("--json", type=Path, help="where the figures go (default: $OUT/gpu_check.json when $OUT is "
-                    "set, else ./gpu_check.json); stage logs go beside it in gpu_check_logs/")
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_check",
+        description=DESCRIPTION,
+        epilog="Exit code: 0 all checks passed, 1 a check failed, 2 no CUDA GPU.",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="where the figures go (default: $OUT/gpu_check.json when $OUT is "
+        "set, else ./gpu_check.json); stage logs go beside it in gpu_check_logs/",
+    )
     ap.add_argument("--quick", action="store_true", help="skip the full-size phantom case")
-    ap.add_argument("--stage-timeout", type=float, default=300.0, metavar="SECONDS",
-                    help="limit per stage (each child process is killed after it; default: 300)")
-    ap.add_argument("--work", type=Path, help="work folder for phantoms and outputs (default: a temporary "
-                    "folder, deleted at the end unless --keep-work)")
+    ap.add_argument(
+        "--stage-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="limit per stage (each child process is killed after it; default: 300)",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        help="work folder for phantoms and outputs (default: a temporary "
+        "folder, deleted at the end unless --keep-work)",
+    )
     ap.add_argument("--keep-work", action="store_true", help="keep the work folder")
     ap.add_argument("--model", type=Path, default=ROOT / "model", help="model folder (default: the baked model/)")
-    ap.add_argument("--seed", type=int, default=FULL_SEED,
-                    help=f"make_case seed of the full-size phantom (default {FULL_SEED}: the CT reaching the thorax)")
-    ap.add_argument("--min-dice", type=float, default=0.99,
-                    help="per-OAR Dice CUDA AMP vs CPU fp32 must reach on test/ (default 0.99)")
-    ap.add_argument("--min-phantom-dice", type=float, default=0.6,
-                    help="mean Dice the full-size output must reach against the phantom's truth (default 0.6)")
-    ap.add_argument("--train-epochs", type=int, default=2,
-                    help="epochs of the AMP training run; the first trains only and gives s/step (default 2)")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=FULL_SEED,
+        help=f"make_case seed of the full-size phantom (default {FULL_SEED}: the CT reaching the thorax)",
+    )
+    ap.add_argument(
+        "--min-dice",
+        type=float,
+        default=0.99,
+        help="per-OAR Dice CUDA AMP vs CPU fp32 must reach on test/ (default 0.99)",
+    )
+    ap.add_argument(
+        "--min-phantom-dice",
+        type=float,
+        default=0.6,
+        help="mean Dice the full-size output must reach against the phantom's truth (default 0.6)",
+    )
+    ap.add_argument(
+        "--train-epochs",
+        type=int,
+        default=2,
+        help="epochs of the AMP training run; the first trains only and gives s/step (default 2)",
+    )
     ap.add_argument("--train-iters", type=int, default=5, help="optimiser steps per epoch (default 5)")
     ap.add_argument("--verbose", action="store_true", help="debug logging")
     ap.add_argument("--nccl-probe", action="store_true", help=argparse.SUPPRESS)  # run by torchrun, see nccl_probe
@@ -74,25 +109,49 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.nccl_probe:
         return nccl_probe()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stdout,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     json_path = (args.json or default_json_path(os.environ)).resolve()
     own_work = args.work is None
     work = Path(tempfile.mkdtemp(prefix="hanseg-gpu-check.")) if own_work else args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    ctx = Context(python=sys.executable, work=work, logs=json_path.parent / "gpu_check_logs",
-                  model=args.model.resolve(), timeout_s=args.stage_timeout, smi_target=nvidia_smi_target(os.environ),
-                  min_dice=args.min_dice, min_phantom_dice=args.min_phantom_dice, seed=args.seed,
-                  train_epochs=args.train_epochs, train_iters=args.train_iters)
-    meta = {"started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": [sys.executable, "-m", "benchmarks.gpu_check", *(argv if argv is not None else sys.argv[1:])],
-            "options": {"quick": args.quick, "stage_timeout_s": args.stage_timeout, "seed": args.seed,
-                        "min_dice": args.min_dice, "min_phantom_dice": args.min_phantom_dice,
-                        "train_epochs": args.train_epochs, "train_iters": args.train_iters,
-                        "model": str(ctx.model), "work": str(work), "logs": str(ctx.logs)},
-            "memory_method": ("nvidia-smi memory.used polled every 100 ms (whole GPU, baseline recorded) and, for "
-                              "process.py, torch.cuda.max_memory_allocated/max_memory_reserved in its own process"),
-            **git_state()}
+    ctx = Context(
+        python=sys.executable,
+        work=work,
+        logs=json_path.parent / "gpu_check_logs",
+        model=args.model.resolve(),
+        timeout_s=args.stage_timeout,
+        smi_target=nvidia_smi_target(os.environ),
+        min_dice=args.min_dice,
+        min_phantom_dice=args.min_phantom_dice,
+        seed=args.seed,
+        train_epochs=args.train_epochs,
+        train_iters=args.train_iters,
+    )
+    meta = {
+        "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": [sys.executable, "-m", "benchmarks.gpu_check", *(argv if argv is not None else sys.argv[1:])],
+        "options": {
+            "quick": args.quick,
+            "stage_timeout_s": args.stage_timeout,
+            "seed": args.seed,
+            "min_dice": args.min_dice,
+            "min_phantom_dice": args.min_phantom_dice,
+            "train_epochs": args.train_epochs,
+            "train_iters": args.train_iters,
+            "model": str(ctx.model),
+            "work": str(work),
+            "logs": str(ctx.logs),
+        },
+        "memory_method": (
+            "nvidia-smi memory.used polled every 100 ms (whole GPU, baseline recorded) and, for "
+            "process.py, torch.cuda.max_memory_allocated/max_memory_reserved in its own process"
+        ),
+        **git_state(),
+    }
     report = Report(json_path, meta)
     report.write()
     log.info("gpu check: JSON %s, logs %s, work %s", json_path, ctx.logs, work)

@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_NO_GPU = 0, 1, 2
 SCHEMA = 1
-MIB = 2 ** 20
+MIB = 2**20
 NO_GPU = "no CUDA GPU"
 PROBE_TAG = "NCCL_PROBE "
-FULL_SEED = 0         # make_case seed of the largest real-size phantom: 1024x1024x330 (phantoms.TALL_SEED)
+FULL_SEED = 0  # make_case seed of the largest real-size phantom: 1024x1024x330 (phantoms.TALL_SEED)
 SMALL_SEED = 31

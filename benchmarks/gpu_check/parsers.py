@@ -37,9 +37,15 @@ def parse_gpu_query(text: str) -> list[dict[str, Any]]:
         if len(row) != len(GPU_FIELDS):
             continue
         index, name, driver, total, used = (cell.strip() for cell in row)
-        gpus.append({"index": int(index) if index.isdigit() else index, "name": name, "driver_version": driver,
-                     "memory_total_mib": int(float(total)) if re.fullmatch(r"[\d.]+", total) else None,
-                     "memory_used_mib": int(float(used)) if re.fullmatch(r"[\d.]+", used) else None})
+        gpus.append(
+            {
+                "index": int(index) if index.isdigit() else index,
+                "name": name,
+                "driver_version": driver,
+                "memory_total_mib": int(float(total)) if re.fullmatch(r"[\d.]+", total) else None,
+                "memory_used_mib": int(float(used)) if re.fullmatch(r"[\d.]+", used) else None,
+            }
+        )
     return gpus
 
 
@@ -47,7 +53,10 @@ def parse_smi_header(text: str) -> dict[str, str | None]:
     """Driver and (driver-supported) CUDA versions from plain ``nvidia-smi`` output."""
     driver = re.search(r"Driver Version:\s*([\d.]+)", text)
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", text)
-    return {"driver_version": driver.group(1) if driver else None, "cuda_driver_version": cuda.group(1) if cuda else None}
+    return {
+        "driver_version": driver.group(1) if driver else None,
+        "cuda_driver_version": cuda.group(1) if cuda else None,
+    }
 
 
 SEGMENTED = re.compile(r"segmented in ([\d.]+) s")
@@ -62,12 +71,14 @@ def parse_process_log(text: str) -> dict[str, Any]:
     memory, and whether it fell back to the CPU."""
     peak = HOST_PEAK.findall(text)
     device = DEVICE.search(text)
-    return {"segmented_s": [float(s) for s in SEGMENTED.findall(text)],
-            "settings": SETTINGS.findall(text),
-            "device": device.group(1) if device else None,
-            "host_peak_gib": float(peak[-1]) if peak else None,
-            "cpu_fallback": any(marker in text for marker in CPU_FALLBACK),
-            "errors": [line.strip() for line in text.splitlines() if " ERROR " in line][-5:]}
+    return {
+        "segmented_s": [float(s) for s in SEGMENTED.findall(text)],
+        "settings": SETTINGS.findall(text),
+        "device": device.group(1) if device else None,
+        "host_peak_gib": float(peak[-1]) if peak else None,
+        "cpu_fallback": any(marker in text for marker in CPU_FALLBACK),
+        "errors": [line.strip() for line in text.splitlines() if " ERROR " in line][-5:],
+    }
 
 
 EPOCH = re.compile(r"epoch (\d+)/(\d+) loss ([\d.]+|nan|inf)")
@@ -76,8 +87,11 @@ EPOCH = re.compile(r"epoch (\d+)/(\d+) loss ([\d.]+|nan|inf)")
 def parse_train_log(text: str) -> dict[str, Any]:
     """Epochs logged by ``training.train`` and whether the log mentions NCCL."""
     epochs = [{"epoch": int(e), "of": int(n), "loss": float(loss)} for e, n, loss in EPOCH.findall(text)]
-    return {"epochs_logged": len(epochs), "last_loss": epochs[-1]["loss"] if epochs else None,
-            "nccl_in_log": bool(re.search(r"nccl", text, re.I))}
+    return {
+        "epochs_logged": len(epochs),
+        "last_loss": epochs[-1]["loss"] if epochs else None,
+        "nccl_in_log": bool(re.search(r"nccl", text, re.I)),
+    }
 
 
 def read_epoch_seconds(log_csv: Path) -> list[float]:
@@ -119,7 +133,7 @@ def parse_probe(text: str) -> dict[str, Any] | None:
         at = line.find(PROBE_TAG)
         if at >= 0:
             with contextlib.suppress(json.JSONDecodeError):
-                return json.loads(line[at + len(PROBE_TAG):])
+                return json.loads(line[at + len(PROBE_TAG) :])
     return None
 
 

@@ -14,8 +14,10 @@ from .constants import MIB, PROBE_TAG, ROOT
 
 #: What the child interpreters run (``python -c``): they import this module by its own name.
 ENV_PROBE = "from benchmarks.gpu_check.probe import environment_probe; environment_probe()"
-PROCESS_WRAPPER = ("import sys; from benchmarks.gpu_check.probe import run_process_with_stats as run; "
-                   "sys.exit(run(sys.argv[1], sys.argv[2:]))")
+PROCESS_WRAPPER = (
+    "import sys; from benchmarks.gpu_check.probe import run_process_with_stats as run; "
+    "sys.exit(run(sys.argv[1], sys.argv[2:]))"
+)
 
 
 def environment_probe() -> None:
@@ -23,8 +25,11 @@ def environment_probe() -> None:
     Python, torch and its CUDA/cuDNN/NCCL, the GPU torch sees, missing runtime modules."""
     import platform
 
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     try:
         import torch
 
@@ -35,9 +40,15 @@ def environment_probe() -> None:
             with contextlib.suppress(Exception):
                 version = torch.cuda.nccl.version()
                 nccl = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
-            info.update(device_count=torch.cuda.device_count(), device_name=props.name,
-                        capability=f"{props.major}.{props.minor}", device_memory_mib=props.total_memory // MIB,
-                        cudnn=torch.backends.cudnn.version(), nccl=nccl, bf16=torch.cuda.is_bf16_supported())
+            info.update(
+                device_count=torch.cuda.device_count(),
+                device_name=props.name,
+                capability=f"{props.major}.{props.minor}",
+                device_memory_mib=props.total_memory // MIB,
+                cudnn=torch.backends.cudnn.version(),
+                nccl=nccl,
+                bf16=torch.cuda.is_bf16_supported(),
+            )
     except Exception as exc:  # reported, not raised: the caller decides
         info.update(cuda_available=False, torch_error=f"{type(exc).__name__}: {exc}")
     missing = []
@@ -66,8 +77,10 @@ def run_process_with_stats(stats_path: str, argv: list[str]) -> int:
     finally:
         stats: dict[str, Any] = {"cuda_initialized": torch.cuda.is_available() and torch.cuda.is_initialized()}
         if stats["cuda_initialized"]:
-            stats.update(torch_max_allocated_mib=round(torch.cuda.max_memory_allocated() / MIB, 1),
-                         torch_max_reserved_mib=round(torch.cuda.max_memory_reserved() / MIB, 1))
+            stats.update(
+                torch_max_allocated_mib=round(torch.cuda.max_memory_allocated() / MIB, 1),
+                torch_max_reserved_mib=round(torch.cuda.max_memory_reserved() / MIB, 1),
+            )
         Path(stats_path).write_text(json.dumps(stats))
     return code
 
@@ -88,9 +101,19 @@ def nccl_probe() -> int:
     ok = bool(torch.all(value == expected).item())
     version = torch.cuda.nccl.version()
     if rank == 0:
-        print(PROBE_TAG + json.dumps({"backend": dist.get_backend(), "world": world, "allreduce": value[0].item(),
-                                      "expected": expected, "ok": ok,
-                                      "nccl_version": ".".join(map(str, version)) if isinstance(version, tuple)
-                                      else str(version)}), flush=True)
+        print(
+            PROBE_TAG
+            + json.dumps(
+                {
+                    "backend": dist.get_backend(),
+                    "world": world,
+                    "allreduce": value[0].item(),
+                    "expected": expected,
+                    "ok": ok,
+                    "nccl_version": ".".join(map(str, version)) if isinstance(version, tuple) else str(version),
+                }
+            ),
+            flush=True,
+        )
     dist.destroy_process_group()
     return 0 if ok else 1

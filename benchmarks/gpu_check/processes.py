@@ -40,8 +40,9 @@ class Job:
 
     live: ClassVar[set[Job]] = set()
 
-    def __init__(self, name: str, cmd: Sequence[str], log_path: Path, timeout_s: float,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, cmd: Sequence[str], log_path: Path, timeout_s: float, env: Mapping[str, str] | None = None
+    ) -> None:
         self.name, self.log_path, self.timeout_s = name, log_path, timeout_s
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log.debug("%s: %s", name, " ".join(map(str, cmd)))
@@ -51,8 +52,14 @@ class Job:
             fh.flush()
             self.start = time.perf_counter()
             self.end: float | None = None
-            self.proc = subprocess.Popen(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         env=dict(env if env is not None else child_env()), start_new_session=True)
+            self.proc = subprocess.Popen(
+                list(map(str, cmd)),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=dict(env if env is not None else child_env()),
+                start_new_session=True,
+            )
         self._done = threading.Event()
         Job.live.add(self)
         threading.Thread(target=self._watch, daemon=True).start()
@@ -150,8 +157,12 @@ class GpuMemoryPoller:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             done = subprocess.run(self._query(), capture_output=True, text=True, timeout=20)
             self.baseline = max(parse_memory_used(done.stdout), default=None)
-            self._proc = subprocess.Popen([*self._query(), "-lms", str(self.interval_ms)], stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, text=True)
+            self._proc = subprocess.Popen(
+                [*self._query(), "-lms", str(self.interval_ms)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
         return self
@@ -175,5 +186,9 @@ class GpuMemoryPoller:
 
     def figures(self) -> dict[str, Any]:
         above = self.peak - self.baseline if self.peak is not None and self.baseline is not None else None
-        return {"nvidia_smi_baseline_mib": self.baseline, "nvidia_smi_peak_mib": self.peak,
-                "nvidia_smi_peak_above_baseline_mib": above, "nvidia_smi_samples": self.samples}
+        return {
+            "nvidia_smi_baseline_mib": self.baseline,
+            "nvidia_smi_peak_mib": self.peak,
+            "nvidia_smi_peak_above_baseline_mib": above,
+            "nvidia_smi_samples": self.samples,
+        }

@@ -29,8 +29,15 @@ class Report:
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path = path
-        self.data: dict[str, Any] = {"schema": SCHEMA, **meta, "ok": None, "exit_code": None,
-                                     "failures": [], "stages": {}, "summary": {}}
+        self.data: dict[str, Any] = {
+            "schema": SCHEMA,
+            **meta,
+            "ok": None,
+            "exit_code": None,
+            "failures": [],
+            "stages": {},
+            "summary": {},
+        }
         self.started = time.perf_counter()
 
     def ok(self, name: str) -> bool:
@@ -50,8 +57,11 @@ class Report:
         stage's failure and the run goes on."""
         record: dict[str, Any] = {"ok": None, "background_jobs": Job.running()}
         self.data["stages"][name] = record
-        log.info("[%s] start%s", name, f" (background: {', '.join(record['background_jobs'])})"
-                 if record["background_jobs"] else "")
+        log.info(
+            "[%s] start%s",
+            name,
+            f" (background: {', '.join(record['background_jobs'])})" if record["background_jobs"] else "",
+        )
         start = time.perf_counter()
         try:
             yield record
@@ -72,9 +82,12 @@ class Report:
             self.write()
 
     def finish(self, exit_code: int) -> None:
-        self.data.update(ok=not self.data["failures"], exit_code=exit_code,
-                         finished=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-                         total_seconds=round(time.perf_counter() - self.started, 1))
+        self.data.update(
+            ok=not self.data["failures"],
+            exit_code=exit_code,
+            finished=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            total_seconds=round(time.perf_counter() - self.started, 1),
+        )
         self.write()
 
     def write(self) -> None:

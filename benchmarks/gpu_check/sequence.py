@@ -36,12 +36,22 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
         ctx.outputs["cuda_test"] = segment(ctx, rec, "cuda_test", test_dir, "cuda", same_settings)
 
     # phantoms in the background from here on: the timed GPU inference above and below runs alone
-    full_job = None if quick else start_phantoms(
-        ctx, "phantom_full", ctx.work / "full", ["--case-seeds", str(ctx.seed), "--layout", "gc",
-                                                 "--size", "full", "--workers", "1"])
-    small_job = start_phantoms(ctx, "phantoms_small", ctx.work / "raw",
-                               ["--cases", "2", "--seed", str(SMALL_SEED), "--layout", "raw", "--size", "small",
-                                "--workers", "2"])
+    full_job = (
+        None
+        if quick
+        else start_phantoms(
+            ctx,
+            "phantom_full",
+            ctx.work / "full",
+            ["--case-seeds", str(ctx.seed), "--layout", "gc", "--size", "full", "--workers", "1"],
+        )
+    )
+    small_job = start_phantoms(
+        ctx,
+        "phantoms_small",
+        ctx.work / "raw",
+        ["--cases", "2", "--seed", str(SMALL_SEED), "--layout", "raw", "--size", "small", "--workers", "2"],
+    )
 
     with report.stage("cpu_test") as rec:
         ctx.outputs["cpu_test"] = segment(ctx, rec, "cpu_test", test_dir, "cpu", same_settings)
@@ -49,8 +59,13 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
     if report.ok("cuda_test") and report.ok("cpu_test"):
         stages = report.data["stages"]
         with report.stage("amp_agreement") as rec:
-            stage_agreement(ctx, rec, ctx.outputs["cuda_test"], ctx.outputs["cpu_test"],
-                            (stages["cuda_test"]["settings"], stages["cpu_test"]["settings"]))
+            stage_agreement(
+                ctx,
+                rec,
+                ctx.outputs["cuda_test"],
+                ctx.outputs["cpu_test"],
+                (stages["cuda_test"]["settings"], stages["cpu_test"]["settings"]),
+            )
     else:
         report.skip("amp_agreement", "needs both cuda_test and cpu_test")
 
@@ -58,8 +73,23 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
         finish_phantoms(rec, small_job)
     if report.ok("phantoms_small"):
         with report.stage("train_plan") as rec:
-            cmd = [ctx.python, "-m", "training.plan", "--data", str(ctx.work / "raw"), "--work", str(ctx.work / "train"),
-                   "--preset", "tiny", "--spacing", "4", "4", "5", "--folds", "2"]
+            cmd = [
+                ctx.python,
+                "-m",
+                "training.plan",
+                "--data",
+                str(ctx.work / "raw"),
+                "--work",
+                str(ctx.work / "train"),
+                "--preset",
+                "tiny",
+                "--spacing",
+                "4",
+                "4",
+                "5",
+                "--folds",
+                "2",
+            ]
             result = run_job("train_plan", cmd, ctx.logs / "train_plan.log", ctx.timeout_s)
             rec.update(result.figures())
             check_exit(result, "training.plan")
@@ -84,16 +114,20 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
                 rec["mean_dice_vs_truth"] = score_against_truth(out, ctx.work / "full/ground_truth")
                 rec["min_mean_dice"] = ctx.min_phantom_dice
                 if rec["mean_dice_vs_truth"] is None or rec["mean_dice_vs_truth"] < ctx.min_phantom_dice:
-                    raise StageFailed(f"mean Dice against the phantom's truth {rec['mean_dice_vs_truth']} "
-                                      f"< {ctx.min_phantom_dice}: the GPU output is not a segmentation")
+                    raise StageFailed(
+                        f"mean Dice against the phantom's truth {rec['mean_dice_vs_truth']} "
+                        f"< {ctx.min_phantom_dice}: the GPU output is not a segmentation"
+                    )
         else:
             report.skip("cuda_full", "needs phantom_full")
 
     if report.ok("train_plan"):
         with report.stage("train_torchrun") as rec:
             stage_train(ctx, rec, "train_torchrun", 1, 1, torchrun=True)
-            rec["note"] = ("one process: training.train opens no process group (WORLD_SIZE 1), so its log "
-                           "need not mention NCCL; nccl_probe checks NCCL itself")
+            rec["note"] = (
+                "one process: training.train opens no process group (WORLD_SIZE 1), so its log "
+                "need not mention NCCL; nccl_probe checks NCCL itself"
+            )
     else:
         report.skip("train_torchrun", "needs train_plan")
     if report.ok("train_plan"):

@@ -59,12 +59,19 @@ def stage_environment(ctx: Context, rec: dict[str, Any]) -> None:
     listing = run_tool(["nvidia-smi", "-L"])
     rec["nvidia_smi_L"] = [line for line in (listing or "").splitlines() if line.strip()]
     rec.update(parse_smi_header(run_tool(["nvidia-smi"]) or ""))
-    rec["gpus"] = parse_gpu_query(run_tool(["nvidia-smi", f"--query-gpu={','.join(GPU_FIELDS)}",
-                                            "--format=csv,noheader,nounits"]) or "")
+    rec["gpus"] = parse_gpu_query(
+        run_tool(["nvidia-smi", f"--query-gpu={','.join(GPU_FIELDS)}", "--format=csv,noheader,nounits"]) or ""
+    )
     rec["cpu_count"] = os.cpu_count()
     rec["hostname"] = socket.gethostname()
-    done = subprocess.run([ctx.python, "-c", ENV_PROBE], capture_output=True, text=True, cwd=ROOT, env=child_env(),
-                          timeout=min(ctx.timeout_s, 180))
+    done = subprocess.run(
+        [ctx.python, "-c", ENV_PROBE],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+        timeout=min(ctx.timeout_s, 180),
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise StageFailed(f"{NO_GPU}: the environment probe failed (exit {done.returncode}): {done.stderr[-500:]}")
@@ -120,8 +127,9 @@ def read_labels(path: Path) -> Any:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def stage_agreement(ctx: Context, rec: dict[str, Any], cuda_out: Path, cpu_out: Path,
-                    settings: tuple[list[str], list[str]]) -> None:
+def stage_agreement(
+    ctx: Context, rec: dict[str, Any], cuda_out: Path, cpu_out: Path, settings: tuple[list[str], list[str]]
+) -> None:
     cuda_maps, cpu_maps = label_files(cuda_out), label_files(cpu_out)
     if not cuda_maps or set(cuda_maps) != set(cpu_maps):
         raise StageFailed(f"label maps differ in name: cuda {sorted(cuda_maps)} vs cpu {sorted(cpu_maps)}")
@@ -132,7 +140,8 @@ def stage_agreement(ctx: Context, rec: dict[str, Any], cuda_out: Path, cpu_out: 
         expected = ROOT / "test/expected_output/images/head_neck_oar" / name
         if expected.is_file():  # informative: what the shipped model produced on a CPU
             rec["cases"][name]["cuda_vs_expected_min_dice"] = dice_agreement(
-                read_labels(cuda_maps[name]), read_labels(expected), ctx.min_dice)["min_dice"]
+                read_labels(cuda_maps[name]), read_labels(expected), ctx.min_dice
+            )["min_dice"]
     verdicts = list(rec["cases"].values())
     lows = [v["min_dice"] for v in verdicts if v["min_dice"] is not None]
     rec["min_dice"] = min(lows) if lows else None
@@ -181,11 +190,32 @@ def score_against_truth(out: Path, truth: Path) -> float | None:
 
 
 def train_command(ctx: Context, fold: int, epochs: int, torchrun: bool) -> list[str]:
-    launcher = [ctx.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"] if torchrun \
+    launcher = (
+        [ctx.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
+        if torchrun
         else [ctx.python]
-    return [*launcher, "-m", "training.train", "--data", str(ctx.work / "raw"), "--work", str(ctx.work / "train"),
-            "--fold", str(fold), "--epochs", str(epochs), "--iters", str(ctx.train_iters), "--device", "cuda",
-            "--amp", "auto", "--workers", "2"]
+    )
+    return [
+        *launcher,
+        "-m",
+        "training.train",
+        "--data",
+        str(ctx.work / "raw"),
+        "--work",
+        str(ctx.work / "train"),
+        "--fold",
+        str(fold),
+        "--epochs",
+        str(epochs),
+        "--iters",
+        str(ctx.train_iters),
+        "--device",
+        "cuda",
+        "--amp",
+        "auto",
+        "--workers",
+        "2",
+    ]
 
 
 def stage_train(ctx: Context, rec: dict[str, Any], name: str, fold: int, epochs: int, torchrun: bool) -> None:
@@ -209,9 +239,26 @@ def stage_train(ctx: Context, rec: dict[str, Any], name: str, fold: int, epochs:
 
 def stage_pretrain(ctx: Context, rec: dict[str, Any], steps: int = 30, every: int = 10) -> None:
     out = ctx.work / "pretrain"
-    cmd = [ctx.python, "-m", "training.pretrain", "--images", str(ctx.work / "raw"), "--work",
-           str(ctx.work / "train"), "--out", str(out), "--device", "cuda", "--amp", "auto",
-           "--steps", str(steps), "--save-every", str(every), "--restart"]
+    cmd = [
+        ctx.python,
+        "-m",
+        "training.pretrain",
+        "--images",
+        str(ctx.work / "raw"),
+        "--work",
+        str(ctx.work / "train"),
+        "--out",
+        str(out),
+        "--device",
+        "cuda",
+        "--amp",
+        "auto",
+        "--steps",
+        str(steps),
+        "--save-every",
+        str(every),
+        "--restart",
+    ]
     rec["command"] = "python " + " ".join(cmd[1:])
     with GpuMemoryPoller(ctx.smi_target) as poller:
         result = run_job("pretrain_amp", cmd, ctx.logs / "pretrain_amp.log", ctx.timeout_s)
@@ -226,8 +273,17 @@ def stage_pretrain(ctx: Context, rec: dict[str, Any], steps: int = 30, every: in
 
 
 def stage_nccl(ctx: Context, rec: dict[str, Any]) -> None:
-    cmd = [ctx.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-           "-m", "benchmarks.gpu_check", "--nccl-probe"]
+    cmd = [
+        ctx.python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "1",
+        "-m",
+        "benchmarks.gpu_check",
+        "--nccl-probe",
+    ]
     result = run_job("nccl_probe", cmd, ctx.logs / "nccl_probe.log", min(ctx.timeout_s, 180))
     rec.update(result.figures())
     probe = parse_probe(result.text)

@@ -30,12 +30,25 @@ def no_gpu_reason(env: Mapping[str, Any]) -> str | None:
 def agreement_verdict(scores: Mapping[str, float], min_dice: float) -> dict[str, Any]:
     """Every OAR scored must reach ``min_dice``; no OAR at all is a failure too."""
     if not scores:
-        return {"ok": False, "threshold": min_dice, "n_oars": 0, "min_dice": None, "min_oar": None, "below": {},
-                "reason": "no OAR in either label map"}
+        return {
+            "ok": False,
+            "threshold": min_dice,
+            "n_oars": 0,
+            "min_dice": None,
+            "min_oar": None,
+            "below": {},
+            "reason": "no OAR in either label map",
+        }
     low_oar = min(scores, key=scores.__getitem__)
     below = {name: round(d, 4) for name, d in sorted(scores.items()) if d < min_dice}
-    return {"ok": not below, "threshold": min_dice, "n_oars": len(scores), "min_dice": round(scores[low_oar], 6),
-            "min_oar": low_oar, "below": below}
+    return {
+        "ok": not below,
+        "threshold": min_dice,
+        "n_oars": len(scores),
+        "min_dice": round(scores[low_oar], 6),
+        "min_oar": low_oar,
+        "below": below,
+    }
 
 
 def dice_agreement(labels: Any, reference: Any, min_dice: float) -> dict[str, Any]:
@@ -43,8 +56,15 @@ def dice_agreement(labels: Any, reference: Any, min_dice: float) -> dict[str, An
     from hanseg.compare import per_oar_dice
 
     if labels.shape != reference.shape:
-        return {"ok": False, "threshold": min_dice, "n_oars": 0, "min_dice": None, "min_oar": None, "below": {},
-                "reason": f"shapes differ: {labels.shape} vs {reference.shape}"}
+        return {
+            "ok": False,
+            "threshold": min_dice,
+            "n_oars": 0,
+            "min_dice": None,
+            "min_oar": None,
+            "below": {},
+            "reason": f"shapes differ: {labels.shape} vs {reference.shape}",
+        }
     return agreement_verdict(per_oar_dice(labels, reference), min_dice)
 
 
@@ -110,28 +130,40 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
     measured is left out."""
     s = summary
     rows: list[tuple[tuple[str, ...], str]] = [
-        (("gpu", "torch"),
-         f"GPU {_fmt(s['gpu'])} ({_fmt(s['gpu_memory_total_mib'], ' MiB')}), driver {_fmt(s['driver'])}, "
-         f"CUDA {_fmt(s['cuda_driver'])}; torch {_fmt(s['torch'])} (CUDA {_fmt(s['torch_cuda'])})"),
-        (("test_cuda_wall_s", "test_cpu_segmented_s"),
-         f"test/ on cuda: {_fmt(s['test_cuda_segmented_s'], ' s')} segmented, {_fmt(s['test_cuda_wall_s'], ' s')} "
-         f"wall, peak {_fmt(s['test_cuda_torch_peak_reserved_mib'], ' MiB', 0)} reserved by torch / "
-         f"{_fmt(s['test_cuda_smi_peak_mib'], ' MiB', 0)} nvidia-smi; on cpu {_fmt(s['test_cpu_segmented_s'], ' s')}"),
-        (("amp_min_dice",),
-         f"AMP vs CPU fp32 on test/: lowest OAR Dice {_fmt(s['amp_min_dice'], '', 4)} ({_fmt(s['amp_min_oar'])})"),
-        (("full_cuda_wall_s",),
-         f"full-size {_fmt(s['full_ct_size'])} on cuda: {_fmt(s['full_cuda_segmented_s'], ' s')} segmented, "
-         f"{_fmt(s['full_cuda_wall_s'], ' s')} wall ({_fmt(s['full_cuda_settings'])}), peak "
-         f"{_fmt(s['full_cuda_torch_peak_allocated_mib'], ' MiB', 0)} allocated / "
-         f"{_fmt(s['full_cuda_torch_peak_reserved_mib'], ' MiB', 0)} reserved by torch / "
-         f"{_fmt(s['full_cuda_smi_peak_mib'], ' MiB', 0)} nvidia-smi; mean Dice vs truth "
-         f"{_fmt(s['full_mean_dice_vs_truth'], '', 3)}"),
-        (("train_epoch_s", "torchrun_exit_code", "nccl_ok"),
-         f"training (AMP): {_fmt(s['train_s_per_step'], ' s/step', 3)} (first epoch), epochs "
-         f"{_fmt(s['train_epoch_s'])} s; torchrun exit {_fmt(s['torchrun_exit_code'])}; NCCL probe {_fmt(s['nccl_ok'])}"),
-        (("pretrain_s_per_step",),
-         f"self-supervised pretraining (AMP): {_fmt(s['pretrain_s_per_step'], ' s/step', 3)}, peak "
-         f"{_fmt(s['pretrain_smi_peak_mib'], ' MiB', 0)} nvidia-smi"),
+        (
+            ("gpu", "torch"),
+            f"GPU {_fmt(s['gpu'])} ({_fmt(s['gpu_memory_total_mib'], ' MiB')}), driver {_fmt(s['driver'])}, "
+            f"CUDA {_fmt(s['cuda_driver'])}; torch {_fmt(s['torch'])} (CUDA {_fmt(s['torch_cuda'])})",
+        ),
+        (
+            ("test_cuda_wall_s", "test_cpu_segmented_s"),
+            f"test/ on cuda: {_fmt(s['test_cuda_segmented_s'], ' s')} segmented, {_fmt(s['test_cuda_wall_s'], ' s')} "
+            f"wall, peak {_fmt(s['test_cuda_torch_peak_reserved_mib'], ' MiB', 0)} reserved by torch / "
+            f"{_fmt(s['test_cuda_smi_peak_mib'], ' MiB', 0)} nvidia-smi; on cpu {_fmt(s['test_cpu_segmented_s'], ' s')}",
+        ),
+        (
+            ("amp_min_dice",),
+            f"AMP vs CPU fp32 on test/: lowest OAR Dice {_fmt(s['amp_min_dice'], '', 4)} ({_fmt(s['amp_min_oar'])})",
+        ),
+        (
+            ("full_cuda_wall_s",),
+            f"full-size {_fmt(s['full_ct_size'])} on cuda: {_fmt(s['full_cuda_segmented_s'], ' s')} segmented, "
+            f"{_fmt(s['full_cuda_wall_s'], ' s')} wall ({_fmt(s['full_cuda_settings'])}), peak "
+            f"{_fmt(s['full_cuda_torch_peak_allocated_mib'], ' MiB', 0)} allocated / "
+            f"{_fmt(s['full_cuda_torch_peak_reserved_mib'], ' MiB', 0)} reserved by torch / "
+            f"{_fmt(s['full_cuda_smi_peak_mib'], ' MiB', 0)} nvidia-smi; mean Dice vs truth "
+            f"{_fmt(s['full_mean_dice_vs_truth'], '', 3)}",
+        ),
+        (
+            ("train_epoch_s", "torchrun_exit_code", "nccl_ok"),
+            f"training (AMP): {_fmt(s['train_s_per_step'], ' s/step', 3)} (first epoch), epochs "
+            f"{_fmt(s['train_epoch_s'])} s; torchrun exit {_fmt(s['torchrun_exit_code'])}; NCCL probe {_fmt(s['nccl_ok'])}",
+        ),
+        (
+            ("pretrain_s_per_step",),
+            f"self-supervised pretraining (AMP): {_fmt(s['pretrain_s_per_step'], ' s/step', 3)}, peak "
+            f"{_fmt(s['pretrain_smi_peak_mib'], ' MiB', 0)} nvidia-smi",
+        ),
     ]
     lines = [text for keys, text in rows if any(s.get(k) not in (None, []) for k in keys)]
     if s["failures"]:

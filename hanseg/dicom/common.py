@@ -21,9 +21,17 @@ from pydicom.valuerep import MAX_VALUE_LEN, VR_REGEXES, validate_value
 log = logging.getLogger(__name__)
 
 #: Patient and study attributes copied from the CT (Type 2: written empty when absent).
-PATIENT_STUDY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                          "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
-                          "ReferringPhysicianName")
+PATIENT_STUDY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 UNREVIEWED = "automatic segmentation, not reviewed"
 
 
@@ -54,8 +62,7 @@ def _check_texts(vr: str, texts: list[str | bytes]) -> None:
         too_long = [t for t in values if len(t) > MAX_VALUE_LEN[vr]]
         if too_long or not _NUMBER_LISTS[vr].fullmatch("\\".join(values)):
             bad = too_long[0] if too_long else values
-            raise ValueError(f"invalid {vr} value {bad!r:.80} (numbers of at most "
-                             f"{MAX_VALUE_LEN[vr]} characters)")
+            raise ValueError(f"invalid {vr} value {bad!r:.80} (numbers of at most {MAX_VALUE_LEN[vr]} characters)")
         return
     for text in texts:
         validate_value(vr, text, config.RAISE)

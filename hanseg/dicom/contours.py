@@ -186,7 +186,7 @@ def slice_contours(mask2d: np.ndarray) -> list[Loop]:
         return []
     cols = np.flatnonzero(mask2d.any(axis=0))
     # Only the bounding box is traced: most OARs cover a small part of a 512x512 slice.
-    crop = mask2d[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = mask2d[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     edges = _boundary_edges(crop)
     loops = _trace(_successors(edges).tolist(), edges.src.tolist())
     lattice, counts = _loop_corners(loops, edges)

@@ -70,12 +70,13 @@ class Provenance:
     device_serial_number: str = "0"
 
     def __post_init__(self) -> None:
-        for field_name in ("model_version", "software_version", "manufacturer", "model_name",
-                           "device_serial_number"):
+        for field_name in ("model_version", "software_version", "manufacturer", "model_name", "device_serial_number"):
             value = getattr(self, field_name)
             if not value or len(value) > MAX_NAME_LENGTH or _BAD_CHARACTERS.search(value):
-                raise ValueError(f"provenance {field_name} {value!r}: must be 1..64 printable "
-                                 "characters without backslash (DICOM LO)")
+                raise ValueError(
+                    f"provenance {field_name} {value!r}: must be 1..64 printable "
+                    "characters without backslash (DICOM LO)"
+                )
 
 
 def _hsv_colour(hue: float, saturation: float, value: float) -> Colour:
@@ -112,8 +113,9 @@ def check_name(name: object, where: str) -> str:
     if name != name.strip():
         raise NameMapError(f"{where}: the name {name!r} has leading or trailing spaces")
     if len(name) > MAX_NAME_LENGTH:
-        raise NameMapError(f"{where}: the name {name!r} has {len(name)} characters; DICOM "
-                           f"allows at most {MAX_NAME_LENGTH}")
+        raise NameMapError(
+            f"{where}: the name {name!r} has {len(name)} characters; DICOM allows at most {MAX_NAME_LENGTH}"
+        )
     if _BAD_CHARACTERS.search(name):
         raise NameMapError(f"{where}: the name {name!r} holds a backslash or control character")
     return name
@@ -125,8 +127,7 @@ def check_colour(colour: object, where: str) -> Colour:
         red, green, blue = colour
         if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour):
             return red, green, blue
-    raise NameMapError(f"{where}: the colour must be three whole numbers 0..255 "
-                       f"([red, green, blue]), got {colour!r}")
+    raise NameMapError(f"{where}: the colour must be three whole numbers 0..255 ([red, green, blue]), got {colour!r}")
 
 
 def check_styles(styles: tuple[StructureStyle, ...], where: str = "structure styles") -> None:
@@ -144,8 +145,10 @@ def check_styles(styles: tuple[StructureStyle, ...], where: str = "structure sty
         # Planning systems compare structure names without regard to case.
         key = style.name.casefold()
         if key in seen_names:
-            raise NameMapError(f"{where}: {seen_names[key]} and {LABEL_NAMES[style.label]} would "
-                               f"both be written as {style.name!r}; output names must differ")
+            raise NameMapError(
+                f"{where}: {seen_names[key]} and {LABEL_NAMES[style.label]} would "
+                f"both be written as {style.name!r}; output names must differ"
+            )
         seen_names[key] = LABEL_NAMES[style.label]
 
 
@@ -158,6 +161,7 @@ def _read_map_file(path: Path) -> Mapping[str, Any]:
     try:
         if path.suffix.lower() == ".toml":
             import tomllib  # Python >= 3.11; JSON works everywhere
+
             data: object = tomllib.loads(text)
         else:
             data = json.loads(text)
@@ -202,13 +206,17 @@ def _apply_entry(style: StructureStyle, entry: object, where: str) -> StructureS
 
 def _log_map(path: Path, before: tuple[StructureStyle, ...], after: tuple[StructureStyle, ...]) -> None:
     kept = {s.label: s for s in after}
-    renamed = [f"{b.name} -> {kept[b.label].name}" for b in before
-               if b.label in kept and kept[b.label].name != b.name]
+    renamed = [f"{b.name} -> {kept[b.label].name}" for b in before if b.label in kept and kept[b.label].name != b.name]
     recoloured = [b.name for b in before if b.label in kept and kept[b.label].colour != b.colour]
     dropped = [b.name for b in before if b.label not in kept]
-    log.info("structure name map %s: %d structures; renamed: %s; recoloured: %s; dropped: %s",
-             path, len(after), ", ".join(renamed) or "none", ", ".join(recoloured) or "none",
-             ", ".join(dropped) or "none")
+    log.info(
+        "structure name map %s: %d structures; renamed: %s; recoloured: %s; dropped: %s",
+        path,
+        len(after),
+        ", ".join(renamed) or "none",
+        ", ".join(recoloured) or "none",
+        ", ".join(dropped) or "none",
+    )
 
 
 def load_name_map(path: Path | str) -> tuple[StructureStyle, ...]:

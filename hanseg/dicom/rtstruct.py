@@ -61,8 +61,14 @@ CONTOUR_DECIMALS = 2
 MAX_ELEMENT_BYTES = 0xFFFE
 DS_MAX_LENGTH = 16
 #: Copied when present (Type 3), never invented.
-OPTIONAL_COPIED_KEYWORDS = ("StudyDescription", "PatientAge", "PatientWeight", "PatientSize",
-                            "IssuerOfPatientID", "OtherPatientIDs")
+OPTIONAL_COPIED_KEYWORDS = (
+    "StudyDescription",
+    "PatientAge",
+    "PatientWeight",
+    "PatientSize",
+    "IssuerOfPatientID",
+    "OtherPatientIDs",
+)
 STRUCTURE_SET_LABEL = "hanseg OAR auto"  # SH: at most 16 characters
 
 
@@ -140,16 +146,19 @@ def _slice_geometry(ct: sitk.Image, headers: Sequence[Dataset]) -> _SliceGeometr
     shifts = []
     for k, header in enumerate(headers):
         iop = _header_vector(header, "ImageOrientationPatient", 6, k)
-        if not (np.allclose(iop[:3], direction[:, 0], atol=1e-3)
-                and np.allclose(iop[3:], direction[:, 1], atol=1e-3)):
-            raise ValueError(f"CT slice {k}: ImageOrientationPatient {iop.tolist()} does not match "
-                             f"the image direction {direction.T[:2].ravel().tolist()}")
+        if not (np.allclose(iop[:3], direction[:, 0], atol=1e-3) and np.allclose(iop[3:], direction[:, 1], atol=1e-3)):
+            raise ValueError(
+                f"CT slice {k}: ImageOrientationPatient {iop.tolist()} does not match "
+                f"the image direction {direction.T[:2].ravel().tolist()}"
+            )
         ipp = _header_vector(header, "ImagePositionPatient", 3, k)
         corner = origin + matrix[:, 2] * k
         if np.linalg.norm(ipp - corner) > tolerance:
-            raise ValueError(f"CT slice {k}: ImagePositionPatient {ipp.tolist()} is not where the "
-                             f"image puts slice {k} ({corner.round(4).tolist()}); headers and "
-                             "image are not the same series or not in the same order")
+            raise ValueError(
+                f"CT slice {k}: ImagePositionPatient {ipp.tolist()} is not where the "
+                f"image puts slice {k} ({corner.round(4).tolist()}); headers and "
+                "image are not the same series or not in the same order"
+            )
         # Only the out-of-plane part is corrected: planning systems match a contour to the
         # slice plane of the header, so it must lie there to the precision written.
         shifts.append(np.dot(ipp - corner, normal) * normal)
@@ -187,8 +196,9 @@ def _character_set(headers: Sequence[Dataset], styles: Sequence[StructureStyle])
     return "ISO_IR 192"
 
 
-def _add_patient_study_series(ds: Dataset, first: Dataset, provenance: Provenance,
-                              series_number: int, now: datetime) -> None:
+def _add_patient_study_series(
+    ds: Dataset, first: Dataset, provenance: Provenance, series_number: int, now: datetime
+) -> None:
     for keyword in PATIENT_STUDY_KEYWORDS:
         setattr(ds, keyword, first.get(keyword, ""))
     for keyword in OPTIONAL_COPIED_KEYWORDS:
@@ -209,13 +219,14 @@ def _add_patient_study_series(ds: Dataset, first: Dataset, provenance: Provenanc
     ds.SoftwareVersions = [provenance.software_version, f"model {provenance.model_version}"[:64]]
 
 
-def _add_structure_set(ds: Dataset, headers: Sequence[Dataset], provenance: Provenance,
-                       now: datetime) -> None:
+def _add_structure_set(ds: Dataset, headers: Sequence[Dataset], provenance: Provenance, now: datetime) -> None:
     ds.StructureSetLabel = STRUCTURE_SET_LABEL
     ds.StructureSetName = f"hanseg OARs model {provenance.model_version}"[:64]
-    ds.StructureSetDescription = (f"{UNREVIEWED.capitalize()}: {provenance.model_name}, model "
-                                  f"{provenance.model_version}, software {provenance.software_version}. "
-                                  "Check every structure before clinical use.")
+    ds.StructureSetDescription = (
+        f"{UNREVIEWED.capitalize()}: {provenance.model_name}, model "
+        f"{provenance.model_version}, software {provenance.software_version}. "
+        "Check every structure before clinical use."
+    )
     ds.InstanceNumber = 1
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.ApprovalStatus = "UNAPPROVED"
@@ -274,7 +285,7 @@ def simplify_closed(points: np.ndarray, tolerance_mm: float) -> np.ndarray:
         a, b = stack.pop()
         if b - a < 2:
             continue
-        i, dist = _farthest_from_chord(ring[a:b + 1])
+        i, dist = _farthest_from_chord(ring[a : b + 1])
         if dist > tolerance_mm:
             keep[a + i] = True
             stack += [(a, a + i), (a + i, b)]
@@ -294,8 +305,12 @@ def contour_values(points_mm: np.ndarray, pixel_mm: float) -> list[str]:
         simpler = simplify_closed(points_mm, tolerance)
         values = format_ds_array(simpler, 1)
         if _encoded_bytes(values) <= MAX_ELEMENT_BYTES or len(simpler) <= 3:
-            log.warning("a contour of %d points is too long for one DICOM element: simplified to %d points "
-                        "within %.2f mm", len(points_mm), len(simpler), tolerance)
+            log.warning(
+                "a contour of %d points is too long for one DICOM element: simplified to %d points within %.2f mm",
+                len(points_mm),
+                len(simpler),
+                tolerance,
+            )
             return values
         tolerance *= 2
 
@@ -314,9 +329,14 @@ def _contour_item(number: int, points_mm: np.ndarray, header: Dataset) -> Datase
     return item
 
 
-def _roi_contour(number: int, style: StructureStyle, loops_by_slice: dict[int, list[Loop]],
-                 offset_zyx: tuple[int, int, int], geometry: _SliceGeometry,
-                 headers: Sequence[Dataset]) -> Dataset:
+def _roi_contour(
+    number: int,
+    style: StructureStyle,
+    loops_by_slice: dict[int, list[Loop]],
+    offset_zyx: tuple[int, int, int],
+    geometry: _SliceGeometry,
+    headers: Sequence[Dataset],
+) -> Dataset:
     """One ROI's contours, slice by slice; ``offset_zyx`` places the cropped mask."""
     dz, dy, dx = offset_zyx
     items: list[Dataset] = []
@@ -331,8 +351,7 @@ def _roi_contour(number: int, style: StructureStyle, loops_by_slice: dict[int, l
     return roi
 
 
-def _roi_items(number: int, style: StructureStyle, provenance: Provenance,
-               frame_uid: str) -> tuple[Dataset, Dataset]:
+def _roi_items(number: int, style: StructureStyle, provenance: Provenance, frame_uid: str) -> tuple[Dataset, Dataset]:
     """The Structure Set ROI item and the RT ROI Observations item of ROI ``number``."""
     roi = Dataset()
     roi.ROINumber = number
@@ -363,9 +382,15 @@ def _new_dataset(headers: Sequence[Dataset], styles: Sequence[StructureStyle]) -
     return ds
 
 
-def build_rtstruct(labels: np.ndarray, ct: sitk.Image, ct_headers: Sequence[Dataset],
-                   styles: Sequence[StructureStyle], provenance: Provenance, *,
-                   series_number: int = 1) -> tuple[Dataset, tuple[str, ...]]:
+def build_rtstruct(
+    labels: np.ndarray,
+    ct: sitk.Image,
+    ct_headers: Sequence[Dataset],
+    styles: Sequence[StructureStyle],
+    provenance: Provenance,
+    *,
+    series_number: int = 1,
+) -> tuple[Dataset, tuple[str, ...]]:
     """The RTSTRUCT of the non-empty structures of ``labels``, and the output names of the
     empty ones (not written).
 
@@ -405,8 +430,12 @@ def build_rtstruct(labels: np.ndarray, ct: sitk.Image, ct_headers: Sequence[Data
     ds.StructureSetROISequence = DicomSequence(rois)
     ds.ROIContourSequence = DicomSequence(contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
-    log.info("RTSTRUCT: %d structures, %d contours; empty, not written: %s", len(rois),
-             sum(len(c.ContourSequence) for c in contours), ", ".join(empty) or "none")
+    log.info(
+        "RTSTRUCT: %d structures, %d contours; empty, not written: %s",
+        len(rois),
+        sum(len(c.ContourSequence) for c in contours),
+        ", ".join(empty) or "none",
+    )
     return ds, tuple(empty)
 
 

@@ -117,6 +117,7 @@ class Scan:
 
 # --- reading one header -------------------------------------------------------------------
 
+
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
     value = ds.get(keyword)
     return "" if value is None else str(value).strip()
@@ -165,25 +166,33 @@ def instance_from_dataset(ds: pydicom.Dataset, path: Path) -> Instance:
         if not _text(ds, keyword):
             raise ValueError(f"no {keyword}")
     return Instance(
-        path=path, patient_id=_text(ds, "PatientID"), study_uid=_text(ds, "StudyInstanceUID"),
-        series_uid=_text(ds, "SeriesInstanceUID"), sop_uid=_text(ds, "SOPInstanceUID"),
-        sop_class_uid=_text(ds, "SOPClassUID"), modality=_text(ds, "Modality").upper(),
-        image_type=_strings(ds, "ImageType"), series_description=_text(ds, "SeriesDescription"),
+        path=path,
+        patient_id=_text(ds, "PatientID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        sop_uid=_text(ds, "SOPInstanceUID"),
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        modality=_text(ds, "Modality").upper(),
+        image_type=_strings(ds, "ImageType"),
+        series_description=_text(ds, "SeriesDescription"),
         series_number=_number(ds, "SeriesNumber", int, None),
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         orientation=_floats(ds, "ImageOrientationPatient", 6),
         position=_floats(ds, "ImagePositionPatient", 3),
         pixel_spacing=_floats(ds, "PixelSpacing", 2),
-        rows=_number(ds, "Rows", int, 0), columns=_number(ds, "Columns", int, 0),
+        rows=_number(ds, "Rows", int, 0),
+        columns=_number(ds, "Columns", int, 0),
         scanning_sequence=_strings(ds, "ScanningSequence"),
-        sequence_variant=_strings(ds, "SequenceVariant"), protocol_name=_text(ds, "ProtocolName"),
+        sequence_variant=_strings(ds, "SequenceVariant"),
+        protocol_name=_text(ds, "ProtocolName"),
         mr_acquisition_type=_text(ds, "MRAcquisitionType").upper(),
         number_of_frames=_number(ds, "NumberOfFrames", int, 1),
         repetition_time=_number(ds, "RepetitionTime", float, None),
         echo_time=_number(ds, "EchoTime", float, None),
         rescale_slope=_number(ds, "RescaleSlope", float, 1.0),
         rescale_intercept=_number(ds, "RescaleIntercept", float, 0.0),
-        instance_number=_number(ds, "InstanceNumber", int, None))
+        instance_number=_number(ds, "InstanceNumber", int, None),
+    )
 
 
 def read_header(path: Path) -> pydicom.Dataset:
@@ -214,6 +223,7 @@ def read_instance(path: Path) -> Instance | Unreadable | None:
 
 # --- walking and grouping -----------------------------------------------------------------
 
+
 def candidate_files(folder: Path) -> list[Path]:
     """Every regular file under ``folder`` at any depth, in path order, without hidden
     files or folders and without files named DICOMDIR."""
@@ -235,10 +245,12 @@ def group_instances(instances: list[Instance]) -> tuple[Study, ...]:
     by_study: dict[str, list[Series]] = defaultdict(list)
     for (study_uid, series_uid), members in sorted(by_series.items()):
         first = members[0]
-        by_study[study_uid].append(Series(study_uid, series_uid, first.modality,
-                                          first.series_description, tuple(members)))
-    return tuple(Study(uid, series[0].instances[0].patient_id, tuple(series))
-                 for uid, series in sorted(by_study.items()))
+        by_study[study_uid].append(
+            Series(study_uid, series_uid, first.modality, first.series_description, tuple(members))
+        )
+    return tuple(
+        Study(uid, series[0].instances[0].patient_id, tuple(series)) for uid, series in sorted(by_study.items())
+    )
 
 
 def scan_folder(folder: Path) -> Scan:
@@ -253,6 +265,12 @@ def scan_folder(folder: Path) -> Scan:
         elif isinstance(record, Unreadable):
             unreadable.append(record)
     scan = Scan(folder, group_instances(instances), tuple(unreadable))
-    log.info("scanned %s: %d DICOM files in %d series of %d studies, %d unreadable files",
-             folder, len(instances), len(scan.series), len(scan.studies), len(unreadable))
+    log.info(
+        "scanned %s: %d DICOM files in %d series of %d studies, %d unreadable files",
+        folder,
+        len(instances),
+        len(scan.series),
+        len(scan.studies),
+        len(unreadable),
+    )
     return scan

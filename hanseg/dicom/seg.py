@@ -68,12 +68,17 @@ def _with_type2_attributes(datasets: Sequence[Dataset]) -> list[Dataset]:
 
 def _segment(number: int, style: StructureStyle, provenance: Provenance) -> hd.seg.SegmentDescription:
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=provenance.model_name, family=codes.cid7162.ArtificialIntelligence,
-        version=provenance.model_version)
+        name=provenance.model_name, family=codes.cid7162.ArtificialIntelligence, version=provenance.model_version
+    )
     return hd.seg.SegmentDescription(
-        segment_number=number, segment_label=style.name, segmented_property_category=CATEGORY,
-        segmented_property_type=PROPERTY_TYPE, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm, display_color=hd.color.CIELabColor.from_rgb(*style.colour))
+        segment_number=number,
+        segment_label=style.name,
+        segmented_property_category=CATEGORY,
+        segmented_property_type=PROPERTY_TYPE,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+        display_color=hd.color.CIELabColor.from_rgb(*style.colour),
+    )
 
 
 def _check_inputs(labels: np.ndarray, sources: Sequence[Dataset]) -> None:
@@ -83,13 +88,20 @@ def _check_inputs(labels: np.ndarray, sources: Sequence[Dataset]) -> None:
         raise ValueError(f"{len(sources)} CT datasets for {labels.shape[0]} slices")
     for k, ds in enumerate(sources):
         if (ds.get("Rows"), ds.get("Columns")) != labels.shape[1:]:
-            raise ValueError(f"CT slice {k} is {ds.get('Rows')}x{ds.get('Columns')}, the label map "
-                             f"{labels.shape[1]}x{labels.shape[2]}")
+            raise ValueError(
+                f"CT slice {k} is {ds.get('Rows')}x{ds.get('Columns')}, the label map "
+                f"{labels.shape[1]}x{labels.shape[2]}"
+            )
 
 
-def build_seg(labels: np.ndarray, ct_source_datasets: Sequence[Dataset],
-              styles: Sequence[StructureStyle], provenance: Provenance, *,
-              series_number: int = 2) -> hd.seg.Segmentation:
+def build_seg(
+    labels: np.ndarray,
+    ct_source_datasets: Sequence[Dataset],
+    styles: Sequence[StructureStyle],
+    provenance: Provenance,
+    *,
+    series_number: int = 2,
+) -> hd.seg.Segmentation:
     """The SEG of the non-empty structures of ``labels`` (uint8 z,y,x on the CT grid);
     empty ones are left out and named in the log (:func:`build_rtstruct` returns them).
 
@@ -109,20 +121,30 @@ def build_seg(labels: np.ndarray, ct_source_datasets: Sequence[Dataset],
     for number, style in enumerate(written, start=1):
         lookup[style.label] = number
     seg = hd.seg.Segmentation(
-        source_images=_with_type2_attributes(ct_source_datasets), pixel_array=lookup[labels],
+        source_images=_with_type2_attributes(ct_source_datasets),
+        pixel_array=lookup[labels],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(n, s, provenance) for n, s in enumerate(written, start=1)],
-        series_instance_uid=generate_uid(), series_number=series_number,
-        sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer=provenance.manufacturer, manufacturer_model_name=provenance.model_name,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=provenance.manufacturer,
+        manufacturer_model_name=provenance.model_name,
         # highdicom annotates software_versions as str | tuple[str] (a 1-tuple) but takes, and
         # checks, any sequence of strings: the list of two is what SoftwareVersions should hold
         software_versions=[provenance.software_version, f"model {provenance.model_version}"[:64]],  # type: ignore[arg-type]
-        device_serial_number=provenance.device_serial_number, content_label=CONTENT_LABEL,
-        content_description=f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64])
+        device_serial_number=provenance.device_serial_number,
+        content_label=CONTENT_LABEL,
+        content_description=f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64],
+    )
     seg.SeriesDescription = f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64]
-    log.info("SEG: %d segments on %d frames; empty, not written: %s", len(written),
-             int(seg.NumberOfFrames), ", ".join(empty) or "none")
+    log.info(
+        "SEG: %d segments on %d frames; empty, not written: %s",
+        len(written),
+        int(seg.NumberOfFrames),
+        ", ".join(empty) or "none",
+    )
     return seg
 
 

@@ -51,8 +51,9 @@ from .volume import (
 log = logging.getLogger(__name__)
 
 #: Modalities that carry no image volume of their own (RT objects, reports, segmentations).
-NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SEG",
-                                  "REG", "SR", "PR", "KO", "DOC", "PLAN"})
+NON_IMAGE_MODALITIES = frozenset(
+    {"RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SEG", "REG", "SR", "PR", "KO", "DOC", "PLAN"}
+)
 #: Two CT extents closer than this (mm) count as the same geometry for a tie.
 EXTENT_TIE_MM = 0.5
 
@@ -104,13 +105,13 @@ class StudyWithoutCt:
 
 # --- rules from a file --------------------------------------------------------------------
 
+
 def rules_from_dict(values: dict[str, Any], source: str = "selection rules") -> SelectionRules:
     """Defaults overridden by ``values``; unknown names and bad patterns are errors."""
     fields = {f.name: f for f in dataclasses.fields(SelectionRules)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise DicomInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; "
-                              f"known settings: {', '.join(fields)}")
+        raise DicomInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}")
     for name, value in values.items():
         expected = type(fields[name].default)
         # JSON has one number type: a whole number is a fine float; a bool is no number
@@ -138,6 +139,7 @@ def rules_from_json(path: Path) -> SelectionRules:
 
 
 # --- reasons shared by CT and MR ----------------------------------------------------------
+
 
 def _skip(series: Series, reason: str) -> Skipped:
     return Skipped(series.series_uid, series.description, series.modality, reason)
@@ -168,8 +170,10 @@ def common_image_reason(series: Series, min_slices: int) -> str | None:
         return "secondary capture image"
     frames = max(inst.number_of_frames for inst in series.instances)
     if frames > 1:
-        return (f"multi-frame (enhanced) image with {frames} frames per file: not supported, "
-                "export it as classic single-frame images")
+        return (
+            f"multi-frame (enhanced) image with {frames} frames per file: not supported, "
+            "export it as classic single-frame images"
+        )
     if any(i.position is None or not valid_orientation(i.orientation) for i in series.instances):
         return "no valid slice position or orientation in its headers"
     if len(series.instances) < min_slices:
@@ -178,6 +182,7 @@ def common_image_reason(series: Series, min_slices: int) -> str | None:
 
 
 # --- CT -----------------------------------------------------------------------------------
+
 
 def ct_reason(series: Series, rules: SelectionRules) -> str | None:
     """Why ``series`` cannot be the CT, or None when it is a candidate."""
@@ -208,19 +213,30 @@ def choose_ct(candidates: list[Series]) -> tuple[Series, list[Skipped]]:
     """The CT with the most slices, then the longest extent; an exact tie is an error."""
     ranked = sorted(candidates, key=lambda s: (len(s.instances), ct_extent_mm(s)), reverse=True)
     best, rest = ranked[0], ranked[1:]
-    if rest and len(rest[0].instances) == len(best.instances) and \
-            abs(ct_extent_mm(rest[0]) - ct_extent_mm(best)) < EXTENT_TIE_MM:
+    if (
+        rest
+        and len(rest[0].instances) == len(best.instances)
+        and abs(ct_extent_mm(rest[0]) - ct_extent_mm(best)) < EXTENT_TIE_MM
+    ):
         raise DicomInputError(
             f"two CT series in study {best.study_uid} are equally good (same number of slices, "
             f"same extent): {best.label} and {rest[0].label}; remove one of them from the input "
-            "(for example keep the soft-tissue reconstruction)")
-    skipped = [_skip(s, f"another CT was chosen: {best.label}, with more slices or a longer extent "
-                        f"({len(best.instances)} vs {len(s.instances)} slices, "
-                        f"{ct_extent_mm(best):.1f} vs {ct_extent_mm(s):.1f} mm)") for s in rest]
+            "(for example keep the soft-tissue reconstruction)"
+        )
+    skipped = [
+        _skip(
+            s,
+            f"another CT was chosen: {best.label}, with more slices or a longer extent "
+            f"({len(best.instances)} vs {len(s.instances)} slices, "
+            f"{ct_extent_mm(best):.1f} vs {ct_extent_mm(s):.1f} mm)",
+        )
+        for s in rest
+    ]
     return best, skipped
 
 
 # --- MR -----------------------------------------------------------------------------------
+
 
 def _by_sequence_tags(first: Instance, rules: SelectionRules) -> bool:
     """T1 by timing when the series has no description (see the module docstring)."""
@@ -248,8 +264,10 @@ def mr_reason(series: Series, rules: SelectionRules) -> str | None:
         return f"not recognised as T1 ('{' / '.join(texts)}' does not match the T1 pattern)"
     if _by_sequence_tags(first, rules):
         return None
-    return (f"no description, and its sequence tags do not look T1 (TE {first.echo_time} ms, "
-            f"TR {first.repetition_time} ms, {'/'.join(first.scanning_sequence) or 'no sequence'})")
+    return (
+        f"no description, and its sequence tags do not look T1 (TE {first.echo_time} ms, "
+        f"TR {first.repetition_time} ms, {'/'.join(first.scanning_sequence) or 'no sequence'})"
+    )
 
 
 def choose_mr(candidates: list[Series]) -> tuple[Series | None, list[Skipped]]:
@@ -267,6 +285,7 @@ def choose_mr(candidates: list[Series]) -> tuple[Series | None, list[Skipped]]:
 
 
 # --- per study and per folder -------------------------------------------------------------
+
 
 def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyWithoutCt:
     """The choice in one study; every series not chosen is in ``skipped`` (logged)."""
@@ -287,17 +306,27 @@ def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyW
     mr, mr_skipped = choose_mr(mr_candidates)
     skipped += mr_skipped
     for item in skipped:
-        log.info("study %s: skipping %s series %s '%s': %s", study.study_uid, item.modality,
-                 item.series_uid, item.description, item.reason)
+        log.info(
+            "study %s: skipping %s series %s '%s': %s",
+            study.study_uid,
+            item.modality,
+            item.series_uid,
+            item.description,
+            item.reason,
+        )
     if ct is None:
-        return StudyWithoutCt(study.study_uid, study.patient_id, tuple(skipped + [
-            _skip(s, "MR without a CT in its study") for s in ([mr] if mr else [])]))
+        return StudyWithoutCt(
+            study.study_uid,
+            study.patient_id,
+            tuple(skipped + [_skip(s, "MR without a CT in its study") for s in ([mr] if mr else [])]),
+        )
     log.info("study %s: CT %s; MR %s", study.study_uid, ct.label, mr.label if mr else "none")
     return StudySelection(study.study_uid, study.patient_id, ct, mr, tuple(skipped))
 
 
-def with_mr_of_same_patient(selection: StudySelection, studies: tuple[Study, ...],
-                            rules: SelectionRules) -> StudySelection:
+def with_mr_of_same_patient(
+    selection: StudySelection, studies: tuple[Study, ...], rules: SelectionRules
+) -> StudySelection:
     """``selection`` with a T1 MR from another study of the same patient when it has none of
     its own (see the module docstring for when); unchanged otherwise."""
     if selection.mr is not None or not rules.mr_from_other_studies or not selection.patient_id:
@@ -306,13 +335,18 @@ def with_mr_of_same_patient(selection: StudySelection, studies: tuple[Study, ...
     with_ct = [s for s in mine if any(x.modality == "CT" and not ct_reason(x, rules) for x in s.series)]
     if len(with_ct) != 1:
         return selection  # which CT the MR belongs to would be a guess
-    candidates = [x for s in mine if s is not with_ct[0] for x in s.series
-                  if x.modality == "MR" and not mr_reason(x, rules)]
+    candidates = [
+        x for s in mine if s is not with_ct[0] for x in s.series if x.modality == "MR" and not mr_reason(x, rules)
+    ]
     mr, _ = choose_mr(candidates)
     if mr is None:
         return selection
-    log.info("study %s: no T1 MR of its own; using %s of study %s (same patient)", selection.study_uid,
-             mr.label, mr.study_uid)
+    log.info(
+        "study %s: no T1 MR of its own; using %s of study %s (same patient)",
+        selection.study_uid,
+        mr.label,
+        mr.study_uid,
+    )
     return dataclasses.replace(selection, mr=mr)
 
 
@@ -327,8 +361,9 @@ def scan_summary(scan: Scan) -> str:
     return text
 
 
-def select_studies(scan: Scan, rules: SelectionRules = SelectionRules()
-                   ) -> tuple[tuple[StudySelection, ...], tuple[StudyWithoutCt, ...]]:
+def select_studies(
+    scan: Scan, rules: SelectionRules = SelectionRules()
+) -> tuple[tuple[StudySelection, ...], tuple[StudyWithoutCt, ...]]:
     """One :class:`StudySelection` per study with a CT, and the studies without one.
 
     Raises :class:`DicomInputError` when no study has a CT, listing every series and why
@@ -338,14 +373,22 @@ def select_studies(scan: Scan, rules: SelectionRules = SelectionRules()
     chosen = tuple(r for r in results if isinstance(r, StudySelection))
     without = tuple(r for r in results if isinstance(r, StudyWithoutCt))
     if not chosen:
-        details = "; ".join(f"series {s.series_uid} '{s.description}' ({s.modality}): {s.reason}"
-                            for study in without for s in study.skipped)
+        details = "; ".join(
+            f"series {s.series_uid} '{s.description}' ({s.modality}): {s.reason}"
+            for study in without
+            for s in study.skipped
+        )
         raise DicomInputError(
             f"no CT series found in {scan.folder}: found {scan_summary(scan)}"
             + (f" ({details})" if details else "")
             + f"; put the axial ORIGINAL\\PRIMARY planning CT (at least {rules.min_ct_slices} "
-            "slices, one file per slice) in the input folder")
+            "slices, one file per slice) in the input folder"
+        )
     for study in without:
-        log.warning("study %s of patient %s has no usable CT and is not processed (%d series)",
-                    study.study_uid, study.patient_id, len(study.skipped))
+        log.warning(
+            "study %s of patient %s has no usable CT and is not processed (%d series)",
+            study.study_uid,
+            study.patient_id,
+            len(study.skipped),
+        )
     return chosen, without

@@ -75,13 +75,17 @@ class SliceGeometry:
 
 # --- small geometry helpers ---------------------------------------------------------------
 
+
 def valid_orientation(orientation: tuple[float, ...] | None) -> bool:
     """Two unit, perpendicular cosines (to the rounding of 6-decimal header strings)."""
     if orientation is None:
         return False
     row, col = np.array(orientation[:3], float), np.array(orientation[3:], float)
-    return bool(abs(np.linalg.norm(row) - 1) < 1e-2 and abs(np.linalg.norm(col) - 1) < 1e-2
-                and abs(float(np.dot(row, col))) < 1e-2)
+    return bool(
+        abs(np.linalg.norm(row) - 1) < 1e-2
+        and abs(np.linalg.norm(col) - 1) < 1e-2
+        and abs(float(np.dot(row, col))) < 1e-2
+    )
 
 
 def slice_normal(orientation: tuple[float, ...]) -> np.ndarray:
@@ -111,6 +115,7 @@ def _name(inst: Instance) -> str:
 
 # The geometry headers of an instance whose series passed :func:`check_complete_headers` (or
 # :func:`hanseg.dicom.select.common_image_reason`): present, so no longer optional.
+
 
 def orientation_of(inst: Instance) -> Orientation:
     """``inst``'s ImageOrientationPatient (see above)."""
@@ -148,25 +153,41 @@ def _refuse(series: Series, problem: str, todo: str) -> DicomSeriesError:
 
 # --- header checks ------------------------------------------------------------------------
 
+
 def check_complete_headers(series: Series) -> None:
     """Every instance is a single frame with position, orientation and pixel spacing."""
     if not series.instances:
         raise _refuse(series, "holds no files", "choose another series")
     for inst in series.instances:
         if inst.number_of_frames > 1:
-            raise _refuse(series, f"{_name(inst)} is a multi-frame (enhanced) image with "
-                          f"{inst.number_of_frames} frames in one file, which is not supported",
-                          "export the series as classic single-frame images (one file per slice)")
-        missing = [k for k, v in (("ImagePositionPatient", inst.position),
-                                  ("ImageOrientationPatient", inst.orientation),
-                                  ("PixelSpacing", inst.pixel_spacing)) if v is None]
+            raise _refuse(
+                series,
+                f"{_name(inst)} is a multi-frame (enhanced) image with "
+                f"{inst.number_of_frames} frames in one file, which is not supported",
+                "export the series as classic single-frame images (one file per slice)",
+            )
+        missing = [
+            k
+            for k, v in (
+                ("ImagePositionPatient", inst.position),
+                ("ImageOrientationPatient", inst.orientation),
+                ("PixelSpacing", inst.pixel_spacing),
+            )
+            if v is None
+        ]
         if missing:
-            raise _refuse(series, f"{_name(inst)} has no {' or '.join(missing)}",
-                          "re-export the series from the scanner or PACS with its geometry")
+            raise _refuse(
+                series,
+                f"{_name(inst)} has no {' or '.join(missing)}",
+                "re-export the series from the scanner or PACS with its geometry",
+            )
         if not valid_orientation(inst.orientation):
-            raise _refuse(series, f"{_name(inst)} has a broken ImageOrientationPatient {inst.orientation} "
-                          "(the two cosines must be perpendicular unit vectors)",
-                          "re-export the series from the scanner or PACS")
+            raise _refuse(
+                series,
+                f"{_name(inst)} has a broken ImageOrientationPatient {inst.orientation} "
+                "(the two cosines must be perpendicular unit vectors)",
+                "re-export the series from the scanner or PACS",
+            )
     if len(series.instances) < 2:
         raise _refuse(series, "has only one slice", "choose a series with several slices")
 
@@ -176,30 +197,45 @@ def check_uniform(series: Series) -> None:
     first = series.instances[0]
     for inst in series.instances[1:]:
         if not np.allclose(orientation_of(inst), orientation_of(first), atol=ORIENTATION_TOL, rtol=0):
-            raise _refuse(series, f"mixes orientations: {_name(first)} has ImageOrientationPatient "
-                          f"{first.orientation}, {_name(inst)} has {inst.orientation}",
-                          "a series must be one stack of parallel slices; export each stack as its own series")
+            raise _refuse(
+                series,
+                f"mixes orientations: {_name(first)} has ImageOrientationPatient "
+                f"{first.orientation}, {_name(inst)} has {inst.orientation}",
+                "a series must be one stack of parallel slices; export each stack as its own series",
+            )
         if inst.frame_of_reference_uid != first.frame_of_reference_uid:
-            raise _refuse(series, f"mixes frames of reference: {_name(first)} has "
-                          f"FrameOfReferenceUID {first.frame_of_reference_uid or '(none)'}, "
-                          f"{_name(inst)} has {inst.frame_of_reference_uid or '(none)'}",
-                          "the files come from different acquisitions; export the series again")
+            raise _refuse(
+                series,
+                f"mixes frames of reference: {_name(first)} has "
+                f"FrameOfReferenceUID {first.frame_of_reference_uid or '(none)'}, "
+                f"{_name(inst)} has {inst.frame_of_reference_uid or '(none)'}",
+                "the files come from different acquisitions; export the series again",
+            )
         if (inst.rows, inst.columns) != (first.rows, first.columns):
-            raise _refuse(series, f"mixes matrix sizes: {_name(first)} is {first.rows}x{first.columns}, "
-                          f"{_name(inst)} is {inst.rows}x{inst.columns} (rows x columns)",
-                          "export the series again with one matrix size")
+            raise _refuse(
+                series,
+                f"mixes matrix sizes: {_name(first)} is {first.rows}x{first.columns}, "
+                f"{_name(inst)} is {inst.rows}x{inst.columns} (rows x columns)",
+                "export the series again with one matrix size",
+            )
         if not np.allclose(pixel_spacing_of(inst), pixel_spacing_of(first), atol=PIXEL_SPACING_TOL_MM, rtol=0):
-            raise _refuse(series, f"mixes pixel spacings: {_name(first)} has {first.pixel_spacing} mm, "
-                          f"{_name(inst)} has {inst.pixel_spacing} mm",
-                          "export the series again with one pixel spacing")
+            raise _refuse(
+                series,
+                f"mixes pixel spacings: {_name(first)} has {first.pixel_spacing} mm, "
+                f"{_name(inst)} has {inst.pixel_spacing} mm",
+                "export the series again with one pixel spacing",
+            )
 
 
 def check_axial(series: Series, tolerance_deg: float) -> None:
     """The slice normal lies within ``tolerance_deg`` of the patient's z axis."""
     angle = angle_from_patient_axis_deg(orientation_of(series.instances[0]))
     if angle > tolerance_deg:
-        raise _refuse(series, f"is not axial (slice normal {angle:.0f}° from the patient axis, "
-                      f"more than {tolerance_deg:g}°)", "use an axial reconstruction of the scan")
+        raise _refuse(
+            series,
+            f"is not axial (slice normal {angle:.0f}° from the patient axis, more than {tolerance_deg:g}°)",
+            "use an axial reconstruction of the scan",
+        )
 
 
 def sorted_instances(series: Series) -> tuple[Instance, ...]:
@@ -215,8 +251,11 @@ def check_no_duplicates(series: Series, ordered: tuple[Instance, ...], normal: n
     for a, b in itertools.pairwise(ordered):
         if abs(along_normal(b, normal) - along_normal(a, normal)) < DUPLICATE_TOL_MM:
             same = " (the same image twice: same SOPInstanceUID)" if a.sop_uid == b.sop_uid else ""
-            raise _refuse(series, f"two files at the same slice position {_z(a)} mm: "
-                          f"{a.path} and {b.path}{same}", "remove one of them from the input")
+            raise _refuse(
+                series,
+                f"two files at the same slice position {_z(a)} mm: {a.path} and {b.path}{same}",
+                "remove one of them from the input",
+            )
 
 
 def check_no_tilt(series: Series, ordered: tuple[Instance, ...], normal: np.ndarray) -> None:
@@ -229,10 +268,13 @@ def check_no_tilt(series: Series, ordered: tuple[Instance, ...], normal: np.ndar
     worst = int(np.argmax(sideways))
     if sideways[worst] > tolerance:
         tilt = math.degrees(math.atan2(sideways[worst], abs(along[worst])))
-        raise _refuse(series, f"is a gantry-tilted series (about {tilt:.1f}° tilt: the slice "
-                      f"positions shift {sideways[worst]:.2f} mm sideways across the stack, not along "
-                      "the slice normal); gantry-tilted series are not supported",
-                      "reconstruct or resample the scan to axial slices at the scanner or TPS and use that series")
+        raise _refuse(
+            series,
+            f"is a gantry-tilted series (about {tilt:.1f}° tilt: the slice "
+            f"positions shift {sideways[worst]:.2f} mm sideways across the stack, not along "
+            "the slice normal); gantry-tilted series are not supported",
+            "reconstruct or resample the scan to axial slices at the scanner or TPS and use that series",
+        )
 
 
 def _gap_message(a: Instance, b: Instance, gap: float, step: float) -> str | None:
@@ -242,10 +284,14 @@ def _gap_message(a: Instance, b: Instance, gap: float, step: float) -> str | Non
         return None
     missing = round(gap / step) - 1
     if missing >= 1 and abs(gap - (missing + 1) * step) <= tol * (missing + 1):
-        return (f"{missing} slice{'s' if missing > 1 else ''} missing between {_z(a)} and {_z(b)} mm "
-                f"({_name(a)}, {_name(b)}: gap {gap:.2f} mm, spacing {step:.2f} mm elsewhere)")
-    return (f"unequal slice spacing: {gap:.2f} mm between {_z(a)} and {_z(b)} mm "
-            f"({_name(a)}, {_name(b)}), {step:.2f} mm elsewhere")
+        return (
+            f"{missing} slice{'s' if missing > 1 else ''} missing between {_z(a)} and {_z(b)} mm "
+            f"({_name(a)}, {_name(b)}: gap {gap:.2f} mm, spacing {step:.2f} mm elsewhere)"
+        )
+    return (
+        f"unequal slice spacing: {gap:.2f} mm between {_z(a)} and {_z(b)} mm "
+        f"({_name(a)}, {_name(b)}), {step:.2f} mm elsewhere"
+    )
 
 
 def check_spacing(series: Series, ordered: tuple[Instance, ...], normal: np.ndarray) -> float:
@@ -260,8 +306,9 @@ def check_spacing(series: Series, ordered: tuple[Instance, ...], normal: np.ndar
     return float((keys[-1] - keys[0]) / (len(keys) - 1))
 
 
-def check_series(series: Series, axial_tolerance_deg: float | None = None
-                 ) -> tuple[tuple[Instance, ...], SliceGeometry]:
+def check_series(
+    series: Series, axial_tolerance_deg: float | None = None
+) -> tuple[tuple[Instance, ...], SliceGeometry]:
     """All header checks; the instances in k order and their geometry."""
     ordered = sorted_instances(series)
     if axial_tolerance_deg is not None:
@@ -274,15 +321,22 @@ def check_series(series: Series, axial_tolerance_deg: float | None = None
     step = check_spacing(series, ordered, normal)
     row_mm, col_mm = pixel_spacing_of(first)
     # PixelSpacing is (between rows, between columns): x (along a row) is the second value
-    geometry = SliceGeometry(np.array(orientation[:3], float), np.array(orientation[3:], float),
-                             normal, np.array(first.position, float), (col_mm, row_mm, step))
+    geometry = SliceGeometry(
+        np.array(orientation[:3], float),
+        np.array(orientation[3:], float),
+        normal,
+        np.array(first.position, float),
+        (col_mm, row_mm, step),
+    )
     return ordered, geometry
 
 
 # --- pixel data ---------------------------------------------------------------------------
 
-def check_image_geometry(image: sitk.Image, ordered: tuple[Instance, ...], geometry: SliceGeometry,
-                         series: Series) -> None:
+
+def check_image_geometry(
+    image: sitk.Image, ordered: tuple[Instance, ...], geometry: SliceGeometry, series: Series
+) -> None:
     """SimpleITK's origin, direction, spacing and per-slice positions equal the headers'."""
     direction = np.array(image.GetDirection()).reshape(3, 3)
     expected = np.column_stack([geometry.row, geometry.column, geometry.normal])
@@ -298,12 +352,16 @@ def check_image_geometry(image: sitk.Image, ordered: tuple[Instance, ...], geome
     for k, inst in enumerate(ordered):
         point = image.TransformIndexToPhysicalPoint((0, 0, k))
         if not np.allclose(point, position_of(inst), atol=tol, rtol=0):
-            problems.append(f"slice {k} at {tuple(round(p, 3) for p in point)} instead of "
-                            f"{inst.position} ({_name(inst)})")
+            problems.append(
+                f"slice {k} at {tuple(round(p, 3) for p in point)} instead of {inst.position} ({_name(inst)})"
+            )
             break
     if problems:
-        raise _refuse(series, "the decoded volume's geometry disagrees with the DICOM headers: "
-                      + "; ".join(problems), "report this series to the software's maintainers")
+        raise _refuse(
+            series,
+            "the decoded volume's geometry disagrees with the DICOM headers: " + "; ".join(problems),
+            "report this series to the software's maintainers",
+        )
 
 
 def _ct_pixel_type(image: sitk.Image, ordered: tuple[Instance, ...]) -> int:
@@ -337,8 +395,11 @@ def decode(series: Series, ordered: tuple[Instance, ...]) -> sitk.Image:
     try:
         image: sitk.Image = reader.Execute()
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
-        raise _refuse(series, f"its pixel data cannot be decoded ({first_undecodable(ordered)})",
-                      "check for truncated files or re-export the series uncompressed") from exc
+        raise _refuse(
+            series,
+            f"its pixel data cannot be decoded ({first_undecodable(ordered)})",
+            "check for truncated files or re-export the series uncompressed",
+        ) from exc
     return image
 
 
@@ -353,6 +414,11 @@ def read_volume(series: Series, axial_tolerance_deg: float | None = None) -> tup
     check_image_geometry(image, ordered, geometry, series)
     if series.modality == "CT":
         image = sitk.Cast(image, _ct_pixel_type(image, ordered))
-    log.info("read %s: size %s (x,y,z), spacing %s mm, %s", series.label, image.GetSize(),
-             tuple(round(s, 4) for s in image.GetSpacing()), image.GetPixelIDTypeAsString())
+    log.info(
+        "read %s: size %s (x,y,z), spacing %s mm, %s",
+        series.label,
+        image.GetSize(),
+        tuple(round(s, 4) for s in image.GetSpacing()),
+        image.GetPixelIDTypeAsString(),
+    )
     return image, ordered

@@ -28,8 +28,13 @@ _DEFAULT_SOCKETS = SocketConfig()
 _DEFAULT_DICOM = DicomConfig()
 
 
-def run(input_dir: Path, output_dir: Path, predictor: Predictor, sockets: SocketConfig = _DEFAULT_SOCKETS,
-        dicom: DicomConfig = _DEFAULT_DICOM) -> int:
+def run(
+    input_dir: Path,
+    output_dir: Path,
+    predictor: Predictor,
+    sockets: SocketConfig = _DEFAULT_SOCKETS,
+    dicom: DicomConfig = _DEFAULT_DICOM,
+) -> int:
     """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
     if has_sockets(input_dir):
         log.info("socket layout (%s/inputs.json)", input_dir)

@@ -93,6 +93,7 @@ def has_dicom(input_dir: Path) -> bool:
 
 # --- one study ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class StudyVolumes:
     """The volumes of one study, ready for the predictor, and what reading them said."""
@@ -136,8 +137,9 @@ class Written:
     empty: tuple[str, ...]
 
 
-def write_objects(labels: np.ndarray, volumes: StudyVolumes, folder: Path,
-                  styles: tuple[StructureStyle, ...], provenance: Provenance) -> Written:
+def write_objects(
+    labels: np.ndarray, volumes: StudyVolumes, folder: Path, styles: tuple[StructureStyle, ...], provenance: Provenance
+) -> Written:
     """Build the RTSTRUCT and the SEG first, then write both; a failure leaves neither."""
     headers = ct_headers(volumes.ct_instances)
     rtstruct, empty = build_rtstruct(labels, volumes.ct, headers, styles, provenance)
@@ -151,34 +153,60 @@ def write_objects(labels: np.ndarray, volumes: StudyVolumes, folder: Path,
         for path in done:
             path.unlink(missing_ok=True)
         raise
-    files = tuple({"type": kind, "path": str(path), "series_uid": str(ds.SeriesInstanceUID),
-                   "sop_instance_uid": str(ds.SOPInstanceUID)}
-                  for kind, path, ds in zip(("rtstruct", "seg"), done, (rtstruct, seg)))
+    files = tuple(
+        {
+            "type": kind,
+            "path": str(path),
+            "series_uid": str(ds.SeriesInstanceUID),
+            "sop_instance_uid": str(ds.SOPInstanceUID),
+        }
+        for kind, path, ds in zip(("rtstruct", "seg"), done, (rtstruct, seg))
+    )
     for path in done:
         log.info("wrote %s", path)
     return Written(files, empty)
 
 
 def _series_entry(role: str, series: Series) -> dict[str, Any]:
-    return {"role": role, "series_uid": series.series_uid, "description": series.description,
-            "modality": series.modality, "files": len(series.instances)}
+    return {
+        "role": role,
+        "series_uid": series.series_uid,
+        "description": series.description,
+        "modality": series.modality,
+        "files": len(series.instances),
+    }
 
 
 def _skipped_entry(skipped: Skipped) -> dict[str, str]:
-    return {"series_uid": skipped.series_uid, "description": skipped.description,
-            "modality": skipped.modality, "reason": skipped.reason}
+    return {
+        "series_uid": skipped.series_uid,
+        "description": skipped.description,
+        "modality": skipped.modality,
+        "reason": skipped.reason,
+    }
 
 
-def _entry(study_uid: str, inputs: list[dict[str, Any]], skipped: tuple[Skipped, ...],
-           outputs: tuple[dict[str, str], ...] = (), empty: tuple[str, ...] = (),
-           messages: list[str] | None = None) -> dict[str, Any]:
-    return {"study_uid": study_uid, "inputs": inputs, "outputs": list(outputs),
-            "skipped_series": [_skipped_entry(s) for s in skipped], "empty_structures": list(empty),
-            "error_messages": messages or []}
+def _entry(
+    study_uid: str,
+    inputs: list[dict[str, Any]],
+    skipped: tuple[Skipped, ...],
+    outputs: tuple[dict[str, str], ...] = (),
+    empty: tuple[str, ...] = (),
+    messages: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "study_uid": study_uid,
+        "inputs": inputs,
+        "outputs": list(outputs),
+        "skipped_series": [_skipped_entry(s) for s in skipped],
+        "empty_structures": list(empty),
+        "error_messages": messages or [],
+    }
 
 
-def process_selection(selection: StudySelection, output_dir: Path, predictor: Predictor,
-                      settings: DicomSettings) -> dict[str, Any]:
+def process_selection(
+    selection: StudySelection, output_dir: Path, predictor: Predictor, settings: DicomSettings
+) -> dict[str, Any]:
     """Segment one study; never raises for bad input, the entry says what went wrong."""
     inputs = [_series_entry("ct", selection.ct)]
     if selection.mr is not None:
@@ -187,12 +215,12 @@ def process_selection(selection: StudySelection, output_dir: Path, predictor: Pr
         volumes = read_study(selection, settings.rules)
         prediction = predictor.predict(volumes.ct, volumes.mr)
         folder = output_dir / selection.study_uid / selection.ct.series_uid
-        written = write_objects(np.ascontiguousarray(prediction.labels, np.uint8), volumes, folder,
-                                settings.styles, settings.provenance)
+        written = write_objects(
+            np.ascontiguousarray(prediction.labels, np.uint8), volumes, folder, settings.styles, settings.provenance
+        )
     except (HansegError, ValueError, OSError, MemoryError) as exc:
         log.error("study %s: failed: %s", selection.study_uid, exc)
-        return _entry(selection.study_uid, inputs, selection.skipped,
-                      messages=[f"study {selection.study_uid}: {exc}"])
+        return _entry(selection.study_uid, inputs, selection.skipped, messages=[f"study {selection.study_uid}: {exc}"])
     if written.empty:
         log.warning("study %s: empty, not written: %s", selection.study_uid, ", ".join(written.empty))
     messages = list(volumes.warnings) + list(prediction.warnings)
@@ -200,6 +228,7 @@ def process_selection(selection: StudySelection, output_dir: Path, predictor: Pr
 
 
 # --- the folder ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DicomSettings:
@@ -220,8 +249,9 @@ def load_settings(config: DicomConfig) -> DicomSettings:
     return DicomSettings(rules, styles, provenance)
 
 
-def select_all(scan: Scan, rules: SelectionRules
-               ) -> tuple[list[StudySelection], list[dict[str, Any]], list[dict[str, Any]]]:
+def select_all(
+    scan: Scan, rules: SelectionRules
+) -> tuple[list[StudySelection], list[dict[str, Any]], list[dict[str, Any]]]:
     """The studies with a CT (each with its T1 MR, perhaps from another study of the patient),
     result entries for the studies that fail (two equal CTs), and the studies without a CT,
     which are reported but are no failure: an MR-only study or a scout is not a case."""
@@ -243,18 +273,26 @@ def select_all(scan: Scan, rules: SelectionRules
     used = {sel.mr.study_uid: sel.study_uid for sel in chosen if sel.mr is not None}
     skipped = []
     for no_ct in without:
-        reason = (f"no CT; its T1 MR is used with study {used[no_ct.study_uid]}" if no_ct.study_uid in used
-                  else "no usable CT series: not segmented")
+        reason = (
+            f"no CT; its T1 MR is used with study {used[no_ct.study_uid]}"
+            if no_ct.study_uid in used
+            else "no usable CT series: not segmented"
+        )
         log.info("study %s: %s", no_ct.study_uid, reason)
-        skipped.append({"study_uid": no_ct.study_uid, "reason": reason,
-                        "skipped_series": [_skipped_entry(s) for s in no_ct.skipped]})
+        skipped.append(
+            {
+                "study_uid": no_ct.study_uid,
+                "reason": reason,
+                "skipped_series": [_skipped_entry(s) for s in no_ct.skipped],
+            }
+        )
     return chosen, failed, skipped
 
 
-def write_results(results: list[dict[str, Any]], skipped: list[dict[str, Any]], unreadable: list[dict[str, str]],
-                  output_dir: Path) -> Path:
-    return write_json({"studies": results, "studies_without_ct": skipped, "unreadable_files": unreadable},
-                      output_dir)
+def write_results(
+    results: list[dict[str, Any]], skipped: list[dict[str, Any]], unreadable: list[dict[str, str]], output_dir: Path
+) -> Path:
+    return write_json({"studies": results, "studies_without_ct": skipped, "unreadable_files": unreadable}, output_dir)
 
 
 def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: DicomConfig = DicomConfig()) -> int:

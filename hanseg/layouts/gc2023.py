@@ -41,15 +41,18 @@ def find_cases(input_dir: Path) -> list[CaseFiles]:
     cts = image_files(input_dir / CT_DIR)
     mrs = image_files(input_dir / MR_DIR)
     if not cts:
-        raise InputLayoutError(f"no CT image found in {input_dir / CT_DIR} "
-                               "(expected the Grand-Challenge layout images/ct/, images/t1-mri/)")
+        raise InputLayoutError(
+            f"no CT image found in {input_dir / CT_DIR} "
+            "(expected the Grand-Challenge layout images/ct/, images/t1-mri/)"
+        )
     if not mrs:
         log.warning("no T1 MR images in %s: every case is segmented from the CT alone", input_dir / MR_DIR)
         return [CaseFiles(ct, None) for ct in cts]
     if len(cts) != len(mrs):
         raise InputLayoutError(
             f"{len(cts)} CT images but {len(mrs)} MR images; they are paired by sorted name. "
-            f"CT: {', '.join(p.name for p in cts)}; MR: {', '.join(p.name for p in mrs)}")
+            f"CT: {', '.join(p.name for p in cts)}; MR: {', '.join(p.name for p in mrs)}"
+        )
     return [CaseFiles(ct, mr) for ct, mr in zip(cts, mrs)]
 
 

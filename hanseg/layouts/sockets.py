@@ -77,13 +77,31 @@ def _tokens(value: SocketValue) -> set[str]:
 
 
 @overload
-def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
-          exclude: frozenset[str], required: Literal[True]) -> SocketValue: ...
+def _pick(
+    values: list[SocketValue],
+    slug: str | None,
+    tokens: frozenset[str],
+    what: str,
+    exclude: frozenset[str],
+    required: Literal[True],
+) -> SocketValue: ...
 @overload
-def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
-          exclude: frozenset[str], required: bool) -> SocketValue | None: ...
-def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], what: str,
-          exclude: frozenset[str], required: bool) -> SocketValue | None:
+def _pick(
+    values: list[SocketValue],
+    slug: str | None,
+    tokens: frozenset[str],
+    what: str,
+    exclude: frozenset[str],
+    required: bool,
+) -> SocketValue | None: ...
+def _pick(
+    values: list[SocketValue],
+    slug: str | None,
+    tokens: frozenset[str],
+    what: str,
+    exclude: frozenset[str],
+    required: bool,
+) -> SocketValue | None:
     if slug is not None:
         hits = [v for v in values if v.slug == slug]
         if not hits:
@@ -92,8 +110,9 @@ def _pick(values: list[SocketValue], slug: str | None, tokens: frozenset[str], w
     hits = [v for v in values if _tokens(v) & tokens and not _tokens(v) & exclude]
     if len(hits) > 1 or (required and not hits):
         flag = "--ct-socket" if what == "CT" else "--mr-socket"
-        raise InputLayoutError(f"cannot tell which socket holds the {what} among {[v.slug for v in values]}: "
-                               f"pass {flag} SLUG")
+        raise InputLayoutError(
+            f"cannot tell which socket holds the {what} among {[v.slug for v in values]}: pass {flag} SLUG"
+        )
     return hits[0] if hits else None
 
 
@@ -104,8 +123,9 @@ def image_file(input_dir: Path, value: SocketValue) -> Path:
         return folder
     files = image_files(folder)
     if len(files) != 1:
-        raise InputLayoutError(f"socket {value.slug!r}: expected one image in {folder}, found "
-                               f"{[p.name for p in files] or 'none'}")
+        raise InputLayoutError(
+            f"socket {value.slug!r}: expected one image in {folder}, found {[p.name for p in files] or 'none'}"
+        )
     return files[0]
 
 

@@ -83,25 +83,41 @@ def parse_allowed(text: str) -> Allowed:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hanseg.node", description=(
-        "DICOM node: receive CT + MR studies, segment the organs at risk, send RTSTRUCT and SEG on."))
+    p = argparse.ArgumentParser(
+        prog="python -m hanseg.node",
+        description=("DICOM node: receive CT + MR studies, segment the organs at risk, send RTSTRUCT and SEG on."),
+    )
     p.add_argument("--ae-title", required=True, help="this node's AE title (senders must call it)")
     p.add_argument("--port", type=int, required=True, help="port to listen on")
     p.add_argument("--storage", type=Path, required=True, help="folder for received data, jobs, audit")
     p.add_argument("--destination", required=True, help="where results go: AET@HOST:PORT")
-    p.add_argument("--allow", action="append", required=True, metavar="AET[@HOST]",
-                   help="a calling AE title allowed to send (repeat); others are rejected")
+    p.add_argument(
+        "--allow",
+        action="append",
+        required=True,
+        metavar="AET[@HOST]",
+        help="a calling AE title allowed to send (repeat); others are rejected",
+    )
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
-    p.add_argument("--stable-seconds", type=float, default=60.0,
-                   help="a study is complete after this long without a new instance (default 60)")
+    p.add_argument(
+        "--stable-seconds",
+        type=float,
+        default=60.0,
+        help="a study is complete after this long without a new instance (default 60)",
+    )
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the baked model)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--names", type=Path, default=None, help="structure name-and-colour map (JSON)")
     p.add_argument("--retries", type=int, default=5, help="sending attempts before quarantine (default 5)")
-    p.add_argument("--retry-seconds", type=float, default=60.0,
-                   help="first wait between attempts, doubled each time (default 60)")
-    p.add_argument("--retention-hours", type=float, default=72.0,
-                   help="keep a delivered job's images this long; 0: delete at once (default 72)")
+    p.add_argument(
+        "--retry-seconds", type=float, default=60.0, help="first wait between attempts, doubled each time (default 60)"
+    )
+    p.add_argument(
+        "--retention-hours",
+        type=float,
+        default=72.0,
+        help="keep a delivered job's images this long; 0: delete at once (default 72)",
+    )
     p.add_argument("--tls-cert", type=Path, default=None, help="TLS certificate (PEM), with --tls-key")
     p.add_argument("--tls-key", type=Path, default=None, help="TLS private key (PEM)")
     p.add_argument("--tls-ca", type=Path, default=None, help="CA that peers' certificates must chain to")
@@ -124,11 +140,22 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
     if not 0 < args.port < 65536:
         raise NodeError(f"--port {args.port} is not a TCP port")
     if args.retries < 1 or args.retry_seconds < 0 or args.stable_seconds < 0 or args.retention_hours < 0:
-        raise NodeError("--retries must be at least 1; --retry-seconds, --stable-seconds and "
-                        "--retention-hours cannot be negative")
+        raise NodeError(
+            "--retries must be at least 1; --retry-seconds, --stable-seconds and --retention-hours cannot be negative"
+        )
     return NodeConfig(
-        ae_title=_ae_title(args.ae_title), port=args.port, storage=args.storage,
-        destination=parse_peer(args.destination), allow=tuple(parse_allowed(a) for a in args.allow),
-        bind=args.bind, stable_seconds=args.stable_seconds, model=args.model, device=args.device,
-        names=args.names, retries=args.retries, retry_seconds=args.retry_seconds,
-        retention_hours=args.retention_hours, tls=_tls(args))
+        ae_title=_ae_title(args.ae_title),
+        port=args.port,
+        storage=args.storage,
+        destination=parse_peer(args.destination),
+        allow=tuple(parse_allowed(a) for a in args.allow),
+        bind=args.bind,
+        stable_seconds=args.stable_seconds,
+        model=args.model,
+        device=args.device,
+        names=args.names,
+        retries=args.retries,
+        retry_seconds=args.retry_seconds,
+        retention_hours=args.retention_hours,
+        tls=_tls(args),
+    )

@@ -28,11 +28,24 @@ from .errors import NodeError
 log = logging.getLogger(__name__)
 
 RECEIVING, READY, RUNNING, SENDING, DELIVERED, FAILED, EMPTY = (
-    "receiving", "ready", "running", "sending", "delivered", "failed", "empty")
+    "receiving",
+    "ready",
+    "running",
+    "sending",
+    "delivered",
+    "failed",
+    "empty",
+)
 #: status -> the statuses it may move to
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    RECEIVING: (READY,), READY: (RECEIVING, RUNNING), RUNNING: (SENDING, FAILED, READY, EMPTY),
-    SENDING: (SENDING, DELIVERED, FAILED), DELIVERED: (), FAILED: (), EMPTY: ()}
+    RECEIVING: (READY,),
+    READY: (RECEIVING, RUNNING),
+    RUNNING: (SENDING, FAILED, READY, EMPTY),
+    SENDING: (SENDING, DELIVERED, FAILED),
+    DELIVERED: (),
+    FAILED: (),
+    EMPTY: (),
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,8 +63,17 @@ CREATE TABLE IF NOT EXISTS attempts (
 """
 
 #: the columns a transition may set besides the status
-FIELDS = ("ready_at", "started_at", "segmented_at", "delivered_at", "attempts", "next_attempt_at",
-          "reason", "messages", "outputs")
+FIELDS = (
+    "ready_at",
+    "started_at",
+    "segmented_at",
+    "delivered_at",
+    "attempts",
+    "next_attempt_at",
+    "reason",
+    "messages",
+    "outputs",
+)
 
 
 @dataclass(frozen=True)
@@ -112,38 +134,47 @@ class JobQueue:
     def record_arrival(self, study_uid: str, series_uid: str, now: float) -> int:
         """Count one stored instance; the job of the study that is still collecting, or a new one."""
         with self._tx() as db:
-            row = db.execute("SELECT id, status FROM jobs WHERE study_uid=? AND status IN (?, ?) "
-                             "ORDER BY id DESC LIMIT 1", (study_uid, RECEIVING, READY)).fetchone()
+            row = db.execute(
+                "SELECT id, status FROM jobs WHERE study_uid=? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+                (study_uid, RECEIVING, READY),
+            ).fetchone()
             if row is None:
-                job_id = _inserted_id(db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) "
-                                                 "VALUES (?, ?, ?, ?)", (study_uid, RECEIVING, now, now)))
+                job_id = _inserted_id(
+                    db.execute(
+                        "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) VALUES (?, ?, ?, ?)",
+                        (study_uid, RECEIVING, now, now),
+                    )
+                )
                 log.info("job %d: study %s: first instance received", job_id, study_uid)
             else:
                 job_id = row["id"]
                 if row["status"] == READY:
                     log.info("job %d: study %s: more instances arrived, waiting again", job_id, study_uid)
-            db.execute("UPDATE jobs SET status=?, last_arrival=?, instances=instances+1, ready_at=NULL "
-                       "WHERE id=?", (RECEIVING, now, job_id))
-            db.execute("INSERT INTO series VALUES (?, ?, 1, ?) ON CONFLICT(job_id, series_uid) DO UPDATE "
-                       "SET instances=instances+1, last_arrival=excluded.last_arrival",
-                       (job_id, series_uid, now))
+            db.execute(
+                "UPDATE jobs SET status=?, last_arrival=?, instances=instances+1, ready_at=NULL WHERE id=?",
+                (RECEIVING, now, job_id),
+            )
+            db.execute(
+                "INSERT INTO series VALUES (?, ?, 1, ?) ON CONFLICT(job_id, series_uid) DO UPDATE "
+                "SET instances=instances+1, last_arrival=excluded.last_arrival",
+                (job_id, series_uid, now),
+            )
         return int(job_id)
 
     def promote_stable(self, now: float, stable_seconds: float) -> list[int]:
         """Jobs whose study had no new instance for ``stable_seconds``: now ``ready``."""
         with self._tx() as db:
-            rows = db.execute("SELECT id FROM jobs WHERE status=? AND last_arrival <= ?",
-                              (RECEIVING, now - stable_seconds)).fetchall()
-            db.executemany("UPDATE jobs SET status=?, ready_at=? WHERE id=?",
-                           [(READY, now, r["id"]) for r in rows])
+            rows = db.execute(
+                "SELECT id FROM jobs WHERE status=? AND last_arrival <= ?", (RECEIVING, now - stable_seconds)
+            ).fetchall()
+            db.executemany("UPDATE jobs SET status=?, ready_at=? WHERE id=?", [(READY, now, r["id"]) for r in rows])
         for r in rows:
             log.info("job %d: no new instance for %g s: study complete, ready", r["id"], stable_seconds)
         return [int(r["id"]) for r in rows]
 
     # --- the worker's side ----------------------------------------------------------------
 
-    def transition(self, job_id: int, to: str, expected: tuple[str, ...] | None = None,
-                   **fields: Any) -> bool:
+    def transition(self, job_id: int, to: str, expected: tuple[str, ...] | None = None, **fields: Any) -> bool:
         """Move a job to ``to`` (and set ``fields``) if its status is still one of ``expected``
         (default: any status allowed to move to ``to``); False when it was not."""
         unknown = set(fields) - set(FIELDS)
@@ -155,15 +186,19 @@ class JobQueue:
         sets = ", ".join(["status=?"] + [f"{k}=?" for k in fields])
         marks = ", ".join("?" * len(allowed))
         with self._tx() as db:
-            cur = db.execute(f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})",
-                             (to, *fields.values(), job_id, *allowed))
+            cur = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id=? AND status IN ({marks})", (to, *fields.values(), job_id, *allowed)
+            )
         return cur.rowcount == 1
 
     def next_job(self, now: float) -> Job | None:
         """What the worker does next: a send that is due (results waiting), else the oldest ready study."""
         db = self._conn()
-        row = db.execute("SELECT * FROM jobs WHERE status=? AND COALESCE(next_attempt_at, 0) <= ? "
-                         "ORDER BY next_attempt_at, id LIMIT 1", (SENDING, now)).fetchone()
+        row = db.execute(
+            "SELECT * FROM jobs WHERE status=? AND COALESCE(next_attempt_at, 0) <= ? "
+            "ORDER BY next_attempt_at, id LIMIT 1",
+            (SENDING, now),
+        ).fetchone()
         if row is None:
             row = db.execute("SELECT * FROM jobs WHERE status=? ORDER BY id LIMIT 1", (READY,)).fetchone()
         return None if row is None else Job(**dict(row))
@@ -175,8 +210,9 @@ class JobQueue:
     def resume(self, now: float) -> list[int]:
         """After a restart: an interrupted segmentation is redone, an interrupted send is due now."""
         with self._tx() as db:
-            rows = db.execute("SELECT id, status FROM jobs WHERE status IN (?, ?, ?)",
-                              (READY, RUNNING, SENDING)).fetchall()
+            rows = db.execute(
+                "SELECT id, status FROM jobs WHERE status IN (?, ?, ?)", (READY, RUNNING, SENDING)
+            ).fetchall()
             db.execute("UPDATE jobs SET status=? WHERE status=?", (READY, RUNNING))
             db.execute("UPDATE jobs SET next_attempt_at=? WHERE status=?", (now, SENDING))
         for r in rows:
@@ -185,8 +221,11 @@ class JobQueue:
 
     def prunable(self, before: float) -> list[Job]:
         """Delivered jobs whose data is older than ``before`` and still on disk."""
-        rows = self._conn().execute("SELECT * FROM jobs WHERE status=? AND pruned=0 AND delivered_at <= ?",
-                                    (DELIVERED, before)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM jobs WHERE status=? AND pruned=0 AND delivered_at <= ?", (DELIVERED, before))
+            .fetchall()
+        )
         return [Job(**dict(r)) for r in rows]
 
     def mark_pruned(self, job_id: int) -> None:
@@ -202,36 +241,56 @@ class JobQueue:
         return Job(**dict(row))
 
     def jobs(self, status: str | None = None) -> list[Job]:
-        query, args = ("SELECT * FROM jobs WHERE status=? ORDER BY id", (status,)) if status else (
-            "SELECT * FROM jobs ORDER BY id", ())
+        query, args = (
+            ("SELECT * FROM jobs WHERE status=? ORDER BY id", (status,))
+            if status
+            else ("SELECT * FROM jobs ORDER BY id", ())
+        )
         return [Job(**dict(r)) for r in self._conn().execute(query, args).fetchall()]
 
     def series(self, job_id: int) -> list[dict[str, Any]]:
-        rows = self._conn().execute("SELECT series_uid, instances, last_arrival FROM series WHERE job_id=? "
-                                    "ORDER BY series_uid", (job_id,)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT series_uid, instances, last_arrival FROM series WHERE job_id=? ORDER BY series_uid", (job_id,)
+            )
+            .fetchall()
+        )
         return [dict(r) for r in rows]
 
     def attempts(self, job_id: int) -> list[dict[str, Any]]:
-        rows = self._conn().execute("SELECT at, ok, message FROM attempts WHERE job_id=? ORDER BY at",
-                                    (job_id,)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT at, ok, message FROM attempts WHERE job_id=? ORDER BY at", (job_id,))
+            .fetchall()
+        )
         return [{"at": r["at"], "ok": bool(r["ok"]), "message": r["message"]} for r in rows]
 
     def adopt(self, study_uid: str, series_counts: dict[str, int], now: float) -> int:
         """Files found in ``incoming/`` at start-up that no open job counts (their arrival was
         not recorded before a crash): one receiving job, complete after the usual wait."""
         with self._tx() as db:
-            job_id = _inserted_id(db.execute("INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, "
-                                             "instances) VALUES (?, ?, ?, ?, ?)",
-                                             (study_uid, RECEIVING, now, now, sum(series_counts.values()))))
-            db.executemany("INSERT INTO series VALUES (?, ?, ?, ?)",
-                           [(job_id, uid, n, now) for uid, n in series_counts.items()])
-        log.info("job %d: study %s: %d instance(s) found on disk at start-up", job_id, study_uid,
-                 sum(series_counts.values()))
+            job_id = _inserted_id(
+                db.execute(
+                    "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, "
+                    "instances) VALUES (?, ?, ?, ?, ?)",
+                    (study_uid, RECEIVING, now, now, sum(series_counts.values())),
+                )
+            )
+            db.executemany(
+                "INSERT INTO series VALUES (?, ?, ?, ?)", [(job_id, uid, n, now) for uid, n in series_counts.items()]
+            )
+        log.info(
+            "job %d: study %s: %d instance(s) found on disk at start-up", job_id, study_uid, sum(series_counts.values())
+        )
         return int(job_id)
 
     def has_open_job(self, study_uid: str) -> bool:
-        row = self._conn().execute("SELECT 1 FROM jobs WHERE study_uid=? AND status IN (?, ?)",
-                                   (study_uid, RECEIVING, READY)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT 1 FROM jobs WHERE study_uid=? AND status IN (?, ?)", (study_uid, RECEIVING, READY))
+            .fetchone()
+        )
         return row is not None
 
 

@@ -100,18 +100,25 @@ def build_ae(config: NodeConfig) -> AE:
     return ae
 
 
-def start_scp(config: NodeConfig, receiver: Receiver,
-              ssl_context: ssl.SSLContext | None = None) -> ThreadedAssociationServer:
+def start_scp(
+    config: NodeConfig, receiver: Receiver, ssl_context: ssl.SSLContext | None = None
+) -> ThreadedAssociationServer:
     """Listen on ``--bind:--port`` in background threads; the server (call ``shutdown()`` to stop)."""
     ae = build_ae(config)
-    handlers: list[EventHandlerType] = [(evt.EVT_REQUESTED, _on_requested, [config.allow]),
-                                        (evt.EVT_C_STORE, receiver.on_store),
-                                        (evt.EVT_C_ECHO, lambda event: SUCCESS)]
-    server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers,
-                             ssl_context=ssl_context)
+    handlers: list[EventHandlerType] = [
+        (evt.EVT_REQUESTED, _on_requested, [config.allow]),
+        (evt.EVT_C_STORE, receiver.on_store),
+        (evt.EVT_C_ECHO, lambda event: SUCCESS),
+    ]
+    server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
     if server is None:  # start_server returns None only when it blocks until the server stops
         raise RuntimeError("the storage SCP did not start in the background")
-    log.info("listening as %s on %s:%d%s; accepting from %s", config.ae_title, config.bind, config.port,
-             " (TLS)" if ssl_context else "", ", ".join(a.ae_title + (f"@{a.host}" if a.host else "")
-                                                         for a in config.allow))
+    log.info(
+        "listening as %s on %s:%d%s; accepting from %s",
+        config.ae_title,
+        config.bind,
+        config.port,
+        " (TLS)" if ssl_context else "",
+        ", ".join(a.ae_title + (f"@{a.host}" if a.host else "") for a in config.allow),
+    )
     return server

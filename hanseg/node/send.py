@@ -33,8 +33,9 @@ def _contexts(paths: list[Path]) -> list[tuple[str, str]]:
     return found
 
 
-def send_files(paths: list[Path], peer: Peer, calling_aet: str, ssl_context: ssl.SSLContext | None = None,
-               timeout_s: float = 60.0) -> None:
+def send_files(
+    paths: list[Path], peer: Peer, calling_aet: str, ssl_context: ssl.SSLContext | None = None, timeout_s: float = 60.0
+) -> None:
     """Send ``paths`` to ``peer``; raises :class:`SendError` unless every one was stored."""
     contexts = _contexts(paths)
     ae = AE(ae_title=calling_aet)

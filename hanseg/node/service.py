@@ -60,14 +60,19 @@ def adopt_orphans(layout: Layout, queue: JobQueue, now: float) -> None:
 
 
 class NodeService:
-    def __init__(self, config: NodeConfig, predictor: Predictor, model: ModelInfo,
-                 sender: Sender = send_files, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        predictor: Predictor,
+        model: ModelInfo,
+        sender: Sender = send_files,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config, self.layout, self.clock = config, Layout(config.storage), clock
         for folder in (self.layout.incoming, self.layout.jobs, self.layout.quarantine, self.layout.audit):
             folder.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(self.layout.database)
-        self.worker = Worker(config, self.queue, predictor, model, ssl_context(config.tls, server=False),
-                             sender, clock)
+        self.worker = Worker(config, self.queue, predictor, model, ssl_context(config.tls, server=False), sender, clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.server: ThreadedAssociationServer | None = None

@@ -60,8 +60,12 @@ def write_atomic(path: Path, data: bytes) -> Path:
 
 
 def instance_path(incoming: Path, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-    return (incoming / check_uid(study_uid, "StudyInstanceUID") / check_uid(series_uid, "SeriesInstanceUID")
-            / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm")
+    return (
+        incoming
+        / check_uid(study_uid, "StudyInstanceUID")
+        / check_uid(series_uid, "SeriesInstanceUID")
+        / f"{check_uid(sop_uid, 'SOPInstanceUID')}.dcm"
+    )
 
 
 def store_instance(incoming: Path, study_uid: str, series_uid: str, sop_uid: str, data: bytes) -> Path:

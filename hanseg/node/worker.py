@@ -96,9 +96,16 @@ def move_tree(src: Path, dst: Path) -> None:
 class Worker:
     """Processes the queue's jobs; the predictor is built once by the caller and reused."""
 
-    def __init__(self, config: NodeConfig, queue: JobQueue, predictor: Predictor, model: ModelInfo,
-                 ssl_context: ssl.SSLContext | None = None, sender: Sender = send_files,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        queue: JobQueue,
+        predictor: Predictor,
+        model: ModelInfo,
+        ssl_context: ssl.SSLContext | None = None,
+        sender: Sender = send_files,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config, self.queue, self.predictor, self.model = config, queue, predictor, model
         self.ssl_context, self.sender, self.clock = ssl_context, sender, clock
         self.layout = Layout(config.storage)
@@ -165,8 +172,15 @@ class Worker:
         if not outputs:
             self.quarantine(job.id, RUNNING, "no RTSTRUCT or SEG was made: " + "; ".join(messages), messages)
             return
-        self.queue.transition(job.id, SENDING, (RUNNING,), segmented_at=self.clock(), next_attempt_at=self.clock(),
-                              messages=json.dumps(messages), outputs=json.dumps(outputs))
+        self.queue.transition(
+            job.id,
+            SENDING,
+            (RUNNING,),
+            segmented_at=self.clock(),
+            next_attempt_at=self.clock(),
+            messages=json.dumps(messages),
+            outputs=json.dumps(outputs),
+        )
         self.write_audit(job.id)
 
     # --- sending --------------------------------------------------------------------------
@@ -193,15 +207,17 @@ class Worker:
             self.quarantine(job.id, SENDING, f"not delivered after {attempt} attempt(s): {message}", attempts=attempt)
             return
         wait = backoff(self.config, attempt)
-        log.warning("job %d: attempt %d of %d failed (%s); next in %g s", job.id, attempt, self.config.retries,
-                    message, wait)
+        log.warning(
+            "job %d: attempt %d of %d failed (%s); next in %g s", job.id, attempt, self.config.retries, message, wait
+        )
         self.queue.transition(job.id, SENDING, (SENDING,), attempts=attempt, next_attempt_at=self.clock() + wait)
         self.write_audit(job.id)
 
     # --- quarantine, retention, audit ------------------------------------------------------
 
-    def quarantine(self, job_id: int, expected: str, reason: str, messages: list[str] | None = None,
-                   **fields: Any) -> None:
+    def quarantine(
+        self, job_id: int, expected: str, reason: str, messages: list[str] | None = None, **fields: Any
+    ) -> None:
         """Give up on a job: its data goes to ``quarantine/<id>/`` with ``reason.json``, for a person."""
         target = self.layout.quarantine / str(job_id)
         source = self.layout.job(job_id)
@@ -209,9 +225,15 @@ class Worker:
             move_tree(source, target)
         target.mkdir(parents=True, exist_ok=True)
         job = self.queue.get(job_id)
-        write_atomic(target / "reason.json", (json.dumps(
-            {"job_id": job_id, "study_uid": job.study_uid, "reason": reason, "at": iso(self.clock())},
-            indent=2) + "\n").encode())
+        write_atomic(
+            target / "reason.json",
+            (
+                json.dumps(
+                    {"job_id": job_id, "study_uid": job.study_uid, "reason": reason, "at": iso(self.clock())}, indent=2
+                )
+                + "\n"
+            ).encode(),
+        )
         extra = {"messages": json.dumps(messages)} if messages is not None else {}
         self.queue.transition(job_id, FAILED, (expected,), reason=reason, **extra, **fields)
         log.error("job %d: study %s QUARANTINED in %s: %s", job_id, job.study_uid, target, reason)
@@ -221,25 +243,36 @@ class Worker:
         for job in self.queue.prunable(now - self.config.retention_hours * 3600):
             shutil.rmtree(self.layout.job(job.id), ignore_errors=True)
             self.queue.mark_pruned(job.id)
-            log.info("job %d: images and results removed (retention %g h); the audit is kept",
-                     job.id, self.config.retention_hours)
+            log.info(
+                "job %d: images and results removed (retention %g h); the audit is kept",
+                job.id,
+                self.config.retention_hours,
+            )
 
     def audit_record(self, job: Job) -> dict[str, Any]:
         """The audit of one job: UIDs only (no patient name or ID), model, timings, attempts."""
         return {
-            "job_id": job.id, "study_uid": job.study_uid, "status": job.status, "reason": job.reason,
+            "job_id": job.id,
+            "study_uid": job.study_uid,
+            "status": job.status,
+            "reason": job.reason,
             "series": [{**s, "last_arrival": iso(s["last_arrival"])} for s in self.queue.series(job.id)],
             "instances": job.instances,
             "model": {"version": self.model.version, "weights_sha256": self.model.weights_sha256},
             "software_version": __version__,
-            "timings": {"first_received": iso(job.first_arrival), "last_received": iso(job.last_arrival),
-                        "ready": iso(job.ready_at), "started": iso(job.started_at),
-                        "segmented": iso(job.segmented_at), "delivered": iso(job.delivered_at)},
+            "timings": {
+                "first_received": iso(job.first_arrival),
+                "last_received": iso(job.last_arrival),
+                "ready": iso(job.ready_at),
+                "started": iso(job.started_at),
+                "segmented": iso(job.segmented_at),
+                "delivered": iso(job.delivered_at),
+            },
             "messages": job.message_list,
-            "outputs": [{k: o[k] for k in ("type", "series_uid", "sop_instance_uid")}
-                        for o in json.loads(job.outputs)],
+            "outputs": [{k: o[k] for k in ("type", "series_uid", "sop_instance_uid")} for o in json.loads(job.outputs)],
             "destination": str(self.config.destination),
-            "attempts": [{**a, "at": iso(a["at"])} for a in self.queue.attempts(job.id)]}
+            "attempts": [{**a, "at": iso(a["at"])} for a in self.queue.attempts(job.id)],
+        }
 
     def write_audit(self, job_id: int) -> Path:
         record = self.audit_record(self.queue.get(job_id))

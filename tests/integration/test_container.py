@@ -35,8 +35,9 @@ def _install_engine() -> None:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "docker.io", "debootstrap"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "docker.io", "debootstrap"], check=True, env=env, stdout=subprocess.DEVNULL
+    )
 
 
 def _wait_for(env: dict[str, str], seconds: int = 60) -> None:
@@ -71,14 +72,28 @@ def docker_env() -> Iterator[dict[str, str]]:
     _install_engine()
     folder = Path(tempfile.mkdtemp(prefix="hanseg-dockerd."))
     with open(folder / "log", "w") as log:  # dockerd's output, closed after _stop
-        subprocess.Popen(["dockerd", f"--data-root={folder}/data", f"--exec-root={folder}/exec",
-                          f"--pidfile={folder}/pid", f"--host=unix://{folder}/sock", "--iptables=false",
-                          "--bridge=none"], stdout=log, stderr=log)
+        subprocess.Popen(
+            [
+                "dockerd",
+                f"--data-root={folder}/data",
+                f"--exec-root={folder}/exec",
+                f"--pidfile={folder}/pid",
+                f"--host=unix://{folder}/sock",
+                "--iptables=false",
+                "--bridge=none",
+            ],
+            stdout=log,
+            stderr=log,
+        )
         # HANSEG_BASE_CACHE: the local base is built once per machine (and per change of its
         # recipe), then loaded: build_local_base.sh keys the saved base on its text and settings
-        env = {"HANSEG_BASE_CACHE": "/var/cache/hanseg/base", **os.environ,
-               "DOCKER_HOST": f"unix://{folder}/sock", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-               "PYTHON": sys.executable}
+        env = {
+            "HANSEG_BASE_CACHE": "/var/cache/hanseg/base",
+            **os.environ,
+            "DOCKER_HOST": f"unix://{folder}/sock",
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "PYTHON": sys.executable,
+        }
         try:
             _wait_for(env)
             yield env
@@ -90,7 +105,9 @@ def run(cmd: list[str], env: dict[str, str], timeout: int = 1500) -> subprocess.
     """Run one of the project's scripts from the repository root; fail with its output's tail."""
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     print(done.stdout[-4000:])
-    assert done.returncode == 0, f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done
 
 
@@ -128,8 +145,10 @@ def test_a_2p5d_model_runs_in_the_image_from_opt_ml_model(image, docker_env, tmp
     from benchmarks.network_cost import random_model
     from hanseg.network_kinds import BY_KIND, plain
     from hanseg.plans import NetworkSpec
-    model = random_model(ROOT / "model", tmp_path / "fcn2p5d",
-                         NetworkSpec("SliceFCN", plain(BY_KIND["fcn2p5d"].presets["tiny"])))
+
+    model = random_model(
+        ROOT / "model", tmp_path / "fcn2p5d", NetworkSpec("SliceFCN", plain(BY_KIND["fcn2p5d"].presets["tiny"]))
+    )
     done = run(["docker/other_model.sh", image, str(model)], docker_env)
     assert "both label maps on their CT grids" in done.stdout and "SliceFCN" in done.stdout
 

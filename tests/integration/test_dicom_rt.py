@@ -39,21 +39,44 @@ MIN_DICE = 0.95
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> ExportRecord:
     folder = tmp_path_factory.mktemp("dicom") / "in"
-    return export_case(ROOT / "test/images/ct/case_01_CT.mha", ROOT / "test/images/t1-mri/case_01_T1.mha",
-                       folder, seed=5, options=ExportOptions(patient_id="case_01"))
+    return export_case(
+        ROOT / "test/images/ct/case_01_CT.mha",
+        ROOT / "test/images/t1-mri/case_01_T1.mha",
+        folder,
+        seed=5,
+        options=ExportOptions(patient_id="case_01"),
+    )
 
 
 @pytest.fixture(scope="module")
 def processed(exported: ExportRecord, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("dicom_out")
-    done = subprocess.run([sys.executable, str(ROOT / "process.py"), "--input", str(exported.folder),
-                           "--output", str(out), "--model", str(ROOT / "model"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "process.py"),
+            "--input",
+            str(exported.folder),
+            "--output",
+            str(out),
+            "--model",
+            str(ROOT / "model"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
     (study,) = results["studies"]
-    return {"out": out, "study": study, "log": done.stderr,
-            "files": {o["type"]: Path(o["path"]) for o in study["outputs"]}}
+    return {
+        "out": out,
+        "study": study,
+        "log": done.stderr,
+        "files": {o["type"]: Path(o["path"]) for o in study["outputs"]},
+    }
 
 
 def test_the_planning_ct_and_the_t1_are_chosen_and_the_rest_reported(exported, processed):
@@ -73,9 +96,24 @@ def test_rtstruct_read_back_by_plastimatch_matches_the_mha_path(exported, proces
     for path in exported.ct.files:
         shutil.copy(path, ct_files / path.name)
     masks = tmp_path / "masks"
-    done = subprocess.run([plastimatch, "convert", "--input", str(processed["files"]["rtstruct"]),
-                           "--referenced-ct", str(ct_files), "--output-prefix", str(masks),
-                           "--prefix-format", "nrrd", "--xor-contours"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            plastimatch,
+            "convert",
+            "--input",
+            str(processed["files"]["rtstruct"]),
+            "--referenced-ct",
+            str(ct_files),
+            "--output-prefix",
+            str(masks),
+            "--prefix-format",
+            "nrrd",
+            "--xor-contours",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     expected_img = sitk.ReadImage(str(EXPECTED))
     expected = sitk.GetArrayFromImage(expected_img)
@@ -102,8 +140,7 @@ def test_seg_decodes_to_the_mha_path_label_map(processed):
     series = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     slice_uids = [item.ReferencedSOPInstanceUID for item in series.ContourImageSequence]  # slice k order
     labels = {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
-    numbers = seg.get_pixels_by_source_instance(slice_uids, combine_segments=True,
-                                                assert_missing_frames_are_empty=True)
+    numbers = seg.get_pixels_by_source_instance(slice_uids, combine_segments=True, assert_missing_frames_are_empty=True)
     assert numbers.shape == expected.shape
     decoded = np.zeros_like(expected)
     for number, name in labels.items():

@@ -42,11 +42,19 @@ def stop_pid(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float =
 class Orthanc:
     def __init__(self, folder: Path, node_port: int) -> None:
         self.dicom_port, self.http_port = free_port(), free_port()
-        config = {"Name": "hanseg-test", "DicomAet": PACS_AET, "DicomPort": self.dicom_port,
-                  "HttpPort": self.http_port, "StorageDirectory": str(folder / "db"),
-                  "IndexDirectory": str(folder / "db"), "RemoteAccessAllowed": False,
-                  "AuthenticationEnabled": False, "DicomCheckCalledAet": True, "Plugins": [],
-                  "DicomModalities": {"hanseg": [NODE_AET, "127.0.0.1", node_port]}}
+        config = {
+            "Name": "hanseg-test",
+            "DicomAet": PACS_AET,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "StorageDirectory": str(folder / "db"),
+            "IndexDirectory": str(folder / "db"),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": True,
+            "Plugins": [],
+            "DicomModalities": {"hanseg": [NODE_AET, "127.0.0.1", node_port]},
+        }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "w")  # noqa: SIM115 (open while Orthanc runs)
         self.proc = subprocess.Popen(["Orthanc", str(folder / "orthanc.json")], stdout=self.log, stderr=self.log)
@@ -66,8 +74,12 @@ class Orthanc:
         raise RuntimeError("Orthanc did not start; see orthanc.log")
 
     def rtstructs(self, study_uid: str) -> list[dict]:
-        return [s for s in self.get("/series?expand") if s["MainDicomTags"].get("Modality") == "RTSTRUCT"
-                and self.get(f"/studies/{s['ParentStudy']}")["MainDicomTags"]["StudyInstanceUID"] == study_uid]
+        return [
+            s
+            for s in self.get("/series?expand")
+            if s["MainDicomTags"].get("Modality") == "RTSTRUCT"
+            and self.get(f"/studies/{s['ParentStudy']}")["MainDicomTags"]["StudyInstanceUID"] == study_uid
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +97,31 @@ def setup(tmp_path_factory) -> Iterator[dict]:
 
 
 def start_node(setup: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "hanseg.node", "--ae-title", NODE_AET, "--port", str(setup["node_port"]),
-           "--bind", "127.0.0.1", "--storage", str(setup["folder"] / "storage"),
-           "--destination", f"{PACS_AET}@127.0.0.1:{setup['pacs'].dicom_port}", "--allow", f"{SCANNER_AET}@127.0.0.1",
-           "--model", str(ROOT / "model"), "--device", "cpu", "--stable-seconds", "3", "--retry-seconds", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hanseg.node",
+        "--ae-title",
+        NODE_AET,
+        "--port",
+        str(setup["node_port"]),
+        "--bind",
+        "127.0.0.1",
+        "--storage",
+        str(setup["folder"] / "storage"),
+        "--destination",
+        f"{PACS_AET}@127.0.0.1:{setup['pacs'].dicom_port}",
+        "--allow",
+        f"{SCANNER_AET}@127.0.0.1",
+        "--model",
+        str(ROOT / "model"),
+        "--device",
+        "cpu",
+        "--stable-seconds",
+        "3",
+        "--retry-seconds",
+        "2",
+    ]
     with open(setup["folder"] / "node.log", "a") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
     for _ in range(240):  # the model is loaded and timed before the port opens
@@ -102,14 +135,36 @@ def start_node(setup: dict) -> subprocess.Popen:
 
 def export(setup: dict, seed: int, patient: str):
     from phantoms.dicom_export import ExportOptions, export_case
-    return export_case(ROOT / "test/images/ct/case_01_CT.mha", ROOT / "test/images/t1-mri/case_01_T1.mha",
-                       setup["folder"] / f"export-{seed}", seed, ExportOptions(patient_id=patient))
+
+    return export_case(
+        ROOT / "test/images/ct/case_01_CT.mha",
+        ROOT / "test/images/t1-mri/case_01_T1.mha",
+        setup["folder"] / f"export-{seed}",
+        seed,
+        ExportOptions(patient_id=patient),
+    )
 
 
 def storescu(setup: dict, folder: Path) -> None:
-    done = subprocess.run(["storescu", "-aet", SCANNER_AET, "-aec", NODE_AET, "+sd", "+r", "-nh",
-                           "127.0.0.1", str(setup["node_port"]), str(folder)], capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [
+            "storescu",
+            "-aet",
+            SCANNER_AET,
+            "-aec",
+            NODE_AET,
+            "+sd",
+            "+r",
+            "-nh",
+            "127.0.0.1",
+            str(setup["node_port"]),
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 

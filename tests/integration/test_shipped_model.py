@@ -29,9 +29,23 @@ OAR_DICE_FLOOR = 0.5
 @pytest.fixture(scope="module")
 def output(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shipped") / "out"
-    done = subprocess.run([sys.executable, str(ROOT / "process.py"), "--input", str(ROOT / "test"),
-                           "--output", str(out), "--model", str(ROOT / "model"), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "process.py"),
+            "--input",
+            str(ROOT / "test"),
+            "--output",
+            str(out),
+            "--model",
+            str(ROOT / "model"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 

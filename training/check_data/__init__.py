@@ -47,6 +47,23 @@ from .rules import (
 from .runner import check_dataset
 from .statistics import half_ratio, robust_outliers, volume_findings
 
-__all__ = ["ERROR", "INFO", "SEVERITIES", "WARNING", "CaseResult", "DatasetResult", "Finding", "Settings",
-           "check_case", "check_dataset", "half_ratio", "load_table", "log_summary", "main", "robust_outliers",
-           "volume_findings", "write_cases", "write_findings"]
+__all__ = [
+    "ERROR",
+    "INFO",
+    "SEVERITIES",
+    "WARNING",
+    "CaseResult",
+    "DatasetResult",
+    "Finding",
+    "Settings",
+    "check_case",
+    "check_dataset",
+    "half_ratio",
+    "load_table",
+    "log_summary",
+    "main",
+    "robust_outliers",
+    "volume_findings",
+    "write_cases",
+    "write_findings",
+]

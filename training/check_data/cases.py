@@ -20,8 +20,14 @@ from .registration import registration_findings
 from .rules import ERROR, WARNING, CaseResult, Findings, Settings
 
 
-def _check_images(files: CaseFiles, ct_path: Path, row: Mapping[str, float] | None, settings: Settings,
-                  out: Findings, summary: dict[str, object]) -> dict[str, float]:
+def _check_images(
+    files: CaseFiles,
+    ct_path: Path,
+    row: Mapping[str, float] | None,
+    settings: Settings,
+    out: Findings,
+    summary: dict[str, object],
+) -> dict[str, float]:
     """The checks that need the images (``ct_path``: the case's CT); returns the mask volumes."""
     loaded = load_image(ct_path, "ct", out)
     if loaded is None:
@@ -66,8 +72,10 @@ def check_case(folder: Path, row: Mapping[str, float] | None, has_table: bool, s
         csv_findings(files, row, settings.min_reliability, out)
     summary: dict[str, object] = {"case": files.case_id}
     volumes = _check_images(files, files.ct, row, settings, out, summary) if files.ct is not None else {}
-    summary.update(errors=sum(f.severity == ERROR for f in out.items),
-                   warnings=sum(f.severity == WARNING for f in out.items),
-                   seconds=round(time.perf_counter() - start, 1))
+    summary.update(
+        errors=sum(f.severity == ERROR for f in out.items),
+        warnings=sum(f.severity == WARNING for f in out.items),
+        seconds=round(time.perf_counter() - start, 1),
+    )
     summary.update({f"vol_{n}_ml": round(volumes[n], 4) for n in OAR_NAMES if n in volumes})
     return CaseResult(files.case_id, tuple(out.items), summary, volumes)

@@ -39,9 +39,16 @@ def read_header(path: Path) -> ImageInfo:
         reader.ReadImageInformation()
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
         raise read_error(path, exc) from exc
-    return ImageInfo(path.name, reader.GetDimension(), tuple(reader.GetSize()), tuple(reader.GetSpacing()),
-                     tuple(reader.GetOrigin()), tuple(reader.GetDirection()),
-                     sitk.GetPixelIDValueAsString(reader.GetPixelID()), reader.GetNumberOfComponents())
+    return ImageInfo(
+        path.name,
+        reader.GetDimension(),
+        tuple(reader.GetSize()),
+        tuple(reader.GetSpacing()),
+        tuple(reader.GetOrigin()),
+        tuple(reader.GetDirection()),
+        sitk.GetPixelIDValueAsString(reader.GetPixelID()),
+        reader.GetNumberOfComponents(),
+    )
 
 
 def _fmt(values: Sequence[float], digits: int = 3) -> str:
@@ -65,15 +72,21 @@ def grid_differences(mask: ImageInfo, ct: ImageInfo, tol_mm: float) -> list[str]
 
 
 def _describe(info: ImageInfo, lo: float, hi: float) -> str:
-    return (f"{'x'.join(map(str, info.size))} voxels at {'x'.join(f'{s:.3f}' for s in info.spacing)} mm, "
-            f"{info.pixel_type}, values {lo:g}..{hi:g}")
+    return (
+        f"{'x'.join(map(str, info.size))} voxels at {'x'.join(f'{s:.3f}' for s in info.spacing)} mm, "
+        f"{info.pixel_type}, values {lo:g}..{hi:g}"
+    )
 
 
 def image_summary(prefix: str, info: ImageInfo, lo: float, hi: float) -> dict[str, object]:
-    return {f"{prefix}_size": "x".join(map(str, info.size)),
-            f"{prefix}_spacing_mm": "x".join(f"{s:.4f}" for s in info.spacing),
-            f"{prefix}_origin_mm": " ".join(f"{v:.2f}" for v in info.origin),
-            f"{prefix}_type": info.pixel_type, f"{prefix}_min": float(f"{lo:.6g}"), f"{prefix}_max": float(f"{hi:.6g}")}
+    return {
+        f"{prefix}_size": "x".join(map(str, info.size)),
+        f"{prefix}_spacing_mm": "x".join(f"{s:.4f}" for s in info.spacing),
+        f"{prefix}_origin_mm": " ".join(f"{v:.2f}" for v in info.origin),
+        f"{prefix}_type": info.pixel_type,
+        f"{prefix}_min": float(f"{lo:.6g}"),
+        f"{prefix}_max": float(f"{hi:.6g}"),
+    }
 
 
 def value_range(image: sitk.Image) -> tuple[float, float, int]:
@@ -91,12 +104,20 @@ def value_range(image: sitk.Image) -> tuple[float, float, int]:
 
 def ct_findings(ct: sitk.Image, lo: float, hi: float, file: str, out: Findings) -> None:
     if lo >= 0:
-        out.warning(file, "ct", f"CT values {lo:g}..{hi:g} have nothing below 0, so they are not Hounsfield units "
-                    "(raw scanner values): training subtracts 1024 (hanseg.checks.sanitize_ct). Check that this "
-                    "scanner's offset is 1024, or convert the CT to HU")
+        out.warning(
+            file,
+            "ct",
+            f"CT values {lo:g}..{hi:g} have nothing below 0, so they are not Hounsfield units "
+            "(raw scanner values): training subtracts 1024 (hanseg.checks.sanitize_ct). Check that this "
+            "scanner's offset is 1024, or convert the CT to HU",
+        )
     elif lo < HU_LOWEST or hi > HU_HIGHEST:
-        out.warning(file, "ct", f"CT values {lo:g}..{hi:g} lie far outside -1024..~4000 HU: check the rescale "
-                    "slope/intercept of the conversion (metal on an extended HU scale can also do this)")
+        out.warning(
+            file,
+            "ct",
+            f"CT values {lo:g}..{hi:g} lie far outside -1024..~4000 HU: check the rescale "
+            "slope/intercept of the conversion (metal on an extended HU scale can also do this)",
+        )
     for message in check_direction(ct, "CT"):
         out.warning(file, "ct", message)
 
@@ -105,9 +126,13 @@ def mr_findings(mr: sitk.Image, lo: float, hi: float, file: str, out: Findings) 
     """Warnings about the MR's values; returns its storage offset (0 if none)."""
     offset = mr_intensity_offset(mr)
     if offset:
-        out.warning(file, "mr", f"MR values {lo:g}..{hi:g}: stored as unsigned 16-bit with a +{offset:g} offset. "
-                    "Training and inference subtract it (hanseg.checks.sanitize_mr), nothing to do here; other "
-                    "tools reading this file see a wrong background")
+        out.warning(
+            file,
+            "mr",
+            f"MR values {lo:g}..{hi:g}: stored as unsigned 16-bit with a +{offset:g} offset. "
+            "Training and inference subtract it (hanseg.checks.sanitize_mr), nothing to do here; other "
+            "tools reading this file see a wrong background",
+        )
     for message in check_direction(mr, "MR"):
         out.warning(file, "mr", message)
     return offset
@@ -119,12 +144,15 @@ def load_image(path: Path, what: str, out: Findings) -> tuple[ImageInfo, sitk.Im
         info = read_header(path)
         image = read_image(path)
     except (ImageReadError, InvalidImageError) as exc:
-        out.error(path.name, "unreadable", f"{exc}: training stops at this file. Re-export it as a 3D "
-                  "scalar NRRD")
+        out.error(path.name, "unreadable", f"{exc}: training stops at this file. Re-export it as a 3D scalar NRRD")
         return None
     lo, hi, non_finite = value_range(image)
     if non_finite:
-        out.warning(path.name, what, f"{non_finite} NaN/inf voxels: training replaces them (air in the CT, 0 in "
-                    "the MR); check the conversion that wrote them")
+        out.warning(
+            path.name,
+            what,
+            f"{non_finite} NaN/inf voxels: training replaces them (air in the CT, 0 in "
+            "the MR); check the conversion that wrote them",
+        )
     out.info(path.name, what, f"{what.upper()} {_describe(info, lo, hi)}")
     return info, image, lo, hi

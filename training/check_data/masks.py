@@ -62,21 +62,30 @@ def _values_finding(file: str, distinct: list[float], out: Findings) -> None:
     if set(distinct) <= {0.0, 1.0}:
         return
     shown = ", ".join(f"{v:g}" for v in distinct[:10]) + (", ..." if len(distinct) > 10 else "")
-    out.error(file, "mask_values", f"mask values {shown}, expected only 0 and 1: training reads every value above "
-              "0 as the OAR (a soft or label-map export?). Re-export as a binary 0/1 mask")
+    out.error(
+        file,
+        "mask_values",
+        f"mask values {shown}, expected only 0 and 1: training reads every value above "
+        "0 as the OAR (a soft or label-map export?). Re-export as a binary 0/1 mask",
+    )
 
 
 def _grid_ok(path: Path, ct: ImageInfo, tol_mm: float, out: Findings) -> bool:
     diffs = grid_differences(read_header(path), ct, tol_mm)
     if diffs:
-        out.error(path.name, "grid", f"not on the CT grid ({ct.file}): {'; '.join(diffs)}. Training stops at this "
-                  "file (a mask is never resampled: a shifted mask would teach the contour in the wrong place). "
-                  "Re-export the mask on the CT's grid")
+        out.error(
+            path.name,
+            "grid",
+            f"not on the CT grid ({ct.file}): {'; '.join(diffs)}. Training stops at this "
+            "file (a mask is never resampled: a shifted mask would teach the contour in the wrong place). "
+            "Re-export the mask on the CT's grid",
+        )
     return not diffs
 
 
-def check_mask(oar: str, path: Path, ct: ImageInfo, settings: Settings, out: Findings
-               ) -> tuple[np.ndarray | None, float | None]:
+def check_mask(
+    oar: str, path: Path, ct: ImageInfo, settings: Settings, out: Findings
+) -> tuple[np.ndarray | None, float | None]:
     """(voxel indices to paint if the mask is on the grid, volume in mL) of one mask file;
     (None, None) when it cannot be read."""
     try:
@@ -88,27 +97,42 @@ def check_mask(oar: str, path: Path, ct: ImageInfo, settings: Settings, out: Fin
     indices, distinct = mask_voxels(mask)
     _values_finding(path.name, distinct, out)
     if mask.GetPixelID() != sitk.sitkUInt8:
-        out.info(path.name, "mask_values", f"stored as {mask.GetPixelIDTypeAsString()} (the download uses "
-                 "unsigned char): fine for training, 8 bits would be smaller")
-    ml = indices.size * float(np.prod(mask.GetSpacing())) * abs(float(np.linalg.det(
-        np.reshape(mask.GetDirection(), (3, 3))))) / 1000.0
+        out.info(
+            path.name,
+            "mask_values",
+            f"stored as {mask.GetPixelIDTypeAsString()} (the download uses "
+            "unsigned char): fine for training, 8 bits would be smaller",
+        )
+    ml = (
+        indices.size
+        * float(np.prod(mask.GetSpacing()))
+        * abs(float(np.linalg.det(np.reshape(mask.GetDirection(), (3, 3)))))
+        / 1000.0
+    )
     if indices.size == 0:
-        out.warning(path.name, "empty_mask", f"the {oar} mask is empty: training learns that this case has no "
-                    f"{oar} at all. Contour it, or delete the file and set {OAR_DATA_CSV} to 0")
+        out.warning(
+            path.name,
+            "empty_mask",
+            f"the {oar} mask is empty: training learns that this case has no "
+            f"{oar} at all. Contour it, or delete the file and set {OAR_DATA_CSV} to 0",
+        )
     return (indices if on_grid else None), ml
 
 
-def overlap_findings(files: CaseFiles, overlaps: Mapping[tuple[str, str], int], voxel_ml: float,
-                     out: Findings) -> None:
+def overlap_findings(files: CaseFiles, overlaps: Mapping[tuple[str, str], int], voxel_ml: float, out: Findings) -> None:
     for (loser, winner), n in sorted(overlaps.items(), key=lambda kv: (LABEL_IDS[kv[0][0]], LABEL_IDS[kv[0][1]])):
-        out.warning(files.masks[loser].name, "overlap",
-                    f"{n} voxels ({n * voxel_ml:.3f} mL) are in both {loser} and {winner}: the label map gives "
-                    f"them to {winner} (label {LABEL_IDS[winner]} > {LABEL_IDS[loser]}: the higher id wins), "
-                    f"so {loser} loses them. Trim one contour if that is wrong")
+        out.warning(
+            files.masks[loser].name,
+            "overlap",
+            f"{n} voxels ({n * voxel_ml:.3f} mL) are in both {loser} and {winner}: the label map gives "
+            f"them to {winner} (label {LABEL_IDS[winner]} > {LABEL_IDS[loser]}: the higher id wins), "
+            f"so {loser} loses them. Trim one contour if that is wrong",
+        )
 
 
-def masks_pass(files: CaseFiles, ct: ImageInfo, used: Sequence[str], settings: Settings,
-               out: Findings) -> tuple[np.ndarray, dict[str, float]]:
+def masks_pass(
+    files: CaseFiles, ct: ImageInfo, used: Sequence[str], settings: Settings, out: Findings
+) -> tuple[np.ndarray, dict[str, float]]:
     """Every mask checked, and the label map training would use painted from the ``used``
     ones that are on the grid; returns it and each readable mask's volume (mL)."""
     painter = LabelPainter(np.zeros(ct.size[::-1], np.uint8))

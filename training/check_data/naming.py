@@ -32,21 +32,26 @@ def case_files(folder: Path) -> CaseFiles:
     known = {ct, mr, *(p.name for p in masks.values())}
     unknown = tuple(n for n in names if n.endswith(".seg.nrrd") and n not in known)
     other = tuple(n for n in names if n not in known and n not in unknown)
-    return CaseFiles(cid, folder, folder / ct if ct in names else None, folder / mr if mr in names else None,
-                     masks, unknown, other)
+    return CaseFiles(
+        cid, folder, folder / ct if ct in names else None, folder / mr if mr in names else None, masks, unknown, other
+    )
 
 
 def _unknown_name_message(name: str, cid: str) -> str:
     prefix = f"{cid}_OAR_"
     if not name.startswith(prefix):
-        return (f"a mask file that does not follow {prefix}<OAR>.seg.nrrd (another case's file, or renamed?): "
-                "training never reads it. Move it to its own case folder or rename it")
-    oar = name[len(prefix):-len(".seg.nrrd")]
+        return (
+            f"a mask file that does not follow {prefix}<OAR>.seg.nrrd (another case's file, or renamed?): "
+            "training never reads it. Move it to its own case folder or rename it"
+        )
+    oar = name[len(prefix) : -len(".seg.nrrd")]
     close = difflib.get_close_matches(oar, OAR_NAMES, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return (f"'{oar}' is not one of the 30 HaN-Seg OAR names{hint}: training ignores this file and treats the "
-            f"OAR as not annotated in {cid}, so its voxels are silently lost. Rename the file to "
-            f"{prefix}<name>.seg.nrrd with a name from hanseg.labels.OAR_NAMES")
+    return (
+        f"'{oar}' is not one of the 30 HaN-Seg OAR names{hint}: training ignores this file and treats the "
+        f"OAR as not annotated in {cid}, so its voxels are silently lost. Rename the file to "
+        f"{prefix}<name>.seg.nrrd with a name from hanseg.labels.OAR_NAMES"
+    )
 
 
 def naming_findings(files: CaseFiles, out: Findings) -> None:
@@ -55,9 +60,15 @@ def naming_findings(files: CaseFiles, out: Findings) -> None:
     for name in files.other:
         out.info(name, "layout", "not a file training reads (ignored)")
     if files.ct is None:
-        out.error(f"{files.case_id}_IMG_CT.nrrd", "layout",
-                  f"{files.case_id} has no CT: training skips the whole case and its masks. Add the CT under "
-                  "this exact name, or remove the folder from the dataset")
+        out.error(
+            f"{files.case_id}_IMG_CT.nrrd",
+            "layout",
+            f"{files.case_id} has no CT: training skips the whole case and its masks. Add the CT under "
+            "this exact name, or remove the folder from the dataset",
+        )
     if files.mr is None:
-        out.warning(f"{files.case_id}_IMG_MR_T1.nrrd", "layout",
-                    "no T1 MR: this case trains from the CT alone (MR channel zero). Add the MR if there is one")
+        out.warning(
+            f"{files.case_id}_IMG_MR_T1.nrrd",
+            "layout",
+            "no T1 MR: this case trains from the CT alone (MR channel zero). Add the MR if there is one",
+        )

@@ -24,8 +24,8 @@ def _crop_to_labels(ct_hu: sitk.Image, labels: np.ndarray) -> tuple[sitk.Image, 
     margin = [int(np.ceil(QA_MARGIN_MM / s)) for s in ct_hu.GetSpacing()[::-1]]
     lo = [max(0, int(a[0]) - m) for a, m in zip(axes, margin)]
     hi = [min(n, int(a[-1]) + 1 + m) for a, m, n in zip(axes, margin, labels.shape)]
-    cropped = ct_hu[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]]  # SimpleITK slices x, y, z; keeps the geometry
-    return cropped, labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    cropped = ct_hu[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]]  # SimpleITK slices x, y, z; keeps the geometry
+    return cropped, labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
 
 
 def write_overlay(ct_hu: sitk.Image, labels: np.ndarray, qa_dir: Path, case_id: str, out: Findings) -> None:

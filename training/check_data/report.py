@@ -47,14 +47,23 @@ def setup_summary_log() -> None:
 
 def log_summary(result: DatasetResult, data: Path, out_dir: Path) -> None:
     counts = {s: result.count(s) for s in SEVERITIES}
-    summary_log.info("check_data: %d case(s) in %s: %d error(s), %d warning(s), %d info", len(result.cases), data,
-                     counts[ERROR], counts[WARNING], counts[INFO])
+    summary_log.info(
+        "check_data: %d case(s) in %s: %d error(s), %d warning(s), %d info",
+        len(result.cases),
+        data,
+        counts[ERROR],
+        counts[WARNING],
+        counts[INFO],
+    )
     for severity in (ERROR, WARNING):
         for f in (f for f in result.findings if f.severity == severity):
             where = " ".join(x for x in (f.case, f.file) if x)
             summary_log.info("%-7s %s [%s] %s", severity.upper(), where, f.check, f.message)
-    verdict = ("errors found: training would fail or learn wrong labels. Fix them, then run this again"
-               if counts[ERROR] else "no errors: the dataset can be trained on"
-               + (" (read the warnings first)" if counts[WARNING] else ""))
-    summary_log.info("%s. Tables: %s, %s; QA pictures: %s", verdict, out_dir / "findings.csv",
-                     out_dir / "cases.csv", out_dir / "qa")
+    verdict = (
+        "errors found: training would fail or learn wrong labels. Fix them, then run this again"
+        if counts[ERROR]
+        else "no errors: the dataset can be trained on" + (" (read the warnings first)" if counts[WARNING] else "")
+    )
+    summary_log.info(
+        "%s. Tables: %s, %s; QA pictures: %s", verdict, out_dir / "findings.csv", out_dir / "cases.csv", out_dir / "qa"
+    )

@@ -44,8 +44,9 @@ def _quiet_runtime() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def run_cases(folders: Sequence[Path], table: OarTable | None, settings: Settings,
-              workers: int) -> Iterator[CaseResult]:
+def run_cases(
+    folders: Sequence[Path], table: OarTable | None, settings: Settings, workers: int
+) -> Iterator[CaseResult]:
     """Each case's result, in folder order whatever the number of worker processes."""
     rows = [None if table is None else table.get(f.name) for f in folders]
     jobs = (folders, rows, [table is not None] * len(folders), [settings] * len(folders))
@@ -54,8 +55,9 @@ def run_cases(folders: Sequence[Path], table: OarTable | None, settings: Setting
             yield from map(check_case, *jobs)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)  # each process its share of ITK's threads
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         yield from pool.map(check_case, *jobs)  # map keeps the input order: deterministic output
 
 
@@ -64,13 +66,21 @@ def _progress(results: Iterator[CaseResult], total: int) -> Iterator[CaseResult]
     if sys.stderr.isatty():
         try:
             from tqdm import tqdm
+
             yield from tqdm(results, total=total, desc="checking cases", unit="case")
             return
         except ImportError:
             pass
     for i, r in enumerate(results, 1):
-        log.info("%s checked (%d/%d) in %s s: %s errors, %s warnings", r.case_id, i, total,
-                 r.summary.get("seconds"), r.summary.get("errors"), r.summary.get("warnings"))
+        log.info(
+            "%s checked (%d/%d) in %s s: %s errors, %s warnings",
+            r.case_id,
+            i,
+            total,
+            r.summary.get("seconds"),
+            r.summary.get("errors"),
+            r.summary.get("warnings"),
+        )
         yield r
 
 

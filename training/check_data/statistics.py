@@ -21,8 +21,9 @@ from .rules import (
 )
 
 
-def robust_outliers(values: Mapping[str, float], k: float = OUTLIER_MADS,
-                    min_n: int = MIN_CASES_FOR_STATS) -> dict[str, float]:
+def robust_outliers(
+    values: Mapping[str, float], k: float = OUTLIER_MADS, min_n: int = MIN_CASES_FOR_STATS
+) -> dict[str, float]:
     """The values more than ``k`` robust standard deviations (MAD x 1.4826) from their median,
     as case -> robust z score; nothing below ``min_n`` values. The scale is floored at 1 % of
     the median, so identical copies of one case do not flag a sub-percent difference."""
@@ -50,18 +51,32 @@ def _range_findings(case: CaseResult) -> list[Finding]:
     for oar, ml in case.volumes_ml.items():
         lo, hi = TYPICAL_VOLUME_ML[oar]
         if ml > 0 and not lo <= ml <= hi:
-            out.append(Finding(case.case_id, oar_file_name(case.case_id, oar), "volume", WARNING,
-                               f"{oar} volume {ml:.3g} mL is outside the typical adult range {lo:g}-{hi:g} mL "
-                               "(dataset.volumes): check that the file holds this OAR of this patient, in full"))
+            out.append(
+                Finding(
+                    case.case_id,
+                    oar_file_name(case.case_id, oar),
+                    "volume",
+                    WARNING,
+                    f"{oar} volume {ml:.3g} mL is outside the typical adult range {lo:g}-{hi:g} mL "
+                    "(dataset.volumes): check that the file holds this OAR of this patient, in full",
+                )
+            )
     return out
 
 
 def _outlier_findings(oar: str, volumes: Mapping[str, float]) -> list[Finding]:
     median = float(np.median(list(volumes.values()))) if volumes else 0.0
-    return [Finding(c, oar_file_name(c, oar), "volume_outlier", WARNING,
-                    f"{oar} volume {volumes[c]:.3g} mL is {z:+.1f} robust SD from this dataset's median "
-                    f"{median:.3g} mL ({len(volumes)} cases): look for a partial, extended or mislabelled contour")
-            for c, z in robust_outliers(volumes).items()]
+    return [
+        Finding(
+            c,
+            oar_file_name(c, oar),
+            "volume_outlier",
+            WARNING,
+            f"{oar} volume {volumes[c]:.3g} mL is {z:+.1f} robust SD from this dataset's median "
+            f"{median:.3g} mL ({len(volumes)} cases): look for a partial, extended or mislabelled contour",
+        )
+        for c, z in robust_outliers(volumes).items()
+    ]
 
 
 def _drift_finding(oar: str, volumes: Mapping[str, float]) -> list[Finding]:
@@ -70,10 +85,17 @@ def _drift_finding(oar: str, volumes: Mapping[str, float]) -> list[Finding]:
     if ratio is None or 1 / DRIFT_RATIO <= ratio <= DRIFT_RATIO:
         return []
     half = len(cases) // 2
-    return [Finding("", "", "volume_drift", WARNING,
-                    f"{oar}: median volume x{ratio:.2f} between {cases[0]}..{cases[half - 1]} and "
-                    f"{cases[half]}..{cases[-1]}: the contouring changed within the dataset (HaN-Seg's cochleae "
-                    "are known to). The network learns a mixture: keep it in mind when reading validation scores")]
+    return [
+        Finding(
+            "",
+            "",
+            "volume_drift",
+            WARNING,
+            f"{oar}: median volume x{ratio:.2f} between {cases[0]}..{cases[half - 1]} and "
+            f"{cases[half]}..{cases[-1]}: the contouring changed within the dataset (HaN-Seg's cochleae "
+            "are known to). The network learns a mixture: keep it in mind when reading validation scores",
+        )
+    ]
 
 
 def volume_findings(cases: Sequence[CaseResult]) -> list[Finding]:

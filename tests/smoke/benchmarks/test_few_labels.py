@@ -15,9 +15,39 @@ from helpers import ROOT
 
 def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     out = tmp_path / "study"
-    cmd = [sys.executable, "-m", "benchmarks.few_labels", "--out", str(out), "--sizes", "1", "--pool", "1", "--unlabelled", "2",
-           "--val", "1", "--test", "1", "--steps", "2", "--iters", "2", "--pretrain-steps", "2", "--bundle-steps", "2",
-           "--spacing", "6", "6", "8", "--patch", "16", "32", "32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.few_labels",
+        "--out",
+        str(out),
+        "--sizes",
+        "1",
+        "--pool",
+        "1",
+        "--unlabelled",
+        "2",
+        "--val",
+        "1",
+        "--test",
+        "1",
+        "--steps",
+        "2",
+        "--iters",
+        "2",
+        "--pretrain-steps",
+        "2",
+        "--bundle-steps",
+        "2",
+        "--spacing",
+        "6",
+        "6",
+        "8",
+        "--patch",
+        "16",
+        "32",
+        "32",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -42,8 +72,10 @@ def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     assert all(f"| {oar} |" in table for oar in OAR_NAMES)
     assert "## Against `scratch`, paired by OAR" in table
     assert set(results["against_scratch"]) == set(ARMS) - {"scratch"}
-    assert all(set(c["1"]) == {"mean_difference", "better", "worse", "p", "p_holm"}
-               for c in results["against_scratch"].values())
+    assert all(
+        set(c["1"]) == {"mean_difference", "better", "worse", "p", "p_holm"}
+        for c in results["against_scratch"].values()
+    )
     # the tables again from the scored runs alone (as after runs of some sizes each, in parallel)
     again = subprocess.run([*cmd, "--tables-only"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]

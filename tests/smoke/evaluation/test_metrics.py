@@ -13,14 +13,14 @@ from phantoms import make_case, write_raw
 def ball(shape, centre, radius_mm, spacing):
     grid = np.indices(shape).astype(float)
     d2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing))
-    return d2 <= radius_mm ** 2
+    return d2 <= radius_mm**2
 
 
 def test_dice_by_hand():
     gt = np.zeros((4, 4, 4), bool)
-    gt[1:3, 1:3, 1:3] = True                       # 8 voxels
+    gt[1:3, 1:3, 1:3] = True  # 8 voxels
     pred = np.zeros_like(gt)
-    pred[1:3, 1:3, 1:2] = True                     # 4 voxels, all inside
+    pred[1:3, 1:3, 1:2] = True  # 4 voxels, all inside
     dice, hd95 = score_oar(pred, gt, (1.0, 1.0, 1.0))
     assert dice == pytest.approx(2 * 4 / 12)
     assert hd95 == pytest.approx(1.0)
@@ -29,7 +29,7 @@ def test_dice_by_hand():
 def test_hd95_is_in_mm_with_anisotropic_spacing():
     gt = np.zeros((10, 10, 10), bool)
     gt[4:6, 4:6, 4:6] = True
-    pred = np.roll(gt, 2, axis=0)                  # shifted 2 slices of 3 mm
+    pred = np.roll(gt, 2, axis=0)  # shifted 2 slices of 3 mm
     _, hd95 = score_oar(pred, gt, (3.0, 0.5, 0.5))
     assert hd95 == pytest.approx(6.0)
 
@@ -51,11 +51,11 @@ def test_agrees_with_monai(shift):
 
 def test_empty_cases_follow_the_documented_rules():
     gt = np.zeros((5, 6, 7), np.uint8)
-    gt[1:3, 1:3, 1:3] = 5                          # brainstem annotated and present
-    gt[3:5, 3:5, 3:5] = 7                          # oral cavity annotated, never predicted
+    gt[1:3, 1:3, 1:3] = 5  # brainstem annotated and present
+    gt[3:5, 3:5, 3:5] = 7  # oral cavity annotated, never predicted
     pred = np.zeros_like(gt)
     pred[1:3, 1:3, 1:3] = 5
-    pred[0, 0, 0] = 9                              # cochlea predicted, not annotated: excluded
+    pred[0, 0, 0] = 9  # cochlea predicted, not annotated: excluded
     present = np.zeros(31, bool)
     present[[0, 5, 7]] = True
     scores = {s.oar: s for s in score_case("c", pred, gt, present, (2.0, 1.0, 1.0))}

@@ -14,8 +14,10 @@ from hanseg.plans import plans_from_json
 from helpers import write_tiny_model
 from training.plan import NETWORK_KINDS, SPLEEN_BUNDLE_UNET, make_plans
 
-FINGERPRINT = {"median_spacing_xyz": [1.5, 1.5, 2.5],
-               "hu": {"p0_5": -1000.0, "p99_5": 1500.0, "mean": 50.0, "std": 300.0}}
+FINGERPRINT = {
+    "median_spacing_xyz": [1.5, 1.5, 2.5],
+    "hu": {"p0_5": -1000.0, "p99_5": 1500.0, "mean": 50.0, "std": 300.0},
+}
 
 
 @pytest.mark.parametrize("kind", NETWORK_KINDS)
@@ -32,16 +34,19 @@ def test_resunet_is_the_spleen_bundle_network_and_patches_are_rounded_up():
     assert plans.network.name == "UNet" and dict(plans.network.kwargs) == SPLEEN_BUNDLE_UNET
     assert make_plans(FINGERPRINT, "small", None, (40, 90, 90), [0], "resunet").patch_size_zyx == (48, 96, 96)
     swin = make_plans(FINGERPRINT, "small", None, None, [0], "swinunetr")
-    assert swin.patch_size_zyx == (64, 96, 96)   # 48 → 64: SwinUNETR needs multiples of 32
+    assert swin.patch_size_zyx == (64, 96, 96)  # 48 → 64: SwinUNETR needs multiples of 32
     unetr = make_plans(FINGERPRINT, "small", None, None, [0], "unetr")
     assert list(unetr.network.kwargs["img_size"]) == list(unetr.patch_size_zyx)
 
 
-@pytest.mark.parametrize("network, patch, message", [
-    ({"name": "UNETR", "kwargs": {"img_size": [32, 64, 64]}}, [32, 32, 32], "img_size"),
-    ({"name": "SwinUNETR", "kwargs": {}}, [48, 64, 64], "multiple of 32"),
-    ({"name": "UNet", "kwargs": {"channels": [4, 8, 16], "strides": [2, 2]}}, [30, 32, 32], "multiple of 4"),
-])
+@pytest.mark.parametrize(
+    "network, patch, message",
+    [
+        ({"name": "UNETR", "kwargs": {"img_size": [32, 64, 64]}}, [32, 32, 32], "img_size"),
+        ({"name": "SwinUNETR", "kwargs": {}}, [48, 64, 64], "multiple of 32"),
+        ({"name": "UNet", "kwargs": {"channels": [4, 8, 16], "strides": [2, 2]}}, [30, 32, 32], "multiple of 4"),
+    ],
+)
 def test_a_patch_the_network_cannot_take_is_refused_at_load(network, patch, message):
     plans = make_plans(FINGERPRINT, "tiny", None, None, [0], "dynunet").to_json()
     plans.update(network=network, patch_size_zyx=patch)
@@ -66,8 +71,9 @@ def test_fold_ensemble_averages_its_folds_logits(tmp_path):
     p0 = first.probabilities(image, RunSettings(1, (), 0.25))
     p1 = second.probabilities(image, RunSettings(1, (), 0.25))
     assert not np.allclose(p0, p1, atol=1e-3)
-    np.testing.assert_allclose(both.probabilities(image, RunSettings(2, (), 0.25)), _softmax_of_mean_log(p0, p1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        both.probabilities(image, RunSettings(2, (), 0.25)), _softmax_of_mean_log(p0, p1), atol=1e-5
+    )
     np.testing.assert_allclose(both.probabilities(image, RunSettings(1, (), 0.25)), p0, atol=1e-6)
 
 
@@ -76,6 +82,7 @@ def test_the_container_runs_a_model_of_another_network(tmp_path, kind):
     """A model folder whose plan names UNETR (fixed input size) or the bundle UNet (batch norm)
     runs through the Segmenter like the default DynUNet, on an image smaller than the patch."""
     from hanseg.model_dir import export_model
+
     plans = make_plans(FINGERPRINT, "tiny", (4.0, 4.0, 4.0), None, [0], kind)
     torch.manual_seed(0)
     state = build_network(plans.network, 2, NUM_CLASSES).state_dict()

@@ -35,8 +35,7 @@ class Destination:
         self.received: list[pydicom.Dataset] = []
         ae = AE(ae_title="DEST")
         ae.supported_contexts = StoragePresentationContexts
-        server = ae.start_server(("127.0.0.1", port), block=False,
-                                 evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)])
         assert server is not None  # block=False: the running server is returned
         self.server = server
 
@@ -77,10 +76,19 @@ def node(tmp_path):
     started: list[NodeService] = []
 
     def start(**changes) -> NodeService:
-        values = {"ae_title": "HANSEG", "port": free_port(), "storage": tmp_path / "storage",
-                  "destination": Peer("DEST", "127.0.0.1", free_port()),
-                  "allow": (Allowed("SCANNER", "127.0.0.1"),), "bind": "127.0.0.1", "stable_seconds": 0.5,
-                  "retries": 2, "retry_seconds": 0.2, "retention_hours": 0, "poll_seconds": 0.1}
+        values = {
+            "ae_title": "HANSEG",
+            "port": free_port(),
+            "storage": tmp_path / "storage",
+            "destination": Peer("DEST", "127.0.0.1", free_port()),
+            "allow": (Allowed("SCANNER", "127.0.0.1"),),
+            "bind": "127.0.0.1",
+            "stable_seconds": 0.5,
+            "retries": 2,
+            "retry_seconds": 0.2,
+            "retention_hours": 0,
+            "poll_seconds": 0.1,
+        }
         values.update(changes)
         service = NodeService(NodeConfig(**values), FakePredictor(), ModelInfo("fake", {"fold_0.pt": "ab" * 32}))
         service.start()

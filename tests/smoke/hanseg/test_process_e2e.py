@@ -16,8 +16,19 @@ from process import main as process_main
 
 
 def run_process(inp: Path, out: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "process.py"), "--input", str(inp), "--output", str(out),
-           "--model", str(model), "--device", "cpu", *extra]
+    cmd = [
+        sys.executable,
+        str(ROOT / "process.py"),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--model",
+        str(model),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -48,11 +59,16 @@ def test_process_py_writes_a_valid_label_map_and_results_json(phantom_gc, tiny_m
     labels = check_output(out, ct, "case_01_seg.mha")
     assert labels.any()  # an untrained net still labels something; empty would mean a bug
     results = json.loads((out / "results.json").read_text())
-    assert results == [{
-        "outputs": [{"type": "metaio_image", "filename": "case_01_seg.mha"}],
-        "inputs": [{"type": "metaio_ct_image", "filename": "case_01_CT.mha"},
-                   {"type": "metaio_mrt1_image", "filename": "case_01_T1.mha"}],
-        "error_messages": []}]
+    assert results == [
+        {
+            "outputs": [{"type": "metaio_image", "filename": "case_01_seg.mha"}],
+            "inputs": [
+                {"type": "metaio_ct_image", "filename": "case_01_CT.mha"},
+                {"type": "metaio_mrt1_image", "filename": "case_01_T1.mha"},
+            ],
+            "error_messages": [],
+        }
+    ]
     assert "MR registered to CT" in done.stderr
 
 
@@ -66,8 +82,17 @@ def test_any_ct_grid_gets_a_label_map_on_exactly_that_grid(phantom_gc, tiny_mode
     mr = phantom_gc / "input/images/t1-mri/case_01_T1.mha"
     (inp / "images/t1-mri/case_01_T1.mha").write_bytes(mr.read_bytes())
     # process.py's main in this process: the first test above runs it as a process
-    run_main(process_main, "--input", str(inp), "--output", str(tmp_path / "out"), "--model", str(tiny_model),
-             "--device", "cpu")
+    run_main(
+        process_main,
+        "--input",
+        str(inp),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_model),
+        "--device",
+        "cpu",
+    )
     check_output(tmp_path / "out", ct, "case_01_seg.nrrd")
     messages = json.loads((tmp_path / "out/results.json").read_text())[0]["error_messages"]
     assert any("not orthonormal" in m for m in messages) == (kind == "sheared")

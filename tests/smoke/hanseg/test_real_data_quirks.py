@@ -98,7 +98,7 @@ def segmented(tmp_path_factory) -> Path:
     with capture_logs() as logs:
         for case in SEGMENTED:
             assert run(folder / case / "input", folder / case / "output", segmenter) == 0, case
-        for case in ("rounded", "offset", "far"):   # the network input of each, as Segmenter.predict makes it
+        for case in ("rounded", "offset", "far"):  # the network input of each, as Segmenter.predict makes it
             ct, mr = (read_image(next((folder / case / "input/images" / sub).iterdir())) for sub in ("ct", "t1-mri"))
             pre = preprocess_case(ct, mr, segmenter.plans, windows=True)
             np.savez(folder / case / "network_input.npz", image=pre.image, warnings=np.array(pre.warnings, str))
@@ -121,7 +121,9 @@ def capture_logs() -> Iterator[io.StringIO]:
 
 
 def label_map(folder: Path, name: str) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name / "output/images/head_neck_oar" / f"{name}_seg.mha")))
+    return sitk.GetArrayFromImage(
+        sitk.ReadImage(str(folder / name / "output/images/head_neck_oar" / f"{name}_seg.mha"))
+    )
 
 
 def truth_image(folder: Path, name: str) -> sitk.Image:
@@ -139,8 +141,9 @@ def dice_vs_truth(folder: Path, name: str) -> float:
 def messages(folder: Path) -> dict[str, list[str]]:
     """What each case reports: results.json's messages for a segmented case, the warnings of
     the preprocessing for the others."""
-    said = {name: json.loads((folder / name / "output/results.json").read_text())[0]["error_messages"]
-            for name in SEGMENTED}
+    said = {
+        name: json.loads((folder / name / "output/results.json").read_text())[0]["error_messages"] for name in SEGMENTED
+    }
     said.update({name: list(network_input(folder, name)["warnings"]) for name in CASES if name not in SEGMENTED})
     return said
 
@@ -163,15 +166,18 @@ def test_the_mr_is_used_in_every_case(segmented):
 def test_every_case_scores_above_absolute_floors(segmented, name):
     truth = truth_image(segmented, name)
     voxel_ml = float(np.prod(truth.GetSpacing())) / 1000
-    volumes = {oar: int(n) * voxel_ml for oar, n in zip(OAR_NAMES, np.bincount(
-        sitk.GetArrayViewFromImage(truth).ravel(), minlength=NUM_CLASSES)[1:])}
+    volumes = {
+        oar: int(n) * voxel_ml
+        for oar, n in zip(OAR_NAMES, np.bincount(sitk.GetArrayViewFromImage(truth).ravel(), minlength=NUM_CLASSES)[1:])
+    }
     scores = dice_per_oar(segmented, name)
     in_truth = [oar for oar, ml in volumes.items() if ml > 0]
     assert len(in_truth) >= 25 and all(oar in scores for oar in in_truth)
     mean = float(np.mean(list(scores.values())))
     assert mean >= MEAN_DICE_FLOOR, f"{name}: mean Dice {mean:.3f}"
-    low = {oar: round(scores[oar], 3) for oar in in_truth if volumes[oar] >= MIN_FLOOR_ML
-           and scores[oar] < OAR_DICE_FLOOR}
+    low = {
+        oar: round(scores[oar], 3) for oar in in_truth if volumes[oar] >= MIN_FLOOR_ML and scores[oar] < OAR_DICE_FLOOR
+    }
     assert not low, f"{name}: OARs below Dice {OAR_DICE_FLOOR}: {low}"
 
 
@@ -180,14 +186,14 @@ def test_an_offset_mr_gives_exactly_the_network_input_of_the_same_mr_without_the
     offset, rounded = network_input(segmented, "offset")["image"], network_input(segmented, "rounded")["image"]
     assert offset.shape == rounded.shape and offset.shape[0] == 2
     np.testing.assert_array_equal(offset, rounded)
-    assert np.abs(rounded[1]).max() > 1   # the MR channel holds the MR, not the zeros of a CT-only fallback
+    assert np.abs(rounded[1]).max() > 1  # the MR channel holds the MR, not the zeros of a CT-only fallback
 
 
 def test_an_mr_far_away_in_world_coordinates_changes_nothing_that_matters(segmented):
     far, rounded = network_input(segmented, "far")["image"], network_input(segmented, "rounded")["image"]
     assert far.shape == rounded.shape
-    np.testing.assert_array_equal(far[0], rounded[0])          # the CT channel is untouched
-    inside = rounded[1] != 0                                      # the registered MR, found again from 700 mm
+    np.testing.assert_array_equal(far[0], rounded[0])  # the CT channel is untouched
+    inside = rounded[1] != 0  # the registered MR, found again from 700 mm
     assert inside.mean() > 0.2
     assert np.corrcoef(far[1][inside], rounded[1][inside])[0, 1] > 0.99
     assert np.abs(far[1] - rounded[1])[inside].mean() < 0.05
@@ -195,8 +201,8 @@ def test_an_mr_far_away_in_world_coordinates_changes_nothing_that_matters(segmen
 
 def test_a_ct_that_reaches_the_thorax_is_segmented_like_its_head_and_neck_cut(segmented):
     tall, cut = label_map(segmented, "tall"), label_map(segmented, "cut")
-    assert tall.shape[0] > cut.shape[0] * 1.4                           # it really reaches far lower
+    assert tall.shape[0] > cut.shape[0] * 1.4  # it really reaches far lower
     below = tall.shape[0] - cut.shape[0]
-    assert not tall[:below].any()                                       # nothing segmented in the thorax
+    assert not tall[:below].any()  # nothing segmented in the thorax
     assert abs(dice_vs_truth(segmented, "tall") - dice_vs_truth(segmented, "cut")) <= 0.01
     assert "segmented down to 368 mm below the top of the body" in segmented.joinpath("log.txt").read_text()

@@ -10,8 +10,9 @@ from hanseg.registration import register_mr_to_ct
 from phantoms import make_case, regrid
 
 
-def target_registration_error(found: sitk.Transform, truth: sitk.Transform, ct: sitk.Image,
-                              labels: sitk.Image) -> float:
+def target_registration_error(
+    found: sitk.Transform, truth: sitk.Transform, ct: sitk.Image, labels: sitk.Image
+) -> float:
     """Largest distance (mm) between where the two transforms send points spread over the
     head (the OAR voxels): the error that matters for the MR channel."""
     zyx = np.argwhere(sitk.GetArrayViewFromImage(labels) > 0)

@@ -72,8 +72,17 @@ def _tiny_mr() -> sitk.Image:
 
 
 def _ct_spec(uid: str = "1.2.826.0.1.3680043.8.498.2001", **kw) -> SeriesSpec:
-    return SeriesSpec(modality="CT", study=STUDY, series_uid=uid, frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3",
-                      series_description="CT", series_number=2, rescale_intercept=CT_INTERCEPT, bits_stored=12, **kw)
+    return SeriesSpec(
+        modality="CT",
+        study=STUDY,
+        series_uid=uid,
+        frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3",
+        series_description="CT",
+        series_number=2,
+        rescale_intercept=CT_INTERCEPT,
+        bits_stored=12,
+        **kw,
+    )
 
 
 def _read(folder: Path, series_uid: str) -> sitk.Image:
@@ -132,10 +141,15 @@ def test_ct_reads_back_with_exact_hu_and_geometry(tmp_path: Path) -> None:
         assert (ds.Rows, ds.Columns) == (20, 24)
         assert [float(v) for v in ds.PixelSpacing] == [1.1, 0.9]  # rows (y) first, then columns (x)
         np.testing.assert_allclose([float(v) for v in ds.ImageOrientationPatient], d[:, :2].T.ravel(), atol=1e-12)
-        np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient],
-                                   ct.TransformIndexToPhysicalPoint((0, 0, k)), atol=1e-9)
+        np.testing.assert_allclose(
+            [float(v) for v in ds.ImagePositionPatient], ct.TransformIndexToPhysicalPoint((0, 0, k)), atol=1e-9
+        )
         assert (ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation, ds.PhotometricInterpretation) == (
-            16, 12, 0, "MONOCHROME2")
+            16,
+            12,
+            0,
+            "MONOCHROME2",
+        )
         assert (float(ds.RescaleIntercept), float(ds.RescaleSlope), float(ds.SliceThickness)) == (-1024.0, 1.0, 2.5)
         # The stored values are not HU: a reader that skips the rescale is off by 1024.
         np.testing.assert_array_equal(ds.pixel_array.astype(np.int64), _arr(ct)[k] + 1024)
@@ -162,9 +176,15 @@ def test_flipped_axes_keep_the_physical_world(tmp_path: Path, feet_first: bool, 
 
 def test_mr_is_uint16_without_rescale(tmp_path: Path) -> None:
     mr = _tiny_mr()
-    spec = SeriesSpec(modality="MR", study=STUDY, series_uid="1.2.826.0.1.3680043.8.498.2002",
-                      frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3002", series_description="t1_mprage_tra",
-                      series_number=5, mr=T1_MPRAGE)
+    spec = SeriesSpec(
+        modality="MR",
+        study=STUDY,
+        series_uid="1.2.826.0.1.3680043.8.498.2002",
+        frame_of_reference_uid="1.2.826.0.1.3680043.8.498.3002",
+        series_description="t1_mprage_tra",
+        series_number=5,
+        mr=T1_MPRAGE,
+    )
     files = write_series(mr, tmp_path, spec)
     back = _read(tmp_path, spec.series_uid)
     assert back.GetPixelID() == sitk.sitkUInt16
@@ -173,7 +193,11 @@ def test_mr_is_uint16_without_rescale(tmp_path: Path) -> None:
     ds = pydicom.dcmread(files[0])
     assert ds.SOPClassUID == MRImageStorage and "RescaleSlope" not in ds
     assert (list(ds.ScanningSequence), list(ds.SequenceVariant), ds.MRAcquisitionType, ds.ProtocolName) == (
-        ["GR", "IR"], ["SP", "MP"], "3D", "t1_mprage_tra")
+        ["GR", "IR"],
+        ["SP", "MP"],
+        "3D",
+        "t1_mprage_tra",
+    )
 
 
 def test_rle_lossless_reads_back_identically(tmp_path: Path) -> None:
@@ -193,8 +217,14 @@ def test_values_that_do_not_fit_and_bad_specs_are_refused(tmp_path: Path) -> Non
     with pytest.raises(PhantomError, match="do not fit"):
         write_series(too_low, tmp_path, _ct_spec())
     with pytest.raises(PhantomError, match="modality"):
-        SeriesSpec(modality="US", study=STUDY, series_uid="1.2", frame_of_reference_uid="1.3",
-                   series_description="x", series_number=1)
+        SeriesSpec(
+            modality="US",
+            study=STUDY,
+            series_uid="1.2",
+            frame_of_reference_uid="1.3",
+            series_description="x",
+            series_number=1,
+        )
     sheared = sitk.Image(ct)
     sheared.SetDirection((1.0, 0.1, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     with pytest.raises(PhantomError, match="orthonormal"):
@@ -209,8 +239,9 @@ def test_values_that_do_not_fit_and_bad_specs_are_refused(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> ExportRecord:
-    return export_images(_tiny_ct(), _tiny_mr(), tmp_path_factory.mktemp("export") / "out", 11,
-                         ExportOptions(patient_id="CASE11"))
+    return export_images(
+        _tiny_ct(), _tiny_mr(), tmp_path_factory.mktemp("export") / "out", 11, ExportOptions(patient_id="CASE11")
+    )
 
 
 def test_export_holds_one_study_with_five_series(exported: ExportRecord) -> None:
@@ -325,7 +356,9 @@ def test_case_inputs_finds_container_layouts(tmp_path: Path) -> None:
         sitk.WriteImage(_tiny_ct(), str(root / "ct" / "case_02_CT.mha"))
         sitk.WriteImage(_tiny_mr(), str(root / "t1-mri" / "case_02_T1.mha"))
         assert case_inputs(root.parent if root.parent.name != "input" else root.parent.parent) == (
-            root / "ct" / "case_02_CT.mha", root / "t1-mri" / "case_02_T1.mha")
+            root / "ct" / "case_02_CT.mha",
+            root / "t1-mri" / "case_02_T1.mha",
+        )
     with pytest.raises(PhantomError, match="no"):
         case_inputs(tmp_path / "a" / "images" / "ct")
     record = export_case(tmp_path / "a" / "images" / "ct" / "case_02_CT.mha", None, tmp_path / "ct_only", 5)
@@ -334,8 +367,9 @@ def test_case_inputs_finds_container_layouts(tmp_path: Path) -> None:
 
 
 def test_mr_own_study_puts_the_mr_series_in_a_second_study_of_the_same_patient(tmp_path: Path) -> None:
-    record = export_images(_tiny_ct(), _tiny_mr(), tmp_path / "out", 11,
-                           ExportOptions(patient_id="CASE11", mr_own_study=True))
+    record = export_images(
+        _tiny_ct(), _tiny_mr(), tmp_path / "out", 11, ExportOptions(patient_id="CASE11", mr_own_study=True)
+    )
     assert record.mr is not None and record.t2 is not None
     found = _by_series(record.folder)
     studies = {s.series_uid: {ds.StudyInstanceUID for ds in found[s.series_uid]} for s in record.series}

@@ -36,12 +36,28 @@ SEEDS = (0, 1, 2, 3)
 
 #: Physiological volume ranges in mL (the brief's, from the HaN-Seg literature).
 VOLUME_ML: dict[str, tuple[float, float]] = {
-    "Parotid": (20, 35), "Glnd_Submand": (6, 12), "Bone_Mandible": (60, 90), "Brainstem": (20, 35),
-    "Cavity_Oral": (40, 100), "Glnd_Thyroid": (10, 25), "Larynx_SG": (10, 25), "Eye_P": (5, 8),
-    "Eye_A": (0.5, 1.5), "OpticNrv": (0.3, 0.8), "OpticChiasm": (0.2, 0.6), "Pituitary": (0.3, 1.0),
-    "Cochlea": (0.05, 0.15), "Glnd_Lacrimal": (0.4, 1.0), "Arytenoid": (0.5, 1.5), "A_Carotid": (2, 8),
-    "BuccalMucosa": (5, 15), "Cricopharyngeus": (1, 4), "Esophagus_S": (8, 20), "Glottis": (1, 4),
-    "Lips": (5, 15), "SpinalCord": (8, 20),
+    "Parotid": (20, 35),
+    "Glnd_Submand": (6, 12),
+    "Bone_Mandible": (60, 90),
+    "Brainstem": (20, 35),
+    "Cavity_Oral": (40, 100),
+    "Glnd_Thyroid": (10, 25),
+    "Larynx_SG": (10, 25),
+    "Eye_P": (5, 8),
+    "Eye_A": (0.5, 1.5),
+    "OpticNrv": (0.3, 0.8),
+    "OpticChiasm": (0.2, 0.6),
+    "Pituitary": (0.3, 1.0),
+    "Cochlea": (0.05, 0.15),
+    "Glnd_Lacrimal": (0.4, 1.0),
+    "Arytenoid": (0.5, 1.5),
+    "A_Carotid": (2, 8),
+    "BuccalMucosa": (5, 15),
+    "Cricopharyngeus": (1, 4),
+    "Esophagus_S": (8, 20),
+    "Glottis": (1, 4),
+    "Lips": (5, 15),
+    "SpinalCord": (8, 20),
 }
 
 
@@ -69,7 +85,7 @@ def _centroid_mm(labels: np.ndarray, img: sitk.Image, label: int) -> np.ndarray:
 def _ball(mm: float, spacing_xyz: tuple[float, ...]) -> np.ndarray:
     sp = np.asarray(spacing_xyz)[::-1]
     r = np.ceil(mm / sp).astype(int)
-    zz, yy, xx = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
+    zz, yy, xx = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1, -r[2] : r[2] + 1]
     return (zz * sp[0]) ** 2 + (yy * sp[1]) ** 2 + (xx * sp[2]) ** 2 <= mm**2
 
 
@@ -240,11 +256,16 @@ def test_neighbouring_soft_tissue_oars_are_not_separable_by_hu(seed):
     c = _case(seed)
     ct, lab, sp = _arr(c.ct).astype(np.float32), _arr(c.labels), c.ct.GetSpacing()
     means = {n: float(ct[lab == LABEL_IDS[n]].mean()) for n in c.present}
-    needed = {"Brainstem", "OpticChiasm", "Cavity_Oral"} | {f"{o}_{s}" for o in ("Parotid", "Glnd_Submand") for s in "LR"}
+    needed = {"Brainstem", "OpticChiasm", "Cavity_Oral"} | {
+        f"{o}_{s}" for o in ("Parotid", "Glnd_Submand") for s in "LR"
+    }
     assert needed <= set(c.present), needed - set(c.present)  # seeds 0 and 1 have them all
     for side in ("L", "R"):
-        group = [means[f"Parotid_{side}"], means[f"Glnd_Submand_{side}"],
-                 _shell_mean(ct, lab, LABEL_IDS[f"Parotid_{side}"], sp)]
+        group = [
+            means[f"Parotid_{side}"],
+            means[f"Glnd_Submand_{side}"],
+            _shell_mean(ct, lab, LABEL_IDS[f"Parotid_{side}"], sp),
+        ]
         assert max(group) - min(group) <= 30, (side, group)
     assert abs(means["Brainstem"] - _shell_mean(ct, lab, LABEL_IDS["Brainstem"], sp)) <= 15
     assert abs(means["OpticChiasm"] - _shell_mean(ct, lab, LABEL_IDS["OpticChiasm"], sp)) <= 20
@@ -279,10 +300,12 @@ def test_ground_truth_transform_overlays_mr_on_ct(seed):
 
 
 #: First line of the real OAR_data.csv (shared notes, "Data").
-REAL_CSV_HEADER = (";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_R;Esophagus_S;Cochlea_L;Cochlea_R;"
-                   "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;Lips;"
-                   "Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;Pituitary;"
-                   "SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid")
+REAL_CSV_HEADER = (
+    ";Arytenoid;Brainstem;BuccalMucosa;A_Carotid_L;A_Carotid_R;Esophagus_S;Cochlea_L;Cochlea_R;"
+    "Cricopharyngeus;Eye_L;Eye_R;Lens_L;Lens_R;Glnd_Lacrimal_L;Glnd_Lacrimal_R;Glottis;Larynx_SG;Lips;"
+    "Bone_Mandible;OpticChiasm;OpticNrv_L;OpticNrv_R;Cavity_Oral;Parotid_L;Parotid_R;Pituitary;"
+    "SpinalCord;Glnd_Submand_L;Glnd_Submand_R;Glnd_Thyroid"
+)
 
 
 def test_write_raw_uses_the_hanseg_names(tmp_path):
@@ -338,9 +361,16 @@ def test_cli_rejects_bad_arguments(tmp_path):
         phantoms_main(["--out", str(tmp_path), "--cases", "0"])
 
 
-@pytest.mark.parametrize("kwargs", [dict(seed=1, size="huge"), dict(seed=-1), dict(seed=1, case_id="../x"),
-                                    dict(seed=1, profile="weird"),
-                                    dict(seed=1, profile=Profile(real=False, tall=True))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(seed=1, size="huge"),
+        dict(seed=-1),
+        dict(seed=1, case_id="../x"),
+        dict(seed=1, profile="weird"),
+        dict(seed=1, profile=Profile(real=False, tall=True)),
+    ],
+)
 def test_bad_input_raises_named_error(kwargs):
     with pytest.raises(phantoms.PhantomError):
         phantoms.make_case(**kwargs)
@@ -420,8 +450,21 @@ def test_real_profile_quirks_are_drawn_from_the_seed_and_can_be_forced():
 
 
 #: Canonical head points: sella, eyes, parotids, brainstem, cochlea, vertex, C2, nose tip, occiput, temples.
-_HEAD_POINTS = [(0, 0, 0), (31, -58, 4), (-31, -58, 4), (53, 22, -30), (-53, 22, -30), (0, 21, -8),
-                (29, 17, -11), (0, 14, 118), (0, 9, -58), (0, -96, -8), (0, 112, 38), (80, 14, 38), (-80, 14, 38)]
+_HEAD_POINTS = [
+    (0, 0, 0),
+    (31, -58, 4),
+    (-31, -58, 4),
+    (53, 22, -30),
+    (-53, 22, -30),
+    (0, 21, -8),
+    (29, 17, -11),
+    (0, 14, 118),
+    (0, 9, -58),
+    (0, -96, -8),
+    (0, 112, 38),
+    (80, 14, 38),
+    (-80, 14, 38),
+]
 
 
 def test_real_grid_recipe_at_full_size():

@@ -34,8 +34,9 @@ def run_check(data: Path, tmp_path: Path, *extra: str, registration: bool = Fals
 
 
 def named(rows: list[dict], file: str, check: str, severity: str | None = None) -> list[dict]:
-    return [r for r in rows if r["file"] == file and r["check"] == check
-            and (severity is None or r["severity"] == severity)]
+    return [
+        r for r in rows if r["file"] == file and r["check"] == check and (severity is None or r["severity"] == severity)
+    ]
 
 
 def mask_path(data: Path, case: str, oar: str) -> Path:
@@ -53,8 +54,9 @@ def test_good_dataset_passes_and_writes_tables_and_pictures(data: Path, tmp_path
     with (out / "cases.csv").open(newline="") as fh:
         cases = list(csv.DictReader(fh))
     assert [c["case"] for c in cases] == ["case_01", "case_02"]
-    assert cases[0]["ct_size"] == "x".join(map(str, sitk.ReadImage(str(data / "case_01/case_01_IMG_CT.nrrd"))
-                                               .GetSize()))
+    assert cases[0]["ct_size"] == "x".join(
+        map(str, sitk.ReadImage(str(data / "case_01/case_01_IMG_CT.nrrd")).GetSize())
+    )
     assert float(cases[0]["vol_Brainstem_ml"]) > 1
     for case in ("case_01", "case_02"):
         assert (out / "qa" / f"{case}.png").read_bytes()[:4] == b"\x89PNG"
@@ -128,8 +130,9 @@ def test_real_header_line_is_read_by_oar_name(data: Path, tmp_path: Path) -> Non
     columns = REAL_HEADER.split(";")[1:]
     row1 = ["0" if c == "Lens_L" else "1" for c in columns]  # Lens_L is the file Eye_AL
     row2 = ["0.5" if c == "Pituitary" else "1" for c in columns]
-    (data / "OAR_data.csv").write_text("\n".join([REAL_HEADER, ";".join(["case_01", *row1]),
-                                                  ";".join(["case_02", *row2])]) + "\n")
+    (data / "OAR_data.csv").write_text(
+        "\n".join([REAL_HEADER, ";".join(["case_01", *row1]), ";".join(["case_02", *row2])]) + "\n"
+    )
     table, problems = load_table(data)
     assert problems == [] and table is not None
     assert table["case_01"]["Eye_AL"] == 0 and table["case_01"]["Eye_PL"] == 1
@@ -178,7 +181,8 @@ def test_overlapping_masks_name_the_winner(data: Path, tmp_path: Path) -> None:
     cord_path = mask_path(data, "case_01", "SpinalCord")
     cord = sitk.ReadImage(str(cord_path))
     shared = int(sitk.GetArrayViewFromImage(brainstem).sum()) - int(
-        (sitk.GetArrayViewFromImage(brainstem) & sitk.GetArrayViewFromImage(cord)).sum())
+        (sitk.GetArrayViewFromImage(brainstem) & sitk.GetArrayViewFromImage(cord)).sum()
+    )
     rewrite(cord_path, sitk.Or(cord, brainstem))
     rc, rows, _ = run_check(data, tmp_path)
     assert rc == 0
@@ -206,8 +210,9 @@ def test_workers_give_the_same_findings_in_the_same_order(data: Path, tmp_path: 
 def test_bad_arguments_exit_2(args: list[str], tmp_path: Path) -> None:
     if args[:1] == ["--workers"]:
         args = ["--data", str(tmp_path), *args]
-    proc = subprocess.run([sys.executable, "-m", "training.check_data", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.check_data", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
 
 

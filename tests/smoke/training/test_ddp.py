@@ -17,15 +17,43 @@ def test_shard_splits_cases_like_a_distributed_sampler():
     assert shard(cases, DistContext(0, 2)) == ["a", "c", "e"]
     assert shard(cases, DistContext(1, 2)) == ["b", "d"]
     assert shard(cases, DistContext()) == cases
-    assert shard(["a"], DistContext(1, 2)) == ["a"]   # fewer cases than ranks: every rank takes all
+    assert shard(["a"], DistContext(1, 2)) == ["a"]  # fewer cases than ranks: every rank takes all
 
 
 def test_torchrun_two_ranks_hold_identical_weights(raw_phantoms, plan_work, tmp_path):
     work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "1")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "all",
-                           "--epochs", "1", "--iters", "2", "--batch", "1", "--lr", "1e-2", "--device", "cpu"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "training.train",
+            "--data",
+            str(raw_phantoms),
+            "--work",
+            str(work),
+            "--fold",
+            "all",
+            "--epochs",
+            "1",
+            "--iters",
+            "2",
+            "--batch",
+            "1",
+            "--lr",
+            "1e-2",
+            "--device",
+            "cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 1 of 2 (gloo backend)" in done.stderr
     state = torch.load(work / "fold_all" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
@@ -40,5 +68,5 @@ def test_torchrun_two_ranks_hold_identical_weights(raw_phantoms, plan_work, tmp_
     torch.manual_seed(0)
     initial = param_digest(build_network(plans.network, len(plans.channels), NUM_CLASSES))
     net.load_state_dict(state["model"])
-    assert param_digest(net) == ranks[0]["param_sha256"] != initial   # the saved weights, and they moved
+    assert param_digest(net) == ranks[0]["param_sha256"] != initial  # the saved weights, and they moved
     assert len(state["rank_rng"]) == 2 and state["rank_rng"][0] != state["rank_rng"][1]

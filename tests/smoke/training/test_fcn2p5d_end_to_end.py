@@ -16,10 +16,40 @@ def test_a_2p5d_model_plans_trains_exports_and_runs_in_process_py(raw_phantoms, 
     plan_work(work, "--network", "fcn2p5d", "--spacing", "3", "3", "4", "--folds", "2")
     plans = load_plans(work / "plans.json")
     assert plans.network.name == "SliceFCN" and plans.network.kwargs["slices"] == 3
-    run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "2",
-             "--iters", "4", "--batch", "2", "--val-every", "2", "--device", "cpu")
-    run_main(export_main, "--work", str(work), "--out", str(model), "--folds", "0",
-             "--data-note", "smoke test phantoms 31, 32", "--changes", "2.5D smoke", "--command", "python -m x")
+    run_main(
+        train_main,
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--epochs",
+        "2",
+        "--iters",
+        "4",
+        "--batch",
+        "2",
+        "--val-every",
+        "2",
+        "--device",
+        "cpu",
+    )
+    run_main(
+        export_main,
+        "--work",
+        str(work),
+        "--out",
+        str(model),
+        "--folds",
+        "0",
+        "--data-note",
+        "smoke test phantoms 31, 32",
+        "--changes",
+        "2.5D smoke",
+        "--command",
+        "python -m x",
+    )
     seg, ct = segment_unseen_phantom(model, tmp_path)
     assert seg.GetSize() == ct.GetSize() and seg.GetPixelID() == sitk.sitkUInt8
     assert seg.GetOrigin() == ct.GetOrigin() and seg.GetSpacing() == ct.GetSpacing()

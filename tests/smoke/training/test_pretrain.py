@@ -34,8 +34,27 @@ def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 def plan(raw, work, network: str, cache=None) -> None:
     """``training.plan``; with ``cache``, the raw phantoms' preprocessed scans copied in (the
     same preprocessing whatever the network), so that each test does not register them again."""
-    run_main(plan_main, "--data", str(raw), "--work", str(work), "--preset", "tiny", "--network", network,
-             "--spacing", "3", "3", "4", "--patch", "32", "64", "64", "--folds", "2")
+    run_main(
+        plan_main,
+        "--data",
+        str(raw),
+        "--work",
+        str(work),
+        "--preset",
+        "tiny",
+        "--network",
+        network,
+        "--spacing",
+        "3",
+        "3",
+        "4",
+        "--patch",
+        "32",
+        "64",
+        "64",
+        "--folds",
+        "2",
+    )
     if cache is not None:
         shutil.copytree(cache, work / "cache_unlabelled")
 
@@ -44,6 +63,7 @@ def plan(raw, work, network: str, cache=None) -> None:
 def raw_cache(raw_phantoms, tmp_path_factory):
     """The raw phantoms preprocessed once for pretraining (``WORK/cache_unlabelled``)."""
     from training.pretrain import cache_scan
+
     work = tmp_path_factory.mktemp("cache") / "work"
     plan(raw_phantoms, work, "resunet")
     plans = load_plans(work / "plans.json")
@@ -66,8 +86,19 @@ def mr_series_uid(scan: AnyScan) -> str:
 
 def pretrain(raw, work, *extra: str, ok: bool = True) -> CliRun:
     """``training.pretrain`` in this process (the torchrun test below runs it as a process)."""
-    return run_main(pretrain_main, "--images", str(raw), "--work", str(work), "--device", "cpu",
-                    "--save-every", "2", *extra, check=ok)
+    return run_main(
+        pretrain_main,
+        "--images",
+        str(raw),
+        "--work",
+        str(work),
+        "--device",
+        "cpu",
+        "--save-every",
+        "2",
+        *extra,
+        check=ok,
+    )
 
 
 @pytest.mark.parametrize("network", ["resunet", "dynunet", "swinunetr", "segresnet", "fcn2p5d"])
@@ -84,6 +115,7 @@ def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, raw
 
     def build(n_in: int, n_out: int) -> torch.nn.Module:
         return build_network(plans.network, n_in, n_out)
+
     net = build(2, NUM_CLASSES)
     report = init_from(net, build, 2, NUM_CLASSES, out / "pretrained.pt")
     assert report.new_head and not report.missing and not report.unexpected and not report.input_adapted
@@ -91,9 +123,11 @@ def test_pretrained_weights_load_into_the_segmentation_network(raw_phantoms, raw
     assert all(torch.equal(net.state_dict()[k], saved[k]) for k in report.copied)
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run(raw_phantoms, raw_cache, tmp_path,
-                                                                                  monkeypatch):
+def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run(
+    raw_phantoms, raw_cache, tmp_path, monkeypatch
+):
     from training import pretrain as module
+
     once, twice = tmp_path / "once", tmp_path / "twice"
     for work in (once, twice):  # the same preprocessed scans (multi-threaded registration need not repeat to the bit)
         plan(raw_phantoms, work, "resunet", raw_cache)
@@ -106,6 +140,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights_as_one_uninterrupted_run
         if len(calls) == 3:  # after the checkpoint of step 2
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
+
     monkeypatch.setattr(module, "train_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         module.pretrain(raw_phantoms, twice, twice / "pretrain", cfg, "cpu")
@@ -125,9 +160,27 @@ def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, raw_c
     plan(raw_phantoms, work, "resunet", raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
     assert set(log_rows(work / "pretrain/log.csv")[0]) == {"step", "total", "inpaint", "lr", "seconds"}
-    done = run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
-                    "--iters", "2", "--val-every", "1", "--device", "cpu",
-                    "--init-from", str(work / "pretrain/pretrained.pt"), "--freeze", "encoder")
+    done = run_main(
+        train_main,
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--epochs",
+        "1",
+        "--iters",
+        "2",
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+        "--init-from",
+        str(work / "pretrain/pretrained.pt"),
+        "--freeze",
+        "encoder",
+    )
     assert "tensors copied" in done.stderr and "frozen:" in done.stderr
     assert (work / "fold_0/checkpoint_last.pt").is_file()
 
@@ -153,6 +206,7 @@ def test_a_folder_of_images_pairs_ct_and_mr_and_an_empty_one_is_refused(raw_phan
 
 def test_a_pacs_export_gives_one_scan_per_study_with_its_planning_ct_and_t1(raw_phantoms, tmp_path):
     from phantoms.dicom_export import export_case
+
     case = raw_phantoms / "case_01"
     pacs = tmp_path / "pacs"
     record = export_case(case / "case_01_IMG_CT.nrrd", case / "case_01_IMG_MR_T1.nrrd", pacs / "one", seed=3)
@@ -185,9 +239,11 @@ def test_a_scan_that_cannot_be_read_is_left_out_by_name_and_none_at_all_is_refus
     assert not (tmp_path / "refused").exists()
 
 
-def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_the_cpu(raw_phantoms, raw_cache,
-                                                                                        tmp_path):
+def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_the_cpu(
+    raw_phantoms, raw_cache, tmp_path
+):
     from training import pretrain as module
+
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet", raw_cache)
     plans, cpu = load_plans(work / "plans.json"), torch.device("cpu")
@@ -206,12 +262,33 @@ def test_bf16_autocasts_the_forward_pass_with_fp32_weights_and_auto_is_fp32_on_t
 
 def test_torchrun_two_processes_share_the_scans_and_end_with_the_same_weights(raw_phantoms, raw_cache, tmp_path):
     from training import pretrain as module
+
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet", raw_cache)
     # contrastive only: the decoder and the rotation head get no gradient, which DDP must be told
-    done = cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "training.pretrain",
-               "--images", str(raw_phantoms), "--work", str(work), "--device", "cpu", "--steps", "2",
-               "--save-every", "2", "--batch", "1", "--objectives", "contrastive")
+    done = cli(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "training.pretrain",
+        "--images",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--device",
+        "cpu",
+        "--steps",
+        "2",
+        "--save-every",
+        "2",
+        "--batch",
+        "1",
+        "--objectives",
+        "contrastive",
+    )
     assert "rank 1 of 2 (gloo backend)" in done.stderr
     state = torch.load(work / "pretrain/checkpoint_last.pt", map_location="cpu", weights_only=False)
     # each rank sampled its own scan with its own streams, and DDP kept the weights equal
@@ -230,6 +307,7 @@ def test_the_cache_is_not_taken_for_another_folders_scan_of_the_same_name(raw_ph
     import numpy as np
 
     from training import pretrain as module
+
     work = tmp_path / "work"
     plan(raw_phantoms, work, "resunet")
     plans, cache = load_plans(work / "plans.json"), work / "cache_unlabelled"

@@ -27,10 +27,42 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory, raw_phantoms):
     root = tmp_path_factory.mktemp("train")
     work = root / "work"
-    cli("-m", "training.plan", "--data", str(raw_phantoms), "--work", str(work), "--preset", "tiny",
-        "--spacing", "3", "3", "4", "--folds", "2")
-    common = ["-m", "training.train", "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
-              "--iters", "6", "--batch", "2", "--lr", "3e-3", "--val-every", "2", "--device", "cpu"]
+    cli(
+        "-m",
+        "training.plan",
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--preset",
+        "tiny",
+        "--spacing",
+        "3",
+        "3",
+        "4",
+        "--folds",
+        "2",
+    )
+    common = [
+        "-m",
+        "training.train",
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--iters",
+        "6",
+        "--batch",
+        "2",
+        "--lr",
+        "3e-3",
+        "--val-every",
+        "2",
+        "--device",
+        "cpu",
+    ]
     cli(*common, "--epochs", "3")
     resumed = cli(*common, "--epochs", "4")
     return root, work, resumed
@@ -71,8 +103,22 @@ def test_training_resumes_from_its_checkpoint(trained):
 def test_exported_model_runs_in_process_py(trained, tmp_path):
     _, work, _ = trained
     model = tmp_path / "model"
-    cli("-m", "training.export", "--work", str(work), "--out", str(model), "--folds", "0",
-        "--data-note", "smoke test phantoms 31, 32", "--changes", "first stage", "--command", "python -m x")
+    cli(
+        "-m",
+        "training.export",
+        "--work",
+        str(work),
+        "--out",
+        str(model),
+        "--folds",
+        "0",
+        "--data-note",
+        "smoke test phantoms 31, 32",
+        "--changes",
+        "first stage",
+        "--command",
+        "python -m x",
+    )
     files = load_model_dir(model)
     meta = files.metadata
     assert meta["training_data"]["description"] == "smoke test phantoms 31, 32"
@@ -92,13 +138,33 @@ def test_exported_model_runs_in_process_py(trained, tmp_path):
 
 def test_adaptive_tvmf_kappa_is_learnt_from_validation_and_checkpointed(raw_phantoms, plan_work, tmp_path):
     work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")
-    run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--epochs", "1",
-             "--iters", "2", "--val-every", "1", "--device", "cpu", "--loss", "tvmf", "--elastic", "0.5")
+    run_main(
+        train_main,
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--epochs",
+        "1",
+        "--iters",
+        "2",
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+        "--loss",
+        "tvmf",
+        "--elastic",
+        "0.5",
+    )
     import torch
+
     state = torch.load(work / "fold_0" / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     val = json.loads((work / "fold_0" / "val_dice.json").read_text())
     kappa, dice = state["loss"]["kappa"], val["per_class"]
     assert len(dice) > 3 and dice["0"] > 0
-    for c in range(len(kappa)):   # κ = 32 × validation Dice; 0 for classes not validated yet
+    for c in range(len(kappa)):  # κ = 32 × validation Dice; 0 for classes not validated yet
         assert kappa[c] == pytest.approx(32 * dice.get(str(c), 0.0), rel=1e-5, abs=1e-6)
     assert state["config"]["loss"] == "tvmf" and state["config"]["elastic"] == 0.5

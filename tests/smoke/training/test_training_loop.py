@@ -30,27 +30,27 @@ SINGLE = DistContext()  # one process
 
 def test_epochs_within_counts_training_and_validation_seconds():
     # 10 s per epoch, a 5 s validation every 3rd epoch and after the last one
-    assert train.epochs_within(100, 10, 5, 3) == 8      # 8*10 + (8//3 + 1)*5 = 95
-    assert train.epochs_within(94, 10, 5, 3) == 7       # 7*10 + (7//3 + 1)*5 = 85; 8 would need 95
-    assert train.epochs_within(14, 10, 5, 3) == 0       # 10 + 5 > 14
+    assert train.epochs_within(100, 10, 5, 3) == 8  # 8*10 + (8//3 + 1)*5 = 95
+    assert train.epochs_within(94, 10, 5, 3) == 7  # 7*10 + (7//3 + 1)*5 = 85; 8 would need 95
+    assert train.epochs_within(14, 10, 5, 3) == 0  # 10 + 5 > 14
     assert train.epochs_within(1e6, 1, 0, 1) == 1_000_000
 
 
 def test_fit_epochs_lowers_the_epoch_count_to_the_budget_and_never_raises_it():
     cfg = train.TrainConfig(epochs=1000, val_every=5, time_budget=100.0)
-    clock = train.EpochClock(start=time.perf_counter() - 40)   # 40 s spent, 60 s left
-    assert train.fit_epochs(cfg, 0, clock, SINGLE) is cfg       # nothing measured yet
-    clock.record(30.0, None)   # a slow first epoch (cuDNN tuning, say) ...
-    clock.record(10.0, None)   # ... and two normal ones: the median is 10 s
+    clock = train.EpochClock(start=time.perf_counter() - 40)  # 40 s spent, 60 s left
+    assert train.fit_epochs(cfg, 0, clock, SINGLE) is cfg  # nothing measured yet
+    clock.record(30.0, None)  # a slow first epoch (cuDNN tuning, say) ...
+    clock.record(10.0, None)  # ... and two normal ones: the median is 10 s
     clock.record(10.0, 4.0)
     fitted = train.fit_epochs(cfg, 3, clock, SINGLE)
     assert fitted.epochs == 3 + train.epochs_within(60, 10.0, 4.0, 5) == 8
-    lowered = dataclasses.replace(cfg, epochs=5)   # an earlier, more pessimistic estimate
-    assert train.fit_epochs(lowered, 3, clock, SINGLE, ceiling=1000).epochs == 8   # rises back
+    lowered = dataclasses.replace(cfg, epochs=5)  # an earlier, more pessimistic estimate
+    assert train.fit_epochs(lowered, 3, clock, SINGLE, ceiling=1000).epochs == 8  # rises back
     small = train.fit_epochs(train.TrainConfig(epochs=4, time_budget=100.0), 3, clock, SINGLE)
-    assert small.epochs == 4                                    # --epochs stays the ceiling
+    assert small.epochs == 4  # --epochs stays the ceiling
     late = train.fit_epochs(cfg, 3, train.EpochClock(start=time.perf_counter() - 500, train_s=[10.0]), SINGLE)
-    assert late.epochs == 4                                     # over budget: the epoch about to run is the last
+    assert late.epochs == 4  # over budget: the epoch about to run is the last
     assert train.fit_epochs(train.TrainConfig(epochs=1000), 3, clock, SINGLE).epochs == 1000  # no budget
 
 
@@ -68,7 +68,7 @@ def test_prefetched_raises_the_producers_error_in_the_consumer():
     def make():
         value = next(calls, None)
         if value is None:
-            raise ValueError("no more cases")   # on the 3rd call, inside the thread
+            raise ValueError("no more cases")  # on the 3rd call, inside the thread
         return value
 
     got = []
@@ -93,12 +93,12 @@ def test_cpu_noise_is_drawn_from_the_run_generator_as_before():
 def test_low_resolution_simulation_blurs_picked_samples_only_and_keeps_the_mean():
     gen = torch.Generator().manual_seed(0)
     image = torch.zeros(8, 2, 16, 16, 16)
-    image[..., ::2] = 1.0                                     # a one-voxel stripe pattern
+    image[..., ::2] = 1.0  # a one-voxel stripe pattern
     out = simulate_low_resolution(image.clone(), gen, p=0.5, min_zoom=0.5)
     changed = [(out[i] - image[i]).abs().max() > 0.1 for i in range(8)]
     assert 0 < sum(changed) < 8
     for i in range(8):
-        if changed[i]:   # detail lost (contrast down), intensity kept on average
+        if changed[i]:  # detail lost (contrast down), intensity kept on average
             assert out[i].std() < 0.9 * image[i].std()
             assert float(out[i].mean()) == pytest.approx(float(image[i].mean()), abs=0.05)
         else:
@@ -168,15 +168,35 @@ def test_warmup_ramps_the_learning_rate_linearly_then_the_poly_decay_takes_over(
 
     from training.data import CachedCase
     from training.losses import make_loss
+
     labels = np.zeros((8, 8, 8), np.uint8)
     labels[2:6, 2:6, 2:6] = 5
-    case = CachedCase("c", np.zeros((2, 8, 8, 8), np.float16), labels, np.ones(31, bool),
-                      {0: np.argwhere(labels == 0), 5: np.argwhere(labels == 5)})
+    case = CachedCase(
+        "c",
+        np.zeros((2, 8, 8, 8), np.float16),
+        labels,
+        np.ones(31, bool),
+        {0: np.argwhere(labels == 0), 5: np.argwhere(labels == 5)},
+    )
     plans = type("P", (), {"patch_size_zyx": (8, 8, 8)})()
-    tr = train.Trainer(net, Recorder(net.parameters(), lr=1.0), torch.amp.GradScaler("cpu", enabled=False),
-                       make_loss("dice_ce", 31, None), [], torch.device("cpu"))
-    fr = train.FoldRun(tr, cfg, plans, [case], np.random.default_rng(0), torch.Generator().manual_seed(0),
-                       train.Checkpoints(tmp_path), "0")
+    tr = train.Trainer(
+        net,
+        Recorder(net.parameters(), lr=1.0),
+        torch.amp.GradScaler("cpu", enabled=False),
+        make_loss("dice_ce", 31, None),
+        [],
+        torch.device("cpu"),
+    )
+    fr = train.FoldRun(
+        tr,
+        cfg,
+        plans,
+        [case],
+        np.random.default_rng(0),
+        torch.Generator().manual_seed(0),
+        train.Checkpoints(tmp_path),
+        "0",
+    )
     train.train_epoch(fr, 0)
     expected = [train.poly_lr(1e-2, s, 20) * min(1.0, (s + 1) / 4) for s in range(10)]
     assert seen == pytest.approx(expected)
@@ -185,9 +205,25 @@ def test_warmup_ramps_the_learning_rate_linearly_then_the_poly_decay_takes_over(
 
 def test_parallel_phantoms_are_byte_identical_to_sequential_ones(tmp_path):
     for workers in (1, 2):
-        done = subprocess.run([sys.executable, "-m", "phantoms", "--out", str(tmp_path / f"w{workers}"),
-                               "--cases", "2", "--seed", "44", "--workers", str(workers)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "phantoms",
+                "--out",
+                str(tmp_path / f"w{workers}"),
+                "--cases",
+                "2",
+                "--seed",
+                "44",
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
     one, two = tmp_path / "w1", tmp_path / "w2"
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
@@ -197,9 +233,30 @@ def test_parallel_phantoms_are_byte_identical_to_sequential_ones(tmp_path):
 
 def test_parallel_cache_matches_the_sequential_cache(raw_phantoms, tmp_path):
     from hanseg.plans import load_plans
-    done = subprocess.run([sys.executable, "-m", "training.plan", "--data", str(raw_phantoms), "--work",
-                           str(tmp_path / "a"), "--preset", "tiny", "--spacing", "4", "4", "5", "--folds", "2"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.plan",
+            "--data",
+            str(raw_phantoms),
+            "--work",
+            str(tmp_path / "a"),
+            "--preset",
+            "tiny",
+            "--spacing",
+            "4",
+            "4",
+            "5",
+            "--folds",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     plans = load_plans(tmp_path / "a" / "plans.json")
     ids = ["case_01", "case_02"]
@@ -209,16 +266,40 @@ def test_parallel_cache_matches_the_sequential_cache(raw_phantoms, tmp_path):
         a, b = np.load(s), np.load(p)
         assert str(a["key"]) == str(b["key"])
         assert np.array_equal(a["labels"], b["labels"]) and np.array_equal(a["present"], b["present"])
-        assert np.array_equal(a["image"][0], b["image"][0])   # CT: the same numbers
+        assert np.array_equal(a["image"][0], b["image"][0])  # CT: the same numbers
         # MR: registered with 1 thread instead of all, which may move it by a hair
         assert np.corrcoef(a["image"][1].ravel(), b["image"][1].ravel())[0, 1] > 0.99
 
 
 def test_a_time_budget_ends_the_run_early_with_a_validated_checkpoint(raw_phantoms, plan_work, tmp_path):
-    work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")   # the cache is filled
-    done = run_main(train.main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0", "--iters", "2",
-                    "--batch", "1", "--val-every", "3", "--device", "cpu", "--epochs", "500", "--time-budget", "12",
-                    "--amp", "bf16", "--lowres", "0.5", "--warmup", "3")
+    work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")  # the cache is filled
+    done = run_main(
+        train.main,
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--iters",
+        "2",
+        "--batch",
+        "1",
+        "--val-every",
+        "3",
+        "--device",
+        "cpu",
+        "--epochs",
+        "500",
+        "--time-budget",
+        "12",
+        "--amp",
+        "bf16",
+        "--lowres",
+        "0.5",
+        "--warmup",
+        "3",
+    )
     assert "time budget" in done.stderr
     with open(work / "fold_0" / "log.csv") as fh:
         rows = list(csv.DictReader(fh))

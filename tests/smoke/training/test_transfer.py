@@ -58,9 +58,10 @@ def test_zero_rule_keeps_the_pretrained_function_of_the_ct(tmp_path):
     state = net.state_dict()
     w = state["model.0.conv.unit0.conv.weight"]
     assert torch.equal(w[:, :1], source["model.0.conv.unit0.conv.weight"]) and not w[:, 1:].any()
-    assert torch.equal(state["model.1.submodule.0.conv.unit0.conv.weight"],
-                       source["model.1.submodule.0.conv.unit0.conv.weight"])
-    assert all(torch.equal(state[k], fresh[k]) for k in report.new_head)   # a fresh head
+    assert torch.equal(
+        state["model.1.submodule.0.conv.unit0.conv.weight"], source["model.1.submodule.0.conv.unit0.conv.weight"]
+    )
+    assert all(torch.equal(state[k], fresh[k]) for k in report.new_head)  # a fresh head
     assert len(report.input_adapted) == 2 and not report.missing and not report.unexpected
     # the adapted first block on (CT, any MR) equals the pretrained block on the CT alone
     src_net = bundle_unet()
@@ -68,7 +69,9 @@ def test_zero_rule_keeps_the_pretrained_function_of_the_ct(tmp_path):
     src_net.eval(), net.eval()
     ct, mr = torch.randn(1, 1, 16, 16, 16), torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(net.get_submodule("model.0")(torch.cat([ct, mr], 1)), src_net.get_submodule("model.0")(ct), atol=1e-5)
+        assert torch.allclose(
+            net.get_submodule("model.0")(torch.cat([ct, mr], 1)), src_net.get_submodule("model.0")(ct), atol=1e-5
+        )
 
 
 def test_replicate_rule_keeps_the_response_to_identical_channels(tmp_path):
@@ -80,7 +83,9 @@ def test_replicate_rule_keeps_the_response_to_identical_channels(tmp_path):
     src_net.eval(), net.eval()
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(net.get_submodule("model.0")(torch.cat([x, x], 1)), src_net.get_submodule("model.0")(x), atol=1e-5)
+        assert torch.allclose(
+            net.get_submodule("model.0")(torch.cat([x, x], 1)), src_net.get_submodule("model.0")(x), atol=1e-5
+        )
 
 
 def test_other_architectures_are_refused_with_the_tensor_named(tmp_path):
@@ -96,7 +101,7 @@ def test_other_architectures_are_refused_with_the_tensor_named(tmp_path):
 
 def test_source_formats(tmp_path):
     state = bundle_unet().state_dict()
-    torch.save({"epoch": 3, "model": state}, tmp_path / "checkpoint_last.pt")      # our checkpoint
+    torch.save({"epoch": 3, "model": state}, tmp_path / "checkpoint_last.pt")  # our checkpoint
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pt")  # saved from DDP
     for path in (tmp_path / "checkpoint_last.pt", tmp_path / "ddp.pt"):
         assert read_source_state(path).keys() == state.keys()
@@ -113,9 +118,9 @@ def test_freeze_policies_on_the_bundle_unet():
     encoder = frozen_parameter_names(net, "UNet", "encoder")
     assert encoder == {n for n in names if not n.removeprefix("model.").replace("1.submodule.", "").startswith("2.")}
     assert "model.1.submodule.1.submodule.1.submodule.1.submodule.conv.unit0.conv.weight" in encoder  # bottom
-    assert "model.1.submodule.2.0.conv.weight" not in encoder                                          # decoder
+    assert "model.1.submodule.2.0.conv.weight" not in encoder  # decoder
     last2 = set(names) - frozen_parameter_names(net, "UNet", "all-but-last:2")
-    assert last2 == {n for n in names if n.startswith("model.2.")}   # the top up-block: 2 convs + norm
+    assert last2 == {n for n in names if n.startswith("model.2.")}  # the top up-block: 2 convs + norm
     last1 = set(names) - frozen_parameter_names(net, "UNet", "all-but-last:1")
     assert last1 == {"model.2.1.conv.unit0.conv.weight", "model.2.1.conv.unit0.conv.bias"}
     assert frozen_parameter_names(net, "UNet", "none") == set()
@@ -139,9 +144,33 @@ def test_frozen_batch_norms_stay_in_eval_mode():
 def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, plan_work, tmp_path, policy):
     source = write_bundle(tmp_path / "bundle")
     work = plan_work(tmp_path / "work", "--network", "resunet", "--spacing", "4", "4", "5", "--folds", "2")
-    run = run_main(train_main, "--data", str(raw_phantoms), "--work", str(work), "--fold", "0",
-                   "--epochs", "1", "--iters", "3", "--batch", "2", "--lr", "1e-2", "--device", "cpu", "--loss", "bce",
-                   "--optimizer", "adam", "--init-from", str(tmp_path / "bundle"), "--freeze", policy)
+    run = run_main(
+        train_main,
+        "--data",
+        str(raw_phantoms),
+        "--work",
+        str(work),
+        "--fold",
+        "0",
+        "--epochs",
+        "1",
+        "--iters",
+        "3",
+        "--batch",
+        "2",
+        "--lr",
+        "1e-2",
+        "--device",
+        "cpu",
+        "--loss",
+        "bce",
+        "--optimizer",
+        "adam",
+        "--init-from",
+        str(tmp_path / "bundle"),
+        "--freeze",
+        policy,
+    )
     assert "initialised from" in run.stderr and "2 input-adapted" in run.stderr
     state = torch.load(work / "fold_0" / "checkpoint_last.pt", map_location="cpu", weights_only=False)["model"]
     net = bundle_unet(2, 31)
@@ -151,16 +180,18 @@ def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, plan_work, t
     changed = [k for k in same_shape if not torch.equal(state[k], source[k])]
     assert len(same_shape) > 10 and changed == [], changed
     for k in ("model.0.conv.unit0.conv.weight", "model.0.residual.weight"):  # frozen input layers:
-        assert k in frozen                                                 # CT kernels kept, MR at zero
+        assert k in frozen  # CT kernels kept, MR at zero
         assert torch.equal(state[k][:, :1], source[k]) and not state[k][:, 1:].any()
     buffers = [f"{n}.running_mean" for n in norms] + [f"{n}.running_var" for n in norms]
-    assert buffers and all(torch.equal(state[b], source[b]) for b in buffers)   # statistics frozen too
-    trainable = [k for k, _ in net.named_parameters() if k not in frozen and k in source
-                 and state[k].shape == source[k].shape]
-    assert any(not torch.equal(state[k], source[k]) for k in trainable)    # and training did happen
+    assert buffers and all(torch.equal(state[b], source[b]) for b in buffers)  # statistics frozen too
+    trainable = [
+        k for k, _ in net.named_parameters() if k not in frozen and k in source and state[k].shape == source[k].shape
+    ]
+    assert any(not torch.equal(state[k], source[k]) for k in trainable)  # and training did happen
 
 
 # --- the 2.5D network from torchvision weights -------------------------------------------------
+
 
 def torchvision_layouts(tmp_path: Path) -> tuple[Path, Path, dict[str, torch.Tensor]]:
     """Weight files laid out as torchvision's (built locally: torchvision does not install beside
@@ -168,6 +199,7 @@ def torchvision_layouts(tmp_path: Path) -> tuple[Path, Path, dict[str, torch.Ten
     ``fcn_resnet50(num_classes=21, aux_loss=True)`` and an ImageNet ``resnet50``."""
     from hanseg.fcn2p5d import SliceFCN, fcn_head
     from hanseg.network_kinds import BY_KIND
+
     kwargs = {**BY_KIND["fcn2p5d"].presets["default"], "slices": 3}
     fcn = SliceFCN(3, in_channels=1, out_channels=21, **kwargs).state_dict()
     fcn.update({f"aux_classifier.{k}": v for k, v in fcn_head(1024, 21).state_dict().items()})
@@ -182,19 +214,24 @@ def test_the_2p5d_network_loads_torchvision_fcn_and_resnet_state_dicts(tmp_path)
     from hanseg.network_kinds import BY_KIND
     from hanseg.networks import build_network
     from hanseg.plans import NetworkSpec
+
     fcn_file, resnet_file, fcn = torchvision_layouts(tmp_path)
     spec = NetworkSpec("SliceFCN", dict(BY_KIND["fcn2p5d"].presets["default"]))  # 5 slices x CT+MR = 10 inputs
 
     def build(n_in: int, n_out: int) -> torch.nn.Module:
         return build_network(spec, n_in, n_out)
+
     net = build(2, 31)
     report = init_from(net, build, 2, 31, fcn_file, "zero")
-    assert report.input_adapted == ["backbone.conv1.weight"] and report.new_head == ["classifier.4.weight", "classifier.4.bias"]
+    assert report.input_adapted == ["backbone.conv1.weight"] and report.new_head == [
+        "classifier.4.weight",
+        "classifier.4.bias",
+    ]
     assert all(k.startswith("aux_classifier.") for k in report.unexpected) and not report.missing
     state = net.state_dict()
     assert torch.equal(state["backbone.layer3.5.conv2.weight"], fcn["backbone.layer3.5.conv2.weight"])
     assert torch.equal(state["backbone.conv1.weight"][:, :3], fcn["backbone.conv1.weight"])
-    assert not state["backbone.conv1.weight"][:, 3:].any()   # the zero rule: extra channels start silent
+    assert not state["backbone.conv1.weight"][:, 3:].any()  # the zero rule: extra channels start silent
     report = init_from(build(2, 31), build, 2, 31, resnet_file, "zero")
     assert len(report.copied) == len([k for k in fcn if k.startswith("backbone.")]) - 1
     assert set(report.missing) == {k for k in state if k.startswith("classifier.")}

@@ -9,8 +9,18 @@ def per_oar(dice: dict[str, float]) -> dict[str, dict]:
     return {oar: {"dice": d, "hd95": 1.0, "n": 3} for oar, d in dice.items()}
 
 
-OARS = ["Bone_Mandible", "Brainstem", "Cavity_Oral", "Esophagus_S", "Eye_PL", "Eye_PR", "Glnd_Submand_L",
-        "Glnd_Submand_R", "Glnd_Thyroid", "Larynx_SG"]
+OARS = [
+    "Bone_Mandible",
+    "Brainstem",
+    "Cavity_Oral",
+    "Esophagus_S",
+    "Eye_PL",
+    "Eye_PR",
+    "Glnd_Submand_L",
+    "Glnd_Submand_R",
+    "Glnd_Thyroid",
+    "Larynx_SG",
+]
 
 
 def test_ten_oars_all_better_give_the_exact_two_sided_p_and_ties_are_dropped():
@@ -37,9 +47,11 @@ def test_holm_multiplies_by_the_rank_and_stays_monotone():
 
 def test_the_table_compares_every_arm_with_scratch_at_each_size_both_have():
     base = per_oar(dict.fromkeys(OARS, 0.5))
-    results = {"scratch": {"3": {"per_oar": base}, "6": {"per_oar": base}},
-               "ssl_full": {"3": {"per_oar": per_oar(dict.fromkeys(OARS, 0.4))}},
-               "default": {"3": {"per_oar": base}, "6": {"per_oar": per_oar(dict.fromkeys(OARS, 0.6))}}}
+    results = {
+        "scratch": {"3": {"per_oar": base}, "6": {"per_oar": base}},
+        "ssl_full": {"3": {"per_oar": per_oar(dict.fromkeys(OARS, 0.4))}},
+        "default": {"3": {"per_oar": base}, "6": {"per_oar": per_oar(dict.fromkeys(OARS, 0.6))}},
+    }
     compared = comparisons(results, [3, 6])
     assert set(compared) == {"ssl_full", "default"} and set(compared["ssl_full"]) == {"3"}
     assert compared["default"]["3"]["p"] is None  # identical everywhere: nothing to test

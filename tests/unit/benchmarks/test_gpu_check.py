@@ -81,10 +81,22 @@ def test_parse_memory_used_skips_what_is_not_a_number():
 def test_parse_gpu_query_and_header():
     text = "0, NVIDIA H200, 555.42.06, 143771, 4\n1, Tesla T4, 555.42.06, 15360, [N/A]\nbad line\n"
     gpus = parse_gpu_query(text)
-    assert gpus == [{"index": 0, "name": "NVIDIA H200", "driver_version": "555.42.06", "memory_total_mib": 143771,
-                     "memory_used_mib": 4},
-                    {"index": 1, "name": "Tesla T4", "driver_version": "555.42.06", "memory_total_mib": 15360,
-                     "memory_used_mib": None}]
+    assert gpus == [
+        {
+            "index": 0,
+            "name": "NVIDIA H200",
+            "driver_version": "555.42.06",
+            "memory_total_mib": 143771,
+            "memory_used_mib": 4,
+        },
+        {
+            "index": 1,
+            "name": "Tesla T4",
+            "driver_version": "555.42.06",
+            "memory_total_mib": 15360,
+            "memory_used_mib": None,
+        },
+    ]
     header = "| NVIDIA-SMI 555.42.06    Driver Version: 555.42.06    CUDA Version: 12.5     |"
     assert parse_smi_header(header) == {"driver_version": "555.42.06", "cuda_driver_version": "12.5"}
     assert parse_smi_header("") == {"driver_version": None, "cuda_driver_version": None}
@@ -94,9 +106,21 @@ def test_no_gpu_reason_names_the_cause():
     assert no_gpu_reason({"cuda_available": True}) is None
     cpu_build = no_gpu_reason({"cuda_available": False, "torch": "2.13.0+cpu", "torch_cuda": None})
     assert cpu_build is not None and cpu_build.startswith(NO_GPU) and "CPU-only build" in cpu_build
-    hidden = no_gpu_reason({"cuda_available": False, "torch": "2.13.0", "torch_cuda": "12.6",
-                            "cuda_visible_devices": "", "nvidia_smi_L": ["GPU 0: T4"]})
-    assert hidden is not None and "CUDA 12.6" in hidden and "CUDA_VISIBLE_DEVICES is empty" in hidden and "nvidia-smi" not in hidden
+    hidden = no_gpu_reason(
+        {
+            "cuda_available": False,
+            "torch": "2.13.0",
+            "torch_cuda": "12.6",
+            "cuda_visible_devices": "",
+            "nvidia_smi_L": ["GPU 0: T4"],
+        }
+    )
+    assert (
+        hidden is not None
+        and "CUDA 12.6" in hidden
+        and "CUDA_VISIBLE_DEVICES is empty" in hidden
+        and "nvidia-smi" not in hidden
+    )
     broken = no_gpu_reason({"cuda_available": False, "torch_error": "ImportError: libcudart.so"})
     assert broken is not None and broken.startswith(NO_GPU) and "libcudart" in broken
 
@@ -110,8 +134,10 @@ def test_parse_process_log():
 
 
 def test_parse_process_log_sees_a_cpu_fallback_and_errors():
-    text = ("2026 WARNING hanseg.inference: GPU out of memory with 1 window per call: continuing on the CPU (slower)\n"
-            "2026 ERROR process: FAILED: no CT image found\n")
+    text = (
+        "2026 WARNING hanseg.inference: GPU out of memory with 1 window per call: continuing on the CPU (slower)\n"
+        "2026 ERROR process: FAILED: no CT image found\n"
+    )
     parsed = parse_process_log(text)
     assert parsed["cpu_fallback"] is True
     assert parsed["errors"] == ["2026 ERROR process: FAILED: no CT image found"]
@@ -119,9 +145,11 @@ def test_parse_process_log_sees_a_cpu_fallback_and_errors():
 
 
 def test_train_log_epoch_seconds_and_steps(tmp_path):
-    text = ("x INFO training.train: epoch 1/2 loss 4.9340 (48 s)\n"
-            "x INFO training.distributed: rank 0 of 2 (nccl backend)\n"
-            "x INFO training.train: epoch 2/2 loss 4.7179 val mean Dice 0.0025 (27 s)\n")
+    text = (
+        "x INFO training.train: epoch 1/2 loss 4.9340 (48 s)\n"
+        "x INFO training.distributed: rank 0 of 2 (nccl backend)\n"
+        "x INFO training.train: epoch 2/2 loss 4.7179 val mean Dice 0.0025 (27 s)\n"
+    )
     assert parse_train_log(text) == {"epochs_logged": 2, "last_loss": 4.7179, "nccl_in_log": True}
     assert parse_train_log("")["nccl_in_log"] is False
     log_csv = tmp_path / "log.csv"
@@ -134,17 +162,21 @@ def test_train_log_epoch_seconds_and_steps(tmp_path):
 
 def test_pretrain_log_gives_steps_last_loss_and_the_rate_after_the_first_row(tmp_path):
     log_csv = tmp_path / "log.csv"
-    log_csv.write_text("step,total,inpaint,lr,seconds\n10,2.5,1.0,4e-4,9.0\n20,2.0,0.9,3e-4,10.0\n"
-                       "30,nan,0.8,1e-4,11.5\n")
+    log_csv.write_text(
+        "step,total,inpaint,lr,seconds\n10,2.5,1.0,4e-4,9.0\n20,2.0,0.9,3e-4,10.0\n30,nan,0.8,1e-4,11.5\n"
+    )
     got = read_pretrain_log(log_csv)
     assert got["steps_logged"] == 30 and got["seconds_per_step"] == 0.125  # (11.5 - 9.0) / 20
     assert got["last_total"] != got["last_total"]  # NaN reaches the stage's check
-    assert read_pretrain_log(tmp_path / "missing.csv") == {"steps_logged": 0, "last_total": None,
-                                                           "seconds_per_step": None}
+    assert read_pretrain_log(tmp_path / "missing.csv") == {
+        "steps_logged": 0,
+        "last_total": None,
+        "seconds_per_step": None,
+    }
 
 
 def test_parse_probe():
-    line = 'noise\n[default0]:' + PROBE_TAG + '{"backend": "nccl", "ok": true}\n'
+    line = "noise\n[default0]:" + PROBE_TAG + '{"backend": "nccl", "ok": true}\n'
     assert parse_probe(line) == {"backend": "nccl", "ok": True}
     assert parse_probe("nothing here") is None
 
@@ -189,22 +221,44 @@ def test_agreement_verdict_threshold():
 
 
 def sample_report() -> dict:
-    return {"failures": [], "stages": {
-        "environment": {"ok": True, "device_name": "NVIDIA H200", "gpus": [{"memory_total_mib": 143771}],
-                        "driver_version": "555.42.06", "cuda_driver_version": "12.5", "torch": "2.13.0",
-                        "torch_cuda": "12.6"},
-        "cuda_test": {"ok": True, "wall_s": 20.1, "segmented_s": [9.5], "torch_max_reserved_mib": 2048.0,
-                      "nvidia_smi_peak_mib": 2600},
-        "cpu_test": {"ok": True, "segmented_s": [40.2]},
-        "amp_agreement": {"ok": True, "min_dice": 0.9987, "min_oar": "Bone_Mandible"},
-        "cuda_full": {"ok": True, "ct_size": [1024, 1024, 198], "wall_s": 44.0, "segmented_s": [30.0],
-                      "settings": ["1 fold(s), mirroring x, overlap 0.5"], "torch_max_allocated_mib": 3000.0,
-                      "torch_max_reserved_mib": 3500.0, "nvidia_smi_peak_mib": 4100, "mean_dice_vs_truth": 0.81},
-        "train_amp": {"ok": True, "seconds_per_step": 0.12, "epoch_seconds": [0.6, 1.4]},
-        "train_torchrun": {"ok": True, "exit_code": 0},
-        "pretrain_amp": {"ok": True, "seconds_per_step": 0.08, "nvidia_smi_peak_mib": 2100},
-        "nccl_probe": {"ok": True},
-    }}
+    return {
+        "failures": [],
+        "stages": {
+            "environment": {
+                "ok": True,
+                "device_name": "NVIDIA H200",
+                "gpus": [{"memory_total_mib": 143771}],
+                "driver_version": "555.42.06",
+                "cuda_driver_version": "12.5",
+                "torch": "2.13.0",
+                "torch_cuda": "12.6",
+            },
+            "cuda_test": {
+                "ok": True,
+                "wall_s": 20.1,
+                "segmented_s": [9.5],
+                "torch_max_reserved_mib": 2048.0,
+                "nvidia_smi_peak_mib": 2600,
+            },
+            "cpu_test": {"ok": True, "segmented_s": [40.2]},
+            "amp_agreement": {"ok": True, "min_dice": 0.9987, "min_oar": "Bone_Mandible"},
+            "cuda_full": {
+                "ok": True,
+                "ct_size": [1024, 1024, 198],
+                "wall_s": 44.0,
+                "segmented_s": [30.0],
+                "settings": ["1 fold(s), mirroring x, overlap 0.5"],
+                "torch_max_allocated_mib": 3000.0,
+                "torch_max_reserved_mib": 3500.0,
+                "nvidia_smi_peak_mib": 4100,
+                "mean_dice_vs_truth": 0.81,
+            },
+            "train_amp": {"ok": True, "seconds_per_step": 0.12, "epoch_seconds": [0.6, 1.4]},
+            "train_torchrun": {"ok": True, "exit_code": 0},
+            "pretrain_amp": {"ok": True, "seconds_per_step": 0.08, "nvidia_smi_peak_mib": 2100},
+            "nccl_probe": {"ok": True},
+        },
+    }
 
 
 def test_build_summary_takes_the_headline_figures():
@@ -250,8 +304,12 @@ def test_a_failed_stage_is_recorded_and_the_next_still_runs(tmp_path):
 
 
 def test_a_job_past_its_time_limit_is_killed(tmp_path):
-    job = Job("sleeper", [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
-              tmp_path / "sleeper.log", timeout_s=1.0)
+    job = Job(
+        "sleeper",
+        [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"],
+        tmp_path / "sleeper.log",
+        timeout_s=1.0,
+    )
     result = job.wait()
     assert result.timed_out and result.wall_s < 30 and job.proc.poll() is not None
     with pytest.raises(StageFailed, match="limit"):
@@ -259,19 +317,22 @@ def test_a_job_past_its_time_limit_is_killed(tmp_path):
 
 
 def test_a_failing_job_reports_its_exit_code_and_tail(tmp_path):
-    result = run_job("fails", [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"],
-                     tmp_path / "fails.log", 60)
+    result = run_job(
+        "fails", [sys.executable, "-c", "import sys; print('last words'); sys.exit(3)"], tmp_path / "fails.log", 60
+    )
     assert result.exit_code == 3 and not result.timed_out and "last words" in result.text
     with pytest.raises(StageFailed, match=r"exited 3: .*last words"):
         check_exit(result, "fails")
 
 
 def test_error_tail_finds_the_cause_under_torchrun_noise():
-    text = ("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
-            "[rank0]: AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'\n"
-            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
-            "  error_file: <N/A>\n  traceback : To enable traceback see: https://pytorch.org/docs\n"
-            "=========================\n")
+    text = (
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "[rank0]: AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'\n"
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+        "  error_file: <N/A>\n  traceback : To enable traceback see: https://pytorch.org/docs\n"
+        "=========================\n"
+    )
     assert error_tail(text) == "[rank0]: AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'"
     logged = "2026 INFO a: fine\n2026 ERROR process: FAILED: no CT image found\n"
     assert error_tail(logged) == "2026 ERROR process: FAILED: no CT image found"
@@ -288,8 +349,9 @@ def test_memory_poller_without_a_target_measures_nothing():
 
 
 def test_help_exits_0():
-    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "--quick" in done.stdout and "--stage-timeout" in done.stdout
 
@@ -297,8 +359,14 @@ def test_help_exits_0():
 def test_without_a_gpu_it_stops_at_once_and_writes_the_json(tmp_path):
     """CUDA_VISIBLE_DEVICES="" hides every GPU, so this holds on a GPU machine too."""
     out, work = tmp_path / "out", tmp_path / "work"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--work", str(work)], cwd=ROOT,
-                          env={**no_gpu_env(), "OUT": str(out)}, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--work", str(work)],
+        cwd=ROOT,
+        env={**no_gpu_env(), "OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == EXIT_NO_GPU, done.stdout + done.stderr
     assert "no CUDA GPU" in done.stdout
     data = json.loads((out / "gpu_check.json").read_text())
@@ -311,8 +379,14 @@ def test_without_a_gpu_it_stops_at_once_and_writes_the_json(tmp_path):
 
 def test_the_wrapper_says_no_cuda_gpu_and_exits_2(tmp_path):
     env = {**no_gpu_env(), "OUT": str(tmp_path), "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "scripts/gpu_check.sh"), "--quick"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts/gpu_check.sh"), "--quick"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no CUDA GPU" in done.stderr and "torch.cuda.is_available() says 'False'" in done.stderr
     assert json.loads((tmp_path / "gpu_check.json").read_text())["exit_code"] == EXIT_NO_GPU

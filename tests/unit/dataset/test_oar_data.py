@@ -21,8 +21,12 @@ def real_row(case: str, **values: float) -> str:
 
 def test_the_real_header_is_read_by_name(tmp_path):
     path = tmp_path / "OAR_data.csv"
-    path.write_text("\n".join([REAL_HEADER, real_row("case_01"),
-                               real_row("case_19", Brainstem=0.5, OpticChiasm=0, Lens_L=0.5, Eye_R=0)]) + "\n")
+    path.write_text(
+        "\n".join(
+            [REAL_HEADER, real_row("case_01"), real_row("case_19", Brainstem=0.5, OpticChiasm=0, Lens_L=0.5, Eye_R=0)]
+        )
+        + "\n"
+    )
     table = read_oar_table(path)
     assert set(table) == {"case_01", "case_19"} and set(table["case_19"]) == set(OAR_NAMES)
     assert set(table["case_01"].values()) == {1.0}
@@ -42,16 +46,21 @@ def test_writing_gives_the_download_format_and_reads_back_equal(tmp_path):
 
 def test_an_older_comma_separated_table_in_label_order_is_read_too(tmp_path):
     path = tmp_path / "OAR_data.csv"
-    path.write_text("id," + ",".join(OAR_NAMES) + "\ncase_01," + ",".join("0" if n == "Lips" else "1" for n in OAR_NAMES))
+    path.write_text(
+        "id," + ",".join(OAR_NAMES) + "\ncase_01," + ",".join("0" if n == "Lips" else "1" for n in OAR_NAMES)
+    )
     assert read_oar_table(path)["case_01"]["Lips"] == 0.0
 
 
-@pytest.mark.parametrize("text, message", [
-    (REAL_HEADER.replace("Lips", "Lipz") + "\n", "unknown OAR column"),
-    (REAL_HEADER + "\ncase_01;1;1\n", "2 values for 30 OAR columns"),
-    (REAL_HEADER + "\n" + real_row("case_01", Lips=2) + "\n", "outside 0..1"),
-    (REAL_HEADER + "\n" + real_row("case_01").replace(";1;", ";yes;", 1) + "\n", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (REAL_HEADER.replace("Lips", "Lipz") + "\n", "unknown OAR column"),
+        (REAL_HEADER + "\ncase_01;1;1\n", "2 values for 30 OAR columns"),
+        (REAL_HEADER + "\n" + real_row("case_01", Lips=2) + "\n", "outside 0..1"),
+        (REAL_HEADER + "\n" + real_row("case_01").replace(";1;", ";yes;", 1) + "\n", "is not a number"),
+    ],
+)
 def test_a_malformed_table_names_the_problem(tmp_path, text, message):
     path = tmp_path / "OAR_data.csv"
     path.write_text(text)

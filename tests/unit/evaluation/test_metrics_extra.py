@@ -34,6 +34,7 @@ ALL = ("dice", "hd95", "hd", "ari")
 
 # --- ARI -------------------------------------------------------------------------------------
 
+
 def test_ari_two_labels_by_hand():
     # gt   0 0 0 1 1 1      contingency (rows gt, cols pred):   pred0 pred1 | a_i
     # pred 0 0 1 1 1 1                                  gt0     2     1   |  3
@@ -66,9 +67,9 @@ def test_ari_three_labels_by_hand():
 def test_ari_degenerate_cases_follow_scikit_learn():
     zeros, fives = np.zeros((2, 2, 2), np.uint8), np.full((2, 2, 2), 5, np.uint8)
     singletons = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
-    assert adjusted_rand_index(zeros, fives) == 1.0            # both one label
+    assert adjusted_rand_index(zeros, fives) == 1.0  # both one label
     assert adjusted_rand_index(singletons, singletons[::-1]) == 1.0  # both all singletons
-    assert adjusted_rand_index(zeros, singletons) == 0.0       # I = 0, B = 0: numerator 0
+    assert adjusted_rand_index(zeros, singletons) == 0.0  # I = 0, B = 0: numerator 0
     assert adjusted_rand_index(zeros[:1, :1, :1], fives[:1, :1, :1]) == 1.0  # one voxel, N = 0
     assert adjusted_rand_score(zeros.ravel(), singletons.ravel()) == 0.0
 
@@ -89,21 +90,20 @@ def test_ari_agrees_with_scikit_learn(seed, monkeypatch):
     expected = contingency_matrix(gt.ravel(), pred.ravel())
     assert table[np.ix_(np.unique(gt), np.unique(pred))].tolist() == expected.tolist()
     assert table.sum() == gt.size
-    assert adjusted_rand_index(gt, pred) == pytest.approx(adjusted_rand_score(gt.ravel(), pred.ravel()),
-                                                          rel=1e-12)
+    assert adjusted_rand_index(gt, pred) == pytest.approx(adjusted_rand_score(gt.ravel(), pred.ravel()), rel=1e-12)
 
 
 def test_ari_with_labels_far_outside_0_30():
     rng = np.random.default_rng(3)
     gt = rng.choice(np.array([-4, 0, 70_000], np.int64), (4, 5, 6))
     pred = rng.choice(np.array([2**63 + 5, 0], np.uint64), (4, 5, 6))
-    assert adjusted_rand_index(gt, pred) == pytest.approx(
-        adjusted_rand_score(gt.ravel(), pred.ravel()), rel=1e-12)
+    assert adjusted_rand_index(gt, pred) == pytest.approx(adjusted_rand_score(gt.ravel(), pred.ravel()), rel=1e-12)
     with pytest.raises(ValueError, match="integer"):
         adjusted_rand_index(gt.astype(float), gt)
 
 
 # --- HD --------------------------------------------------------------------------------------
+
 
 def test_hd_of_two_voxels_with_anisotropic_spacing():
     a, b = np.zeros((5, 5, 5), bool), np.zeros((5, 5, 5), bool)
@@ -117,9 +117,9 @@ def test_hd_of_two_voxels_with_anisotropic_spacing():
 
 def test_hd_sees_the_one_outlier_hd95_ignores():
     gt = np.zeros((8, 6, 12), bool)
-    gt[2:4, 2:4, 2:4] = True                       # 2x2x2 box: all 8 voxels are surface
+    gt[2:4, 2:4, 2:4] = True  # 2x2x2 box: all 8 voxels are surface
     pred = gt.copy()
-    pred[5, 2, 9] = True                           # one stray voxel
+    pred[5, 2, 9] = True  # one stray voxel
     # nearest gt voxel (3, 2, 3): (2·2 mm, 0, 6·0.7 mm) → sqrt(16 + 17.64) = sqrt(33.64) = 5.8
     # pred's 9 distances are 8 zeros and 5.8; HD95 takes sorted[int(8·0.95)] = sorted[7] = 0
     spacing = (2.0, 1.5, 0.7)
@@ -162,7 +162,7 @@ def test_hd_never_below_hd95(seed):
     for label in (1, 5, 9):
         gt[blob(rng, gt.shape) & (gt == 0)] = label
         pred[blob(rng, gt.shape) & (pred == 0)] = label
-    gt[0:2, 0:2, 0:2] = 12                         # annotated, never predicted
+    gt[0:2, 0:2, 0:2] = 12  # annotated, never predicted
     pred[gt == 12] = 0
     present = np.zeros(31, bool)
     present[[0, 1, 5, 9, 12]] = True
@@ -172,10 +172,12 @@ def test_hd_never_below_hd95(seed):
     assert any(hd_of(s) > s.hd95 for s in scores)
     missing = [s for s in scores if s.missing_pred]
     assert len(missing) == 1 and hd_of(missing[0]) == missing[0].hd95 == pytest.approx(
-        np.linalg.norm([12 * 2.0, 14 * 0.7, 16 * 1.1]))
+        np.linalg.norm([12 * 2.0, 14 * 0.7, 16 * 1.1])
+    )
 
 
 # --- the options and the outputs ----------------------------------------------------------------
+
 
 def write_pair(root, case: str, gt: np.ndarray, pred: np.ndarray) -> None:
     for folder, arr in (("gt", gt), ("pred", pred)):
@@ -211,8 +213,9 @@ def test_default_outputs_have_no_new_keys(folders):
 
 
 def test_extra_metrics_reach_the_csv_and_the_summary(folders):
-    metrics.main(["--pred", str(folders / "pred"), "--gt", str(folders / "gt"),
-                  "--out", str(folders / "out"), "--metrics", *ALL])
+    metrics.main(
+        ["--pred", str(folders / "pred"), "--gt", str(folders / "gt"), "--out", str(folders / "out"), "--metrics", *ALL]
+    )
     with open(folders / "out/metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["case", "oar", "dice", "hd95_mm", "missing_pred", "hd_mm", "ari"]

@@ -28,7 +28,7 @@ def test_window_count_matches_monai(shape, overlap):
 
 
 def test_richest_setting_that_fits_is_chosen():
-    shape, patch = (142, 148, 172), (48, 96, 96)          # 45 windows at overlap 0.5
+    shape, patch = (142, 148, 172), (48, 96, 96)  # 45 windows at overlap 0.5
     assert [s.passes for s in ladder(2, 0.5)] == [4, 2, 2, 1, 1, 1]
     assert choose(shape, patch, 2, 0.5, 1.0, None)[0] == RunSettings(2, (2,), 0.5)
     assert choose(shape, patch, 2, 0.5, 1.0, 200.0) == (RunSettings(2, (2,), 0.5), 180.0)
@@ -36,8 +36,8 @@ def test_richest_setting_that_fits_is_chosen():
     assert choose(shape, patch, 2, 0.5, 1.0, 50.0) == (RunSettings(1, (), 0.5), 45.0)
     assert choose(shape, patch, 2, 0.5, 1.0, 100.0, mirroring=False)[0] == RunSettings(2, (), 0.5)
     lean = RunSettings(1, (), 0.0)
-    assert choose(shape, patch, 2, 0.5, 1.0, 10.0)[0] == lean    # 8 windows at overlap 0: 8 s fits 10
-    assert choose(shape, patch, 2, 0.5, 1.0, 1.0)[0] == lean     # nothing fits: the leanest, warned
+    assert choose(shape, patch, 2, 0.5, 1.0, 10.0)[0] == lean  # 8 windows at overlap 0: 8 s fits 10
+    assert choose(shape, patch, 2, 0.5, 1.0, 1.0)[0] == lean  # nothing fits: the leanest, warned
 
 
 def test_left_right_mirroring_is_exactly_equivariant(tiny_model, caplog):
@@ -58,6 +58,7 @@ def test_left_right_mirroring_is_exactly_equivariant(tiny_model, caplog):
 
 def test_budget_choice_is_logged(tiny_model, caplog):
     import SimpleITK as sitk
+
     arr = np.full((20, 40, 40), -1000, np.int16)
     arr[4:16, 8:32, 8:32] = 40
     ct = sitk.GetImageFromArray(arr)
@@ -76,7 +77,7 @@ def _image_with_body(patch: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarra
     shape = tuple(3 * p for p in patch)
     image = rng.normal(size=(2, *shape)).astype(np.float32)
     body = np.zeros(shape, bool)
-    body[: patch[0], : patch[1] + 3, 2: patch[2]] = True
+    body[: patch[0], : patch[1] + 3, 2 : patch[2]] = True
     return image, body
 
 
@@ -91,7 +92,7 @@ def test_pure_air_windows_are_skipped_and_body_voxels_unchanged(tiny_model):
     windows = n_windows(body.shape, patch, 0.25)
     assert 0 < body_windows(body, patch, 0.25) == windows - seg.windows_skipped < windows
     np.testing.assert_allclose(fast[:, body], full[:, body], atol=1e-6)  # exact on the body
-    far = fast[0, -patch[0] // 2:, -patch[1] // 2:, -patch[2] // 2:]  # only skipped windows reach here
+    far = fast[0, -patch[0] // 2 :, -patch[1] // 2 :, -patch[2] // 2 :]  # only skipped windows reach here
     assert far.min() > 0.99 and not np.allclose(fast, full, atol=1e-3)
 
 
@@ -139,6 +140,7 @@ def test_gpu_out_of_memory_retries_with_one_window_then_on_the_cpu(tiny_model, c
         if seg.device.type != "cpu":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(*args)
+
     monkeypatch.setattr(seg, "_sliding_window", on_a_full_gpu)
     with caplog.at_level(logging.WARNING):
         out = seg.probabilities(image, settings, body)
@@ -157,6 +159,7 @@ def test_a_feed_the_backend_cannot_run_is_skipped(tiny_model, monkeypatch):
         if channels_last:
             raise RuntimeError("channels-last 3-D convolution not supported (simulated)")
         return real(self, batch, channels_last)
+
     monkeypatch.setattr(Segmenter, "_seconds_per_window", no_channels_last)
     seg = Segmenter(tiny_model, device="cpu")
     assert seg.feed.channels_last is False and seg.feed.seconds_per_window > 0

@@ -27,7 +27,7 @@ def test_nan_and_inf_become_air_with_a_warning():
 
 
 def test_raw_scanner_values_are_shifted_to_hu():
-    arr = np.array([[[0, 924], [1064, 2224]]], np.uint16)   # air, fat, soft tissue, bone + 1024
+    arr = np.array([[[0, 924], [1064, 2224]]], np.uint16)  # air, fat, soft tissue, bone + 1024
     ct, warnings = sanitize_ct(img(arr))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(ct), [[[-1024, -100], [40, 1200]]])
     assert "not Hounsfield units" in warnings[0]
@@ -47,10 +47,11 @@ def test_direction_matrices_orthonormal_sheared_and_degenerate():
     from hanseg.checks import check_direction
     from hanseg.errors import ImageReadError
     from hanseg.io import read_image
+
     ct = img(np.zeros((4, 5, 6), np.int16))
-    ct.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))                    # permuted + flipped: fine
+    ct.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))  # permuted + flipped: fine
     assert check_direction(ct, "CT") == []
-    ct.SetDirection((1, 0, 0, 0, 1, 1e-5, 0, 0, 1))                  # converter rounding: fine
+    ct.SetDirection((1, 0, 0, 0, 1, 1e-5, 0, 0, 1))  # converter rounding: fine
     assert check_direction(ct, "CT") == []
     t = math.radians(10)
     ct.SetDirection((1, 0, 0, 0, 1, math.sin(t), 0, 0, math.cos(t)))  # tilted gantry: warned
@@ -64,10 +65,13 @@ def _degenerate_mha():
     """SimpleITK refuses to *set* a singular direction, but a file header can hold one."""
     import tempfile
     from pathlib import Path
+
     path = Path(tempfile.mkdtemp()) / "degenerate.mha"
-    header = ("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
-              "TransformMatrix = 1 0 0 0 1 0 0 1 0\nOffset = 0 0 0\nElementSpacing = 1 1 1\n"
-              "DimSize = 2 2 2\nElementType = MET_SHORT\nElementDataFile = LOCAL\n")
+    header = (
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "TransformMatrix = 1 0 0 0 1 0 0 1 0\nOffset = 0 0 0\nElementSpacing = 1 1 1\n"
+        "DimSize = 2 2 2\nElementType = MET_SHORT\nElementDataFile = LOCAL\n"
+    )
     path.write_bytes(header.encode() + np.zeros(8, np.int16).tobytes())
     return path
 

@@ -44,7 +44,7 @@ def test_grid_and_type_differences_fail(tmp_path):
 
 def test_dice_per_oar_tolerates_a_few_boundary_voxels():
     a, b = base(), base()
-    b[1, 2, 2] = 0                       # one voxel of 144 differs
+    b[1, 2, 2] = 0  # one voxel of 144 differs
     scores = per_oar_dice(a, b)
     assert set(scores) == {"Arytenoid", "Cavity_Oral"}  # ids 3 and 7, alphabetical
     assert scores["Cavity_Oral"] == 1.0 and 0.99 < scores["Arytenoid"] < 1.0

@@ -18,10 +18,12 @@ def test_stack_slices_puts_each_slice_with_its_neighbours_and_replicates_the_end
     # one batch, 2 channels, 4 slices of 1x1: channel c at slice z holds 10c + z
     x = torch.tensor([[[0.0, 1, 2, 3], [10, 11, 12, 13]]]).reshape(1, 2, 4, 1, 1)
     stacked = stack_slices(x, 3)[:, :, 0, 0]
-    assert stacked.tolist() == [[0, 0, 1, 10, 10, 11],     # slice 0: its lower neighbour replicated
-                                [0, 1, 2, 10, 11, 12],
-                                [1, 2, 3, 11, 12, 13],
-                                [2, 3, 3, 12, 13, 13]]     # slice 3: its upper neighbour replicated
+    assert stacked.tolist() == [
+        [0, 0, 1, 10, 10, 11],  # slice 0: its lower neighbour replicated
+        [0, 1, 2, 10, 11, 12],
+        [1, 2, 3, 11, 12, 13],
+        [2, 3, 3, 12, 13, 13],
+    ]  # slice 3: its upper neighbour replicated
 
 
 def test_unstack_inverts_the_batching_of_stack():
@@ -49,8 +51,10 @@ def test_the_default_preset_has_torchvision_fcn_resnet50_names_and_shapes():
     assert {k: list(v.shape) for k, v in ours.state_dict().items()} == TORCHVISION["state_dict"]
 
 
-@pytest.mark.parametrize("kwargs, message", [({"slices": 4}, "odd"), ({"layers": (1, 1)}, "4 stages"),
-                                             ({"spatial_dims": 2}, "spatial_dims=3")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"slices": 4}, "odd"), ({"layers": (1, 1)}, "4 stages"), ({"spatial_dims": 2}, "spatial_dims=3")],
+)
 def test_bad_settings_are_refused_with_the_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SliceFCN(**{"spatial_dims": 3, "in_channels": 1, "out_channels": 2, **kwargs})

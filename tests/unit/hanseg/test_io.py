@@ -55,7 +55,7 @@ def test_label_map_has_the_cts_exact_grid(tmp_path, grid, suffix):
 
 def test_axis_order_is_zyx():
     img = sitk.Image(9, 7, 6, sitk.sitkUInt8)  # x, y, z
-    img.SetPixel(8, 1, 2, 5)                    # x=8, y=1, z=2
+    img.SetPixel(8, 1, 2, 5)  # x=8, y=1, z=2
     arr = array_zyx(img, np.uint8)
     assert arr.shape == (6, 7, 9) and arr[2, 1, 8] == 5
 

@@ -31,7 +31,7 @@ def rotation(angles: tuple[float, float, float], flips: tuple[bool, bool, bool])
 
 @st.composite
 def images(draw) -> sitk.Image:
-    size = draw(st.tuples(*[st.integers(1, 9)] * 3))                       # x, y, z
+    size = draw(st.tuples(*[st.integers(1, 9)] * 3))  # x, y, z
     dtype = draw(st.sampled_from(DTYPES))
     seed = draw(st.integers(0, 2**31 - 1))
     arr = np.random.default_rng(seed).integers(-1000, 2000, size[::-1]).astype(dtype)
@@ -70,8 +70,13 @@ def test_any_grid_round_trips_and_gets_a_label_map_on_it(tmp_path_factory, image
 
 
 @FUZZ
-@given(image=images(), suffix=st.sampled_from(SUFFIXES), cut=st.floats(0.0, 0.95),
-       flip_at=st.floats(0.0, 1.0), flip=st.booleans())
+@given(
+    image=images(),
+    suffix=st.sampled_from(SUFFIXES),
+    cut=st.floats(0.0, 0.95),
+    flip_at=st.floats(0.0, 1.0),
+    flip=st.booleans(),
+)
 def test_damaged_files_raise_image_read_error_only(tmp_path_factory, image, suffix, cut, flip_at, flip):
     """Truncated or byte-flipped files: either still a valid 3D image, or ImageReadError."""
     folder = Path(tmp_path_factory.mktemp("damaged"))

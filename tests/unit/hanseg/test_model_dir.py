@@ -20,14 +20,17 @@ def test_plans_round_trip(tiny_model, tmp_path):
         plans.overlap = 0.9  # type: ignore[misc]  # the point: Plans is frozen, the field read-only
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["labels"].reverse(), "label"),
-    (lambda d: d.pop("spacing_xyz_mm"), "spacing_xyz_mm"),
-    (lambda d: d.__setitem__("patch_size_zyx", [64, 64]), "patch_size_zyx"),
-    (lambda d: d["channels"].reverse(), "channels"),
-    (lambda d: d["channels"][0]["normalization"].pop("std"), "std"),
-    (lambda d: d.__setitem__("overlap", 1.5), "overlap"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["labels"].reverse(), "label"),
+        (lambda d: d.pop("spacing_xyz_mm"), "spacing_xyz_mm"),
+        (lambda d: d.__setitem__("patch_size_zyx", [64, 64]), "patch_size_zyx"),
+        (lambda d: d["channels"].reverse(), "channels"),
+        (lambda d: d["channels"][0]["normalization"].pop("std"), "std"),
+        (lambda d: d.__setitem__("overlap", 1.5), "overlap"),
+    ],
+)
 def test_bad_plans_are_refused_with_the_field_named(tiny_model, change, message):
     data = json.loads((tiny_model / "plans.json").read_text())
     change(data)
@@ -62,6 +65,7 @@ def test_weights_that_do_not_fit_the_network_are_refused(tmp_path):
 
 def test_cuda_without_gpu_falls_back_to_cpu_with_a_warning(monkeypatch):
     import torch
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     device, warning = resolve_device("cuda")
     assert device.type == "cpu" and warning is not None and "no CUDA" in warning

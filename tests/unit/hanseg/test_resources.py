@@ -16,10 +16,12 @@ from helpers import write_ct as write
 def header_only_mha(path: Path, size_xyz: tuple[int, int, int]) -> Path:
     """An .mha header whose voxel file does not exist: only a header-only reader can pass."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
-                    "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nElementSpacing = 0.5 0.5 0.5\n"
-                    f"DimSize = {' '.join(map(str, size_xyz))}\nElementType = MET_SHORT\n"
-                    f"ElementDataFile = {path.stem}.raw\n")
+    path.write_text(
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\nElementSpacing = 0.5 0.5 0.5\n"
+        f"DimSize = {' '.join(map(str, size_xyz))}\nElementType = MET_SHORT\n"
+        f"ElementDataFile = {path.stem}.raw\n"
+    )
     return path
 
 
@@ -30,11 +32,15 @@ def test_header_is_read_without_the_voxels(tmp_path):
 def test_every_real_size_fits_in_4_gb_and_a_far_larger_ct_does_not(tmp_path):
     """HaN-Seg CTs run up to about 1024×1024×350 (int16): never refused under the usual 4 GB."""
     for slices in (60, 200, 330, 350):
-        check_fits(header_only_mha(tmp_path / f"ct{slices}.mha", (1024, 1024, slices)), limit=4 * GIB,
-                   in_use=int(0.6 * GIB))
+        check_fits(
+            header_only_mha(tmp_path / f"ct{slices}.mha", (1024, 1024, slices)), limit=4 * GIB, in_use=int(0.6 * GIB)
+        )
     huge = header_only_mha(tmp_path / "huge.mha", (1024, 1024, 600))
-    with pytest.raises(InputTooLargeError, match=r"huge.mha: a CT of 629 M voxels needs about 3.8 GiB, "
-                                                  r"but only 3.4 GiB of the 4.0 GiB"):
+    with pytest.raises(
+        InputTooLargeError,
+        match=r"huge.mha: a CT of 629 M voxels needs about 3.8 GiB, "
+        r"but only 3.4 GiB of the 4.0 GiB",
+    ):
         check_fits(huge, limit=4 * GIB, in_use=int(0.6 * GIB))
 
 
@@ -42,6 +48,7 @@ def test_the_need_is_the_network_part_and_a_few_bytes_per_ct_voxel():
     import SimpleITK as sitk
 
     from hanseg.resources import BYTES_PER_LABEL_VOXEL, NETWORK_GIB, bytes_needed
+
     voxels = 10**8
     assert bytes_needed(voxels, sitk.sitkInt16) == int(NETWORK_GIB * GIB) + voxels * (2 + BYTES_PER_LABEL_VOXEL)
     # raw scanner values (unsigned) are shifted into a signed copy: 2 bytes more per voxel
@@ -73,6 +80,7 @@ def test_ct_smaller_than_the_patch_is_padded_and_cropped_back(tiny_model):
     import SimpleITK as sitk
 
     from hanseg.inference import Segmenter
+
     arr = np.full((6, 20, 20), -1000, np.int16)
     arr[1:5, 4:16, 4:16] = 40
     ct = sitk.GetImageFromArray(arr)

@@ -16,8 +16,19 @@ import hanseg
 from helpers import ROOT
 
 #: Tool packages and tool-only distributions that the image does not install.
-NOT_IN_IMAGE = ("training", "phantoms", "evaluation", "benchmarks", "matplotlib", "grand_challenge_metrics",
-                "tqdm", "pytest", "hypothesis", "itk", "nibabel")
+NOT_IN_IMAGE = (
+    "training",
+    "phantoms",
+    "evaluation",
+    "benchmarks",
+    "matplotlib",
+    "grand_challenge_metrics",
+    "tqdm",
+    "pytest",
+    "hypothesis",
+    "itk",
+    "nibabel",
+)
 
 
 def runtime_modules() -> list[str]:
@@ -48,21 +59,22 @@ def test_every_runtime_import_is_stdlib_hanseg_or_in_requirements_txt():
     allowed = requirement_names() | set(sys.stdlib_module_names) | {"hanseg", "__future__"}
     files = [ROOT / "process.py", *sorted((ROOT / "hanseg").rglob("*.py"))]
     assert len(files) > 10
-    bad = {str(f.relative_to(ROOT)): sorted(i for i in top_level_imports(f) if i.lower() not in allowed)
-           for f in files}
+    bad = {str(f.relative_to(ROOT)): sorted(i for i in top_level_imports(f) if i.lower() not in allowed) for f in files}
     assert {f: names for f, names in bad.items() if names} == {}
 
 
 def test_every_runtime_module_imports_without_the_tools():
     """Each module imported in a fresh interpreter in which the tool packages cannot be found."""
-    blocker = ("import importlib.abc, sys\n"
-               "class Block(importlib.abc.MetaPathFinder):\n"
-               f"    def find_spec(self, name, path=None, target=None):\n"
-               f"        if name.split('.')[0] in {NOT_IN_IMAGE!r}: raise ImportError('not in the image: ' + name)\n"
-               "sys.meta_path.insert(0, Block())\n"
-               "import importlib\n"
-               f"for m in {runtime_modules()!r}: importlib.import_module(m)\n"
-               "print('imported', len(sys.modules))\n")
+    blocker = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        f"    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {NOT_IN_IMAGE!r}: raise ImportError('not in the image: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import importlib\n"
+        f"for m in {runtime_modules()!r}: importlib.import_module(m)\n"
+        "print('imported', len(sys.modules))\n"
+    )
     done = subprocess.run([sys.executable, "-c", blocker], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("imported")

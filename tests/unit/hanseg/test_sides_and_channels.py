@@ -21,12 +21,21 @@ SPACING = (2.0, 2.0, 2.0)
 
 
 def tiny_plans() -> Plans:
-    norms = {"CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
-             "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]}}
-    return plans_from_json({
-        "labels": list(OAR_NAMES), "channels": [{"name": c, "normalization": norms[c]} for c in ("CT", "MR_T1")],
-        "spacing_xyz_mm": [4.0, 4.0, 4.0], "patch_size_zyx": [8, 8, 8], "folds": [0], "overlap": 0.25,
-        "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}})
+    norms = {
+        "CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
+        "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]},
+    }
+    return plans_from_json(
+        {
+            "labels": list(OAR_NAMES),
+            "channels": [{"name": c, "normalization": norms[c]} for c in ("CT", "MR_T1")],
+            "spacing_xyz_mm": [4.0, 4.0, 4.0],
+            "patch_size_zyx": [8, 8, 8],
+            "folds": [0],
+            "overlap": 0.25,
+            "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
+        }
+    )
 
 
 def image(array_zyx: np.ndarray, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), origin=(0.0, 0.0, 0.0)) -> sitk.Image:
@@ -47,8 +56,14 @@ def head() -> tuple[sitk.Image, sitk.Image]:
 
 
 def registered(transform: sitk.Euler3DTransform | None = None) -> RegistrationResult:
-    return RegistrationResult(sitk.Euler3DTransform() if transform is None else transform, True,
-                              "MR registered to CT (test)", 1.0, 0.0, (0.0, 0.0, 0.0))
+    return RegistrationResult(
+        sitk.Euler3DTransform() if transform is None else transform,
+        True,
+        "MR registered to CT (test)",
+        1.0,
+        0.0,
+        (0.0, 0.0, 0.0),
+    )
 
 
 def test_the_registered_mr_is_the_networks_second_channel(monkeypatch):
@@ -60,8 +75,8 @@ def test_the_registered_mr_is_the_networks_second_channel(monkeypatch):
     signal = resample_to_grid(mr, case.grid, default=0.0)
     inside = signal > 0
     assert inside.mean() > 0.2
-    assert np.corrcoef(channel[inside], signal[inside])[0, 1] > 0.99      # the MR, rising along x
-    assert abs(float(channel[inside].mean())) < 0.5 < float(channel[inside].std())   # z-scored
+    assert np.corrcoef(channel[inside], signal[inside])[0, 1] > 0.99  # the MR, rising along x
+    assert abs(float(channel[inside].mean())) < 0.5 < float(channel[inside].std())  # z-scored
     assert not channel[~inside].any()
     assert not [w for w in case.warnings if "MR not used" in w]
 
@@ -83,8 +98,8 @@ def test_an_oar_on_the_patients_left_comes_back_on_the_left(flip_x):
     probs = np.full((NUM_CLASSES, *grid.shape), 0.01, np.float32)
     probs[0] = 0.5
     half = SIZE_XYZ[0] // 2
-    probs[LABEL_IDS["Parotid_L"], 10:20, 10:26, half + 4:half + 14] = 0.9
-    probs[LABEL_IDS["Parotid_R"], 10:20, 10:26, half - 14:half - 4] = 0.9
+    probs[LABEL_IDS["Parotid_L"], 10:20, 10:26, half + 4 : half + 14] = 0.9
+    probs[LABEL_IDS["Parotid_R"], 10:20, 10:26, half - 14 : half - 4] = 0.9
     probs /= probs.sum(0, keepdims=True)
     array = np.zeros(SIZE_XYZ[::-1], np.int16)
     if flip_x:  # the same physical box, stored with x running right to left

@@ -31,8 +31,10 @@ from hanseg.preprocess import preprocess_case
 from helpers import write_tiny_model
 
 
-@pytest.mark.parametrize("n,roi,overlap", [(100, 32, 0.5), (97, 32, 0.25), (33, 32, 0.5), (32, 32, 0.5),
-                                           (20, 32, 0.5), (150, 48, 0.0), (7, 4, 0.9)])
+@pytest.mark.parametrize(
+    "n,roi,overlap",
+    [(100, 32, 0.5), (97, 32, 0.25), (33, 32, 0.5), (32, 32, 0.5), (20, 32, 0.5), (150, 48, 0.0), (7, 4, 0.9)],
+)
 def test_window_starts_are_monais(n, roi, overlap):
     step = max(int(roi * (1 - overlap)), 1) if n != roi else roi
     monai = sorted({s[0].start for s in dense_patch_slices((n,), (roi,), (step,))})
@@ -82,8 +84,9 @@ def test_softmax_on_the_body_equals_a_whole_field_of_view_pass(tmp_path: Path, d
     plans = seg.plans
     monai_in = preprocessing(plans, load=False)({"image": metatensor(ct)})["image"]
     origin_lps = monai_in.affine.numpy()[:3, 3] * np.array([-1, -1, 1])
-    inferer = SlidingWindowInferer(roi_size=plans.patch_size_zyx, sw_batch_size=1, overlap=plans.overlap,
-                                   mode="gaussian")
+    inferer = SlidingWindowInferer(
+        roi_size=plans.patch_size_zyx, sw_batch_size=1, overlap=plans.overlap, mode="gaussian"
+    )
     with torch.inference_mode():
         reference = torch.softmax(inferer(monai_in[None].as_tensor(), seg.networks[0])[0], 0).numpy()
 

@@ -11,13 +11,14 @@ def test_mirroring_swaps_left_and_right_labels():
     """With rotation/scaling switched off, every flipped sample is the exact x-mirror of its
     input with Parotid_L and Parotid_R exchanged; unflipped ones are untouched."""
     labels = torch.zeros(16, 8, 8, 8, dtype=torch.uint8)
-    labels[:, 2:6, 2:6, 5:8] = L          # left parotid at +x (high x index on the LPS grid)
+    labels[:, 2:6, 2:6, 5:8] = L  # left parotid at +x (high x index on the LPS grid)
     labels[:, 2:6, 2:6, 0:2] = LABEL_IDS["Brainstem"]
     image = torch.zeros(16, 2, 8, 8, 8)
     present = torch.zeros(16, 31, dtype=torch.bool)
     present[:, [0, L, LABEL_IDS["Brainstem"]]] = True
     gen = torch.Generator().manual_seed(0)
     import training.data as data
+
     original = data._random_affine
     data._random_affine = lambda image, labels, gen, **kw: (image, labels)
     try:
@@ -38,13 +39,13 @@ def test_mirroring_swaps_left_and_right_labels():
 
 def test_patches_are_centred_on_small_organs_as_often_as_on_large_ones():
     labels = np.zeros((40, 80, 80), np.uint8)
-    labels[5:35, 10:70, 10:70] = 4        # a big organ
-    labels[20, 40, 40] = 8                # a one-voxel cochlea
+    labels[5:35, 10:70, 10:70] = 4  # a big organ
+    labels[20, 40, 40] = 8  # a one-voxel cochlea
     coords = {c: np.argwhere(labels == c) for c in (0, 4, 8)}
     case = CachedCase("c", np.zeros((2, 40, 80, 80), np.float16), labels, np.ones(31, bool), coords)
     rng = np.random.default_rng(0)
     hits = sum((sample_patch(case, (16, 16, 16), rng, fg_fraction=1.0)[1] == 8).any() for _ in range(200))
-    assert 70 < hits < 130               # about half the patches contain it (2 classes, uniform)
+    assert 70 < hits < 130  # about half the patches contain it (2 classes, uniform)
 
 
 def test_elastic_deformation_is_smooth_bounded_and_keeps_labels_valid():
@@ -69,4 +70,5 @@ def test_elastic_deformation_is_smooth_bounded_and_keeps_labels_valid():
 
 def data_module():
     import training.data as data
+
     return data

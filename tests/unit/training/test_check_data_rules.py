@@ -24,10 +24,10 @@ def test_half_ratio_on_numbers() -> None:
 
 
 def test_cochlea_drift_is_reported_once_for_the_dataset() -> None:
-    cases = [CaseResult(f"case_{i:02d}", (), {}, {"Cochlea_L": v, "Cochlea_R": v, "Brainstem": 25.0 + i})
-             for i, v in enumerate([0.08, 0.09, 0.08, 0.085, 0.17, 0.16, 0.18, 0.165], 1)]
+    cases = [
+        CaseResult(f"case_{i:02d}", (), {}, {"Cochlea_L": v, "Cochlea_R": v, "Brainstem": 25.0 + i})
+        for i, v in enumerate([0.08, 0.09, 0.08, 0.085, 0.17, 0.16, 0.18, 0.165], 1)
+    ]
     drift = [f for f in volume_findings(cases) if f.check == "volume_drift"]
     assert [(f.case, f.message.split(":")[0]) for f in drift] == [("", "Cochlea_L"), ("", "Cochlea_R")]
     assert "x2" in drift[0].message
-
-

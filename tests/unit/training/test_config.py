@@ -17,18 +17,55 @@ FIELDS = dataclasses.fields(TrainConfig)
 REQUIRED = ["--data", "raw", "--work", "work"]  # the parser's own (not recorded) options
 
 #: A value other than the default for every field: the round trip must carry each one.
-OTHER: dict[str, Any] = {"epochs": 7, "iters": 3, "batch": 4, "lr": 0.02, "weight_decay": 0.125, "fg_fraction": 0.5,
-         "val_every": 2, "val_overlap": 0.5, "seed": 11, "loss": "tvmf", "optimizer": "sgd",
-         "init_from": "some/bundle", "input_init": "replicate", "freeze": "all-but-last:2", "elastic": 0.25,
-         "lowres": 0.5, "reslice": 0.75, "mr_dropout": 0.0, "grad_clip": 1.5, "warmup": 9, "amp": "bf16",
-         "time_budget": 60.0, "min_oar_reliability": 0.5}
+OTHER: dict[str, Any] = {
+    "epochs": 7,
+    "iters": 3,
+    "batch": 4,
+    "lr": 0.02,
+    "weight_decay": 0.125,
+    "fg_fraction": 0.5,
+    "val_every": 2,
+    "val_overlap": 0.5,
+    "seed": 11,
+    "loss": "tvmf",
+    "optimizer": "sgd",
+    "init_from": "some/bundle",
+    "input_init": "replicate",
+    "freeze": "all-but-last:2",
+    "elastic": 0.25,
+    "lowres": 0.5,
+    "reslice": 0.75,
+    "mr_dropout": 0.0,
+    "grad_clip": 1.5,
+    "warmup": 9,
+    "amp": "bf16",
+    "time_budget": 60.0,
+    "min_oar_reliability": 0.5,
+}
 
 #: ``config`` of a checkpoint written before mr_dropout, grad_clip and val_overlap were settings
 #: (and when weight_decay was recorded as 1e-5 whatever the optimiser used).
-OLD_CONFIG = {"amp": "auto", "batch": 2, "elastic": 0.3, "epochs": 3, "fg_fraction": 0.67, "freeze": "none",
-              "init_from": None, "input_init": "zero", "iters": 3, "loss": "dice_ce", "lowres": 0.0, "lr": 0.001,
-              "optimizer": "sgd", "reslice": 0.0, "seed": 0, "time_budget": None, "val_every": 1, "warmup": 0,
-              "weight_decay": 1e-05}
+OLD_CONFIG = {
+    "amp": "auto",
+    "batch": 2,
+    "elastic": 0.3,
+    "epochs": 3,
+    "fg_fraction": 0.67,
+    "freeze": "none",
+    "init_from": None,
+    "input_init": "zero",
+    "iters": 3,
+    "loss": "dice_ce",
+    "lowres": 0.0,
+    "lr": 0.001,
+    "optimizer": "sgd",
+    "reslice": 0.0,
+    "seed": 0,
+    "time_budget": None,
+    "val_every": 1,
+    "warmup": 0,
+    "weight_decay": 1e-05,
+}
 
 
 def flag(name: str) -> str:
@@ -91,24 +128,46 @@ def test_an_unknown_optimizer_is_refused():
 
 def test_augmentation_with_the_default_settings_draws_what_it_drew_before():
     gen = torch.Generator().manual_seed(0)
-    image, labels, present = (torch.randn(2, 2, 8, 8, 8, generator=gen).numpy(),
-                              torch.randint(0, 31, (2, 8, 8, 8), generator=gen, dtype=torch.uint8).numpy(),
-                              np.ones((2, 31), bool))
+    image, labels, present = (
+        torch.randn(2, 2, 8, 8, 8, generator=gen).numpy(),
+        torch.randint(0, 31, (2, 8, 8, 8), generator=gen, dtype=torch.uint8).numpy(),
+        np.ones((2, 31), bool),
+    )
     cfg = TrainConfig(elastic=0.5)
     ours = train.augment_batch((image.copy(), labels.copy(), present.copy()), cfg, torch.Generator().manual_seed(1))
-    before = augment(torch.from_numpy(image.copy()), torch.from_numpy(labels.copy()),
-                     torch.from_numpy(present.copy()), torch.Generator().manual_seed(1),
-                     elastic=0.5, lowres=0.0, reslice=0.0)  # the call before mr_dropout was a setting
+    before = augment(
+        torch.from_numpy(image.copy()),
+        torch.from_numpy(labels.copy()),
+        torch.from_numpy(present.copy()),
+        torch.Generator().manual_seed(1),
+        elastic=0.5,
+        lowres=0.0,
+        reslice=0.0,
+    )  # the call before mr_dropout was a setting
     assert all(torch.equal(a, b) for a, b in zip(ours, before))
 
 
 def tiny_run(tmp_path, cfg: TrainConfig) -> train.FoldRun:
     net = torch.nn.Conv3d(2, 31, 1)
-    tr = train.Trainer(net, train.make_optimizer(net, cfg), torch.amp.GradScaler("cpu", enabled=False),
-                       train.make_loss(cfg.loss, 31, None), [], torch.device("cpu"))
+    tr = train.Trainer(
+        net,
+        train.make_optimizer(net, cfg),
+        torch.amp.GradScaler("cpu", enabled=False),
+        train.make_loss(cfg.loss, 31, None),
+        [],
+        torch.device("cpu"),
+    )
     # plans=None: a stand-in, as what these tests call (resume, save_epoch) never reads the plan
-    return train.FoldRun(tr, cfg, None, [], np.random.default_rng(0),  # type: ignore[arg-type]
-                         torch.Generator().manual_seed(0), train.Checkpoints(tmp_path / "fold_0"), "0")
+    return train.FoldRun(
+        tr,
+        cfg,
+        None,  # type: ignore[arg-type]
+        [],
+        np.random.default_rng(0),
+        torch.Generator().manual_seed(0),
+        train.Checkpoints(tmp_path / "fold_0"),
+        "0",
+    )
 
 
 def old_checkpoint(tmp_path) -> dict:
@@ -116,9 +175,17 @@ def old_checkpoint(tmp_path) -> dict:
     old = tiny_run(tmp_path / "old", TrainConfig(optimizer="sgd"))
     rng, gen = np.random.default_rng(5), torch.Generator().manual_seed(5)
     rng.random(), torch.rand(3, generator=gen)
-    return {"epoch": 4, "model": old.tr.net.state_dict(), "optimizer": old.tr.opt.state_dict(),
-            "scaler": old.tr.scaler.state_dict(), "loss": {}, "best": 0.5, "fold": "0", "config": dict(OLD_CONFIG),
-            "rank_rng": [{"np": rng.bit_generator.state, "torch": gen.get_state()}]}
+    return {
+        "epoch": 4,
+        "model": old.tr.net.state_dict(),
+        "optimizer": old.tr.opt.state_dict(),
+        "scaler": old.tr.scaler.state_dict(),
+        "loss": {},
+        "best": 0.5,
+        "fold": "0",
+        "config": dict(OLD_CONFIG),
+        "rank_rng": [{"np": rng.bit_generator.state, "torch": gen.get_state()}],
+    }
 
 
 def test_a_checkpoint_without_the_newer_settings_resumes_and_then_records_them(tmp_path):
@@ -141,7 +208,8 @@ def test_resuming_with_changed_settings_that_a_checkpoint_fixes_is_refused(tmp_p
     assert train.resume_conflicts(state, dataclasses.replace(sgd, loss="bce")) == ["--loss dice_ce (now bce)"]
     # the weight decay the optimiser state holds counts, not the 1e-5 old configs recorded
     assert train.resume_conflicts(state, dataclasses.replace(sgd, weight_decay=1e-5)) == [
-        "--weight-decay 3e-05 (now 1e-05)"]
+        "--weight-decay 3e-05 (now 1e-05)"
+    ]
     # settings the checkpoint does not fix may change on resume
     assert train.resume_conflicts(state, dataclasses.replace(sgd, mr_dropout=0.0, grad_clip=1.0)) == []
     with pytest.raises(SystemExit, match="--loss dice_ce"):

@@ -19,7 +19,7 @@ def test_loss_with_all_classes_present_is_dice_plus_ce_by_hand():
     target = torch.tensor([0, 1]).view(1, 2, 1, 1)
     present = torch.tensor([[True, True]])
     ce = -(math.log(0.75) + math.log(0.6)) / 2
-    dice1 = 2 * 0.6 / ((0.25 + 0.6) + 1)        # foreground class 1 only
+    dice1 = 2 * 0.6 / ((0.25 + 0.6) + 1)  # foreground class 1 only
     expected = ce + (1 - dice1)
     assert abs(dice_ce_loss(logits, target, present, smooth=0).item() - expected) < 1e-5
 
@@ -38,7 +38,7 @@ def test_predicting_an_absent_class_is_free():
     target, good = cube_and_perfect_logits()
     absent_predicted = good.clone()
     absent_predicted[:, 0][target == 0] = -10
-    absent_predicted[:, 2][target == 0] = 10      # class 2 everywhere the GT says background
+    absent_predicted[:, 2][target == 0] = 10  # class 2 everywhere the GT says background
     present = torch.tensor([[True, True, False]])
     l_good = dice_ce_loss(good, target, present).item()
     l_absent = dice_ce_loss(absent_predicted, target, present).item()
@@ -52,9 +52,9 @@ def test_dice_ignores_classes_outside_the_patch_but_ce_still_sees_them():
     probability for it must not turn the Dice term into ~1 (the collapse to background)."""
     target, logits = cube_and_perfect_logits()
     noisy = logits.clone()
-    noisy[:, 2] = 0.0                              # a little probability for class 2 everywhere
+    noisy[:, 2] = 0.0  # a little probability for class 2 everywhere
     present = torch.tensor([[True, True, True]])
     clean_loss = dice_ce_loss(logits, target, present).item()
     noisy_loss = dice_ce_loss(noisy, target, present).item()
     assert clean_loss < 1e-3
-    assert 0 < noisy_loss - clean_loss < 0.1       # CE notices, Dice of class 2 is not counted
+    assert 0 < noisy_loss - clean_loss < 0.1  # CE notices, Dice of class 2 is not counted

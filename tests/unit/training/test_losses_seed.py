@@ -43,7 +43,7 @@ def test_generalised_dice_weights_small_classes_by_inverse_square_volume():
 
 
 def test_focal_by_hand():
-    expected = ((0.25 ** 2) * -math.log(0.75) + (0.4 ** 2) * -math.log(0.6)) / 2
+    expected = ((0.25**2) * -math.log(0.75) + (0.4**2) * -math.log(0.6)) / 2
     assert focal_loss(PROBS, TARGET, gamma=2).item() == pytest.approx(expected, abs=1e-6)
     # gamma 0 is plain cross-entropy
     assert focal_loss(PROBS, TARGET, gamma=0).item() == pytest.approx(-(math.log(0.75) + math.log(0.6)) / 2, abs=1e-6)
@@ -58,7 +58,7 @@ def test_weighted_ce_by_hand():
 def test_enet_weights_by_hand():
     w = enet_class_weights(np.array([90, 10, 0]))
     assert w == pytest.approx([1 / math.log(1.02 + 0.9), 1 / math.log(1.02 + 0.1), 1 / math.log(1.02)], rel=1e-6)
-    assert w[2] == pytest.approx(50.5, abs=0.01)   # an OAR never seen gets the bounded maximum
+    assert w[2] == pytest.approx(50.5, abs=0.01)  # an OAR never seen gets the bounded maximum
 
 
 def test_dynamic_schedule_moves_from_weighted_ce_to_focal():
@@ -79,7 +79,7 @@ def test_tvmf_by_hand():
     cos0 = 0.75 / math.hypot(0.75, 0.4)
     cos1 = 0.6 / math.hypot(0.25, 0.6)
     kappa = torch.tensor([0.0, 4.0])
-    phi0 = cos0                                        # κ = 0: φ = cos θ
+    phi0 = cos0  # κ = 0: φ = cos θ
     phi1 = (1 + cos1) / (1 + 4 * (1 - cos1)) - 1
     expected = ((1 - phi0) ** 2 + (1 - phi1) ** 2) / 2
     assert tvmf_dice_loss(LOGITS, TARGET, BOTH, kappa).item() == pytest.approx(expected, abs=1e-5)
@@ -94,7 +94,7 @@ def test_tvmf_larger_kappa_demands_more_overlap():
 
 
 def test_tvmf_skips_classes_without_ground_truth_and_has_finite_gradients():
-    logits = torch.zeros(1, 3, 2, 1, 1, requires_grad=True)   # class 2 absent from the case
+    logits = torch.zeros(1, 3, 2, 1, 1, requires_grad=True)  # class 2 absent from the case
     loss = tvmf_dice_loss(logits, TARGET, torch.tensor([[True, True, False]]), torch.zeros(3))
     loss.backward()
     assert logits.grad is not None
@@ -109,7 +109,7 @@ def test_bce_by_hand_and_absent_channels_are_left_out():
     # sigmoid(0) = 0.5 for every channel: each channel's BCE is ln 2
     assert bce_loss(logits, target, torch.tensor([[True, True, True]])).item() == pytest.approx(math.log(2), abs=1e-6)
     loud = logits.clone()
-    loud[:, 2] = 20.0   # the absent class fires: no target, no cost
+    loud[:, 2] = 20.0  # the absent class fires: no target, no cost
     assert bce_loss(loud, target, torch.tensor([[True, True, False]])).item() == pytest.approx(math.log(2), abs=1e-6)
     assert bce_loss(loud, target, torch.tensor([[True, True, True]])).item() > 5
 

@@ -16,7 +16,8 @@ def test_the_shipped_model_card_is_generated_from_its_metadata():
     meta = read_metadata(ROOT / "model")
     expected = card(meta, load_plans(ROOT / "model" / "plans.json"))
     assert (ROOT / "model" / "README.md").read_text() == expected, (
-        "model/README.md differs from metadata.json: run python -m training.export --card model")
+        "model/README.md differs from metadata.json: run python -m training.export --card model"
+    )
 
 
 def test_readme_quotes_the_metadata_and_restates_no_model_number_by_hand():
@@ -28,16 +29,26 @@ def test_readme_quotes_the_metadata_and_restates_no_model_number_by_hand():
 
 
 def test_headline_numbers_are_the_metadata_numbers():
-    meta = {"version": "1.2.0", "intended_use": "Not for clinical use.",
-            "stages": [{"training_minutes": 10}, {"training_minutes": 32}],
-            "training_data": {"description": "ten phantoms"},
-            "scores": {"validation": {"mean_dice": 0.8123},
-                       "unseen_phantoms": {"settings": {"cases": 3},
-                                           "grids": {"original": {"mean_dice": 0.87654, "mean_hd95_mm": 1.849,
-                                                                  "lowest_oar": [0.6734, "OpticNrv_R"]}}}}}
-    assert headline(meta) == ("The shipped `model/` (version 1.2.0) was trained for 42 CPU minutes in 2 stage(s), on "
-                              "ten phantoms. Validation mean Dice 0.812. On 3 unseen phantoms: mean Dice 0.877, mean "
-                              "HD95 1.85 mm, lowest OAR OpticNrv_R 0.67. Not for clinical use.")
+    meta = {
+        "version": "1.2.0",
+        "intended_use": "Not for clinical use.",
+        "stages": [{"training_minutes": 10}, {"training_minutes": 32}],
+        "training_data": {"description": "ten phantoms"},
+        "scores": {
+            "validation": {"mean_dice": 0.8123},
+            "unseen_phantoms": {
+                "settings": {"cases": 3},
+                "grids": {
+                    "original": {"mean_dice": 0.87654, "mean_hd95_mm": 1.849, "lowest_oar": [0.6734, "OpticNrv_R"]}
+                },
+            },
+        },
+    }
+    assert headline(meta) == (
+        "The shipped `model/` (version 1.2.0) was trained for 42 CPU minutes in 2 stage(s), on "
+        "ten phantoms. Validation mean Dice 0.812. On 3 unseen phantoms: mean Dice 0.877, mean "
+        "HD95 1.85 mm, lowest OAR OpticNrv_R 0.67. Not for clinical use."
+    )
 
 
 def test_sync_readme_replaces_only_the_block_and_refuses_a_readme_without_one(tmp_path):

@@ -25,6 +25,7 @@ class _Ctx:
 
 class _Run:
     """A stand-in for training.pretrain.Run: the process-count check reads only ``ctx``."""
+
     ctx = _Ctx()
 
 

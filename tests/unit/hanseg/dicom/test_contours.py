@@ -16,7 +16,7 @@ from hanseg.dicom.contours import (
 
 def even_odd(loops: list[Loop], shape: tuple[int, int]) -> np.ndarray:
     """Rasterise loops at pixel centres with the even-odd rule (a ray towards +x)."""
-    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
     inside = np.zeros(shape, bool)
     for loop in loops:
         x0, y0 = loop.points[:, 0], loop.points[:, 1]
@@ -98,7 +98,13 @@ def test_l_shape():
     mask = np.array([[1, 0], [1, 0], [1, 1]], bool)
     [loop] = slice_contours(mask)
     assert [tuple(p) for p in loop.points] == [
-        (-0.5, -0.5), (0.5, -0.5), (0.5, 1.5), (1.5, 1.5), (1.5, 2.5), (-0.5, 2.5)]
+        (-0.5, -0.5),
+        (0.5, -0.5),
+        (0.5, 1.5),
+        (1.5, 1.5),
+        (1.5, 2.5),
+        (-0.5, 2.5),
+    ]
     assert loop.area == 4.0
 
 

@@ -50,9 +50,15 @@ def test_left_right_pairs_share_a_hue_and_right_is_darker():
 
 
 def test_rename_recolour_and_drop(tmp_path, caplog):
-    path = write_map(tmp_path, {"Parotid_L": {"name": "Parotid_Lt", "colour": [255, 0, 0]},
-                                "Arytenoid": None, "Lips": {"drop": True},
-                                "Brainstem": {"color": [1, 2, 3]}})
+    path = write_map(
+        tmp_path,
+        {
+            "Parotid_L": {"name": "Parotid_Lt", "colour": [255, 0, 0]},
+            "Arytenoid": None,
+            "Lips": {"drop": True},
+            "Brainstem": {"color": [1, 2, 3]},
+        },
+    )
     with caplog.at_level(logging.INFO, logger="hanseg.dicom.names"):
         styles = load_name_map(path)
     by_label = {s.label: s for s in styles}
@@ -72,29 +78,32 @@ def test_toml_map(tmp_path):
     assert "Parotid_Lt" in names and "Arytenoid" not in names and len(names) == 29
 
 
-@pytest.mark.parametrize("content, message", [
-    ({"Parotid_Left": {"name": "X"}}, "did you mean Parotid_L"),
-    ({"Parotid_L": {"name": "Parotid_R"}}, "Parotid_L and Parotid_R would both be written"),
-    ({"Parotid_L": {"name": "x"}, "Parotid_R": {"name": "X"}}, "would both be written"),
-    ({"Parotid_L": {"name": ""}}, "non-empty"),
-    ({"Parotid_L": {"name": "   "}}, "non-empty"),
-    ({"Parotid_L": {"name": " Parotid"}}, "leading or trailing spaces"),
-    ({"Parotid_L": {"name": "P" * 65}}, "65 characters"),
-    ({"Parotid_L": {"name": "a\\b"}}, "backslash"),
-    ({"Parotid_L": {"name": 5}}, "non-empty text"),
-    ({"Parotid_L": {"colour": [256, 0, 0]}}, "0..255"),
-    ({"Parotid_L": {"colour": [-1, 0, 0]}}, "0..255"),
-    ({"Parotid_L": {"colour": [1, 2]}}, "0..255"),
-    ({"Parotid_L": {"colour": [1.5, 2, 3]}}, "0..255"),
-    ({"Parotid_L": {"colour": [1, 2, 3], "color": [1, 2, 3]}}, "not both"),
-    ({"Parotid_L": {"nmae": "x"}}, "unknown key"),
-    ({"Parotid_L": {"drop": "yes"}}, "true or false"),
-    ({"Parotid_L": {"drop": True, "name": "x"}}, "cannot also be renamed"),
-    ({"Parotid_L": "Parotid_Lt"}, "expected null or an object"),
-    ([1, 2], "expected an object keyed by OAR name"),
-    ({n: None for n in OAR_NAMES}, "every structure is dropped"),
-    ("{not json", "not a valid json file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"Parotid_Left": {"name": "X"}}, "did you mean Parotid_L"),
+        ({"Parotid_L": {"name": "Parotid_R"}}, "Parotid_L and Parotid_R would both be written"),
+        ({"Parotid_L": {"name": "x"}, "Parotid_R": {"name": "X"}}, "would both be written"),
+        ({"Parotid_L": {"name": ""}}, "non-empty"),
+        ({"Parotid_L": {"name": "   "}}, "non-empty"),
+        ({"Parotid_L": {"name": " Parotid"}}, "leading or trailing spaces"),
+        ({"Parotid_L": {"name": "P" * 65}}, "65 characters"),
+        ({"Parotid_L": {"name": "a\\b"}}, "backslash"),
+        ({"Parotid_L": {"name": 5}}, "non-empty text"),
+        ({"Parotid_L": {"colour": [256, 0, 0]}}, "0..255"),
+        ({"Parotid_L": {"colour": [-1, 0, 0]}}, "0..255"),
+        ({"Parotid_L": {"colour": [1, 2]}}, "0..255"),
+        ({"Parotid_L": {"colour": [1.5, 2, 3]}}, "0..255"),
+        ({"Parotid_L": {"colour": [1, 2, 3], "color": [1, 2, 3]}}, "not both"),
+        ({"Parotid_L": {"nmae": "x"}}, "unknown key"),
+        ({"Parotid_L": {"drop": "yes"}}, "true or false"),
+        ({"Parotid_L": {"drop": True, "name": "x"}}, "cannot also be renamed"),
+        ({"Parotid_L": "Parotid_Lt"}, "expected null or an object"),
+        ([1, 2], "expected an object keyed by OAR name"),
+        ({n: None for n in OAR_NAMES}, "every structure is dropped"),
+        ("{not json", "not a valid json file"),
+    ],
+)
 def test_bad_maps_are_refused_with_a_clear_message(tmp_path, content, message):
     with pytest.raises(NameMapError, match=message):
         load_name_map(write_map(tmp_path, content))

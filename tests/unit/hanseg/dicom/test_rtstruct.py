@@ -45,8 +45,13 @@ def ds_text(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def make_ct(shape_zyx=(5, 8, 9), spacing=(0.75, 0.5, 2.5), origin=(-12.25, 30.5, -40.0),
-            direction=IDENTITY, patient: bool = True) -> tuple[sitk.Image, list[Dataset]]:
+def make_ct(
+    shape_zyx=(5, 8, 9),
+    spacing=(0.75, 0.5, 2.5),
+    origin=(-12.25, 30.5, -40.0),
+    direction=IDENTITY,
+    patient: bool = True,
+) -> tuple[sitk.Image, list[Dataset]]:
     """A tiny CT image and its slice headers (no pixel data), consistent with each other."""
     ct = sitk.Image(tuple(reversed(shape_zyx)), sitk.sitkInt16)
     ct.SetSpacing(spacing)
@@ -101,7 +106,7 @@ def rasterise(ds: Dataset, headers: list[Dataset], roi_number: int) -> np.ndarra
     by_uid = {h.SOPInstanceUID: k for k, h in enumerate(headers)}
     shape = (len(headers), headers[0].Rows, headers[0].Columns)
     mask = np.zeros(shape, bool)
-    rows, cols = np.mgrid[0:shape[1], 0:shape[2]]
+    rows, cols = np.mgrid[0 : shape[1], 0 : shape[2]]
     [roi] = [r for r in ds.ROIContourSequence if r.ReferencedROINumber == roi_number]
     for contour in roi.ContourSequence:
         k = by_uid[contour.ContourImageSequence[0].ReferencedSOPInstanceUID]
@@ -135,16 +140,32 @@ def test_identity_patient_and_study_are_the_cts(case):
     assert ds.FrameOfReferenceUID == ct0.FrameOfReferenceUID
     assert ds.SeriesInstanceUID not in {ct0.SeriesInstanceUID, ds.SOPInstanceUID}
     assert ds.SOPInstanceUID not in {h.SOPInstanceUID for h in headers}
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
-                    "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+    ):
         assert ds[keyword].value == ct0[keyword].value, keyword
 
 
 def test_absent_patient_attributes_are_written_empty():
     ct, headers = make_ct(patient=False)
     ds, _ = build_rtstruct(tiny_labels(), ct, headers, default_styles(), PROVENANCE)
-    for keyword in ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
-                    "AccessionNumber", "ReferringPhysicianName"):
+    for keyword in (
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "StudyID",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+    ):
         assert keyword in ds and not ds[keyword].value, keyword
 
 
@@ -158,7 +179,8 @@ def test_frame_of_reference_references_every_ct_slice(case):
     [series] = study.RTReferencedSeriesSequence
     assert series.SeriesInstanceUID == headers[0].SeriesInstanceUID
     assert [(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence] == [
-        (h.SOPClassUID, h.SOPInstanceUID) for h in headers]
+        (h.SOPClassUID, h.SOPInstanceUID) for h in headers
+    ]
 
 
 def test_rois_observations_and_labelling(case):
@@ -171,8 +193,9 @@ def test_rois_observations_and_labelling(case):
     assert all(r.ReferencedFrameOfReferenceUID == ds.FrameOfReferenceUID for r in ds.StructureSetROISequence)
     assert [r.ReferencedROINumber for r in ds.ROIContourSequence] == [1, 2, 3]
     assert [list(r.ROIDisplayColor) for r in ds.ROIContourSequence] == [colours[n] for n in names]
-    assert [(o.ObservationNumber, o.ReferencedROINumber, o.RTROIInterpretedType)
-            for o in ds.RTROIObservationsSequence] == [(1, 1, "ORGAN"), (2, 2, "ORGAN"), (3, 3, "ORGAN")]
+    assert [
+        (o.ObservationNumber, o.ReferencedROINumber, o.RTROIInterpretedType) for o in ds.RTROIObservationsSequence
+    ] == [(1, 1, "ORGAN"), (2, 2, "ORGAN"), (3, 3, "ORGAN")]
     assert len(empty) == 27 and "Parotid_L" in empty and "Brainstem" not in empty
     assert ds.ApprovalStatus == "UNAPPROVED"
     assert 0 < len(ds.StructureSetLabel) <= 16 and ds.StructureSetName and ds.StructureSetDate
@@ -215,8 +238,11 @@ def test_points_are_the_images_physical_points_of_voxel_corners(case):
     ds, _, _, ct, _ = case
     cord = ds.ROIContourSequence[2].ContourSequence[-1]  # the one-voxel square on slice 4
     points = np.asarray(cord.ContourData, float).reshape(-1, 3)
-    corners = {tuple(np.round(ct.TransformContinuousIndexToPhysicalPoint((8 + dx, 7 + dy, 4)), 2))
-               for dx in (-0.5, 0.5) for dy in (-0.5, 0.5)}
+    corners = {
+        tuple(np.round(ct.TransformContinuousIndexToPhysicalPoint((8 + dx, 7 + dy, 4)), 2))
+        for dx in (-0.5, 0.5)
+        for dy in (-0.5, 0.5)
+    }
     assert {tuple(p) for p in points} == corners
 
 
@@ -228,8 +254,22 @@ def test_every_decimal_string_fits_16_characters(case):
             assert all(len(v.original_string if hasattr(v, "original_string") else str(v)) <= 16 for v in values)
 
 
-@pytest.mark.parametrize("value", [0.0, -0.0, 1 / 3, -123.456789, 0.9765625 * 511.5, -249.51171875,
-                                   12345678.123456, -1e-9, 1e15 + 0.5, -9.87654321e22, 6.02e-30])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.0,
+        -0.0,
+        1 / 3,
+        -123.456789,
+        0.9765625 * 511.5,
+        -249.51171875,
+        12345678.123456,
+        -1e-9,
+        1e15 + 0.5,
+        -9.87654321e22,
+        6.02e-30,
+    ],
+)
 def test_format_ds(value):
     text = format_ds(value)
     assert len(text) <= 16 and text != "-0"
@@ -296,7 +336,9 @@ def test_nothing_to_write_and_bad_inputs_are_refused():
 
 def test_dciodvfy_finds_no_error(case, tmp_path):
     path = write_rtstruct(case[0], tmp_path / "rtstruct.dcm")
-    result = subprocess.run([*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60
+    )
     report = result.stdout + result.stderr
     errors = [line for line in report.splitlines() if line.startswith("Error")]
     assert not errors, report

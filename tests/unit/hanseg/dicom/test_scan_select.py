@@ -39,6 +39,7 @@ def reasons(skipped: tuple[Skipped, ...]) -> dict[str, str]:
 
 # --- scan ---------------------------------------------------------------------------------
 
+
 def test_scan_reads_nested_uid_named_files_and_skips_hidden_and_dicomdir(tmp_path: Path) -> None:
     paths = write_series(tmp_path, SeriesSpec(n_slices=3), names=["a/b/c/1.2.3", "x", "deep/er/y.dcm"])
     (tmp_path / ".hidden").write_bytes(paths[0].read_bytes())
@@ -88,17 +89,20 @@ def test_file_without_preamble_is_read_only_with_a_sop_class(tmp_path: Path) -> 
 
 # --- CT selection -------------------------------------------------------------------------
 
+
 def test_axial_original_ct_wins_over_localizer_derived_smaller_and_non_ct(tmp_path: Path, caplog) -> None:
     write_series(tmp_path, CT)
-    write_series(tmp_path, SeriesSpec(series="scout", description="Topogram", n_slices=2,
-                                      image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")))
-    write_series(tmp_path, SeriesSpec(series="mip", description="MIP", n_slices=20,
-                                      image_type=("DERIVED", "SECONDARY", "MIP")))
+    write_series(
+        tmp_path,
+        SeriesSpec(series="scout", description="Topogram", n_slices=2, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")),
+    )
+    write_series(
+        tmp_path, SeriesSpec(series="mip", description="MIP", n_slices=20, image_type=("DERIVED", "SECONDARY", "MIP"))
+    )
     write_series(tmp_path, SeriesSpec(series="small", description="CT small", n_slices=11))
     write_series(tmp_path, SeriesSpec(series="few", description="CT few", n_slices=6))
     write_series(tmp_path, SeriesSpec(series="sag", description="CT sag", n_slices=20, orientation=SAGITTAL))
-    write_series(tmp_path, SeriesSpec(series="obl", description="CT oblique", n_slices=20,
-                                      orientation=OBLIQUE_34))
+    write_series(tmp_path, SeriesSpec(series="obl", description="CT oblique", n_slices=20, orientation=OBLIQUE_34))
     write_series(tmp_path, SeriesSpec(series="raw", description="CT no type", n_slices=20, image_type=("AXIAL",)))
     write_rtstruct(tmp_path)
     with caplog.at_level(logging.INFO):
@@ -111,7 +115,7 @@ def test_axial_original_ct_wins_over_localizer_derived_smaller_and_non_ct(tmp_pa
         "Topogram": "localizer",
         "MIP": "derived image",
         "CT small": f"another CT was chosen: series {CT.series_uid} 'CT head 2mm' (12 files), with "
-                    "more slices or a longer extent (12 vs 11 slices, 22.0 vs 20.0 mm)",
+        "more slices or a longer extent (12 vs 11 slices, 22.0 vs 20.0 mm)",
         "CT few": "fewer than 10 slices (6)",
         "CT sag": "not axial (normal 90° from the patient axis)",
         "CT oblique": "not axial (normal 34° from the patient axis)",
@@ -128,7 +132,8 @@ def test_same_count_longer_extent_wins(tmp_path: Path) -> None:
     assert sel.ct.series_uid == uid("study-a", "wide")
     assert reasons(sel.skipped) == {
         "CT head 2mm": f"another CT was chosen: series {uid('study-a', 'wide')} 'CT 3mm' (12 files), with "
-                       "more slices or a longer extent (12 vs 12 slices, 33.0 vs 22.0 mm)"}
+        "more slices or a longer extent (12 vs 12 slices, 33.0 vs 22.0 mm)"
+    }
 
 
 def test_two_equally_good_cts_are_an_error_naming_both(tmp_path: Path) -> None:
@@ -137,8 +142,9 @@ def test_two_equally_good_cts_are_an_error_naming_both(tmp_path: Path) -> None:
     with pytest.raises(DicomInputError) as err:
         select_studies(scan_folder(tmp_path))
     message = str(err.value)
-    assert message.startswith(f"two CT series in study {uid('study-a')} are equally good (same number of "
-                              "slices, same extent): ")
+    assert message.startswith(
+        f"two CT series in study {uid('study-a')} are equally good (same number of slices, same extent): "
+    )
     assert f"series {uid('study-a', 'soft')} 'CT soft kernel' (12 files)" in message
     assert f"series {uid('study-a', 'bone')} 'CT bone kernel' (12 files)" in message
     assert message.endswith("remove one of them from the input (for example keep the soft-tissue reconstruction)")
@@ -146,8 +152,10 @@ def test_two_equally_good_cts_are_an_error_naming_both(tmp_path: Path) -> None:
 
 def test_no_ct_raises_with_an_inventory(tmp_path: Path) -> None:
     write_series(tmp_path, mr_spec(description="t2_tse_tra"))
-    write_series(tmp_path, SeriesSpec(series="scout", description="Topogram", n_slices=2,
-                                      image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")))
+    write_series(
+        tmp_path,
+        SeriesSpec(series="scout", description="Topogram", n_slices=2, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")),
+    )
     (tmp_path / "junk.bin").write_bytes(b"\x00" * 10)
     with pytest.raises(DicomInputError) as err:
         select_studies(scan_folder(tmp_path))
@@ -159,8 +167,11 @@ def test_no_ct_raises_with_an_inventory(tmp_path: Path) -> None:
 
 
 def test_empty_folder_raises(tmp_path: Path) -> None:
-    with pytest.raises(DicomInputError, match=r"no CT series found in .*: found no DICOM series "
-                                              r"\(0 unreadable files\)"):
+    with pytest.raises(
+        DicomInputError,
+        match=r"no CT series found in .*: found no DICOM series "
+        r"\(0 unreadable files\)",
+    ):
         select_studies(scan_folder(tmp_path))
 
 
@@ -170,8 +181,10 @@ def test_two_studies_give_two_selections_and_a_study_without_ct_is_reported(tmp_
     write_series(tmp_path, mr_spec(study="study-c", patient_id="P3"))
     selections, without = select_studies(scan_folder(tmp_path))
     assert len(selections) == 2
-    assert {(s.study_uid, s.patient_id, len(s.ct.instances)) for s in selections} == \
-        {(uid("study-a"), "P1", 12), (uid("study-b"), "P2", 14)}
+    assert {(s.study_uid, s.patient_id, len(s.ct.instances)) for s in selections} == {
+        (uid("study-a"), "P1", 12),
+        (uid("study-b"), "P2", 14),
+    }
     (other,) = without
     assert other.study_uid == uid("study-c") and other.patient_id == "P3"
     assert [(s.modality, s.reason) for s in other.skipped] == [("MR", "MR without a CT in its study")]
@@ -179,16 +192,17 @@ def test_two_studies_give_two_selections_and_a_study_without_ct_is_reported(tmp_
 
 # --- MR selection -------------------------------------------------------------------------
 
+
 def test_t1_is_chosen_over_t2_flair_and_3d_is_preferred(tmp_path: Path) -> None:
     write_series(tmp_path, CT)
     write_series(tmp_path, mr_spec(series="t2", description="T2 TSE ax", n_slices=30))
     write_series(tmp_path, mr_spec(series="flair", description="t1_flair_tra", n_slices=30))
     write_series(tmp_path, mr_spec(series="t1se", description="T1 SE ax", n_slices=25))
-    write_series(tmp_path, mr_spec(series="t13d", description="t1_vibe", n_slices=12,
-                                   mr={"MRAcquisitionType": "3D"}))
+    write_series(tmp_path, mr_spec(series="t13d", description="t1_vibe", n_slices=12, mr={"MRAcquisitionType": "3D"}))
     write_series(tmp_path, mr_spec(series="pd", description="PD cor", n_slices=30))
-    write_series(tmp_path, mr_spec(series="loc", description="loc", n_slices=3,
-                                   image_type=("ORIGINAL", "PRIMARY", "LOCALIZER")))
+    write_series(
+        tmp_path, mr_spec(series="loc", description="loc", n_slices=3, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    )
     (sel,), _ = select_studies(scan_folder(tmp_path))
     assert sel.mr is not None and sel.mr.description == "t1_vibe"
     assert reasons(sel.skipped) == {
@@ -202,15 +216,29 @@ def test_t1_is_chosen_over_t2_flair_and_3d_is_preferred(tmp_path: Path) -> None:
 
 def test_t1_by_sequence_tags_when_descriptions_are_empty(tmp_path: Path) -> None:
     write_series(tmp_path, CT)
-    write_series(tmp_path, mr_spec(series="long", description="", n_slices=30,
-                                   mr={"EchoTime": 100, "RepetitionTime": 4000, "ScanningSequence": "SE"}))
-    write_series(tmp_path, mr_spec(series="mprage", description="", n_slices=12,
-                                   mr={"EchoTime": 3, "RepetitionTime": 2000, "MRAcquisitionType": "3D",
-                                       "ScanningSequence": ["GR", "IR"]}))
+    write_series(
+        tmp_path,
+        mr_spec(
+            series="long",
+            description="",
+            n_slices=30,
+            mr={"EchoTime": 100, "RepetitionTime": 4000, "ScanningSequence": "SE"},
+        ),
+    )
+    write_series(
+        tmp_path,
+        mr_spec(
+            series="mprage",
+            description="",
+            n_slices=12,
+            mr={"EchoTime": 3, "RepetitionTime": 2000, "MRAcquisitionType": "3D", "ScanningSequence": ["GR", "IR"]},
+        ),
+    )
     (sel,), _ = select_studies(scan_folder(tmp_path))
     assert sel.mr is not None and sel.mr.series_uid == uid("study-a", "mprage")
-    assert reasons(sel.skipped) == {"": "no description, and its sequence tags do not look T1 "
-                                        "(TE 100.0 ms, TR 4000.0 ms, SE)"}
+    assert reasons(sel.skipped) == {
+        "": "no description, and its sequence tags do not look T1 (TE 100.0 ms, TR 4000.0 ms, SE)"
+    }
 
 
 def test_no_t1_is_fine(tmp_path: Path) -> None:
@@ -221,6 +249,7 @@ def test_no_t1_is_fine(tmp_path: Path) -> None:
 
 
 # --- rules --------------------------------------------------------------------------------
+
 
 def test_rules_from_json_overrides_and_rejects_unknown_or_bad_values(tmp_path: Path) -> None:
     path = tmp_path / "rules.json"
@@ -250,8 +279,15 @@ def test_rules_change_the_choice(tmp_path: Path) -> None:
 
 def test_ct_with_broken_orientation_is_skipped(tmp_path: Path) -> None:
     write_series(tmp_path, CT)
-    write_series(tmp_path, SeriesSpec(series="bad", description="CT broken", n_slices=20,
-                                      overrides={3: {"ImageOrientationPatient": ["1", "0", "0", "1", "0", "0"]}}))
+    write_series(
+        tmp_path,
+        SeriesSpec(
+            series="bad",
+            description="CT broken",
+            n_slices=20,
+            overrides={3: {"ImageOrientationPatient": ["1", "0", "0", "1", "0", "0"]}},
+        ),
+    )
     (sel,), _ = select_studies(scan_folder(tmp_path))
     assert sel.ct.series_uid == CT.series_uid
     assert reasons(sel.skipped) == {"CT broken": "no valid slice position or orientation in its headers"}

@@ -60,8 +60,8 @@ def labels_of_three() -> np.ndarray:
 def decoded_labels(seg: hd.seg.Segmentation, headers: list[Dataset]) -> np.ndarray:
     """The label ids back from the SEG frames, slice by source slice."""
     pixels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[h.SOPInstanceUID for h in headers], combine_segments=True,
-        skip_overlap_checks=False)
+        source_sop_instance_uids=[h.SOPInstanceUID for h in headers], combine_segments=True, skip_overlap_checks=False
+    )
     lookup = np.zeros(256, np.uint8)
     for item in seg.SegmentSequence:
         lookup[item.SegmentNumber] = LABEL_IDS[item.SegmentLabel]
@@ -96,7 +96,8 @@ def test_identity_and_references_are_the_cts():
     [series] = seg.ReferencedSeriesSequence
     assert series.SeriesInstanceUID == headers[0].SeriesInstanceUID
     assert {i.ReferencedSOPInstanceUID for i in series.ReferencedInstanceSequence} == {
-        h.SOPInstanceUID for h in headers}
+        h.SOPInstanceUID for h in headers
+    }
 
 
 def test_frames_decode_back_to_the_label_map(tmp_path):
@@ -110,12 +111,15 @@ def test_frames_decode_back_to_the_label_map(tmp_path):
 
 def test_renamed_and_dropped_structures():
     headers, labels = ct_headers(), labels_of_three()
-    styles = (StructureStyle(LABEL_IDS["Brainstem"], "BrainStem_auto", (10, 20, 30)),
-              StructureStyle(LABEL_IDS["Parotid_L"], "Parotid_L", (1, 1, 1)))  # empty: left out
+    styles = (
+        StructureStyle(LABEL_IDS["Brainstem"], "BrainStem_auto", (10, 20, 30)),
+        StructureStyle(LABEL_IDS["Parotid_L"], "Parotid_L", (1, 1, 1)),
+    )  # empty: left out
     seg = build_seg(labels, headers, styles, PROVENANCE)
     assert [i.SegmentLabel for i in seg.SegmentSequence] == ["BrainStem_auto"]
     frames = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[h.SOPInstanceUID for h in headers], combine_segments=True)
+        source_sop_instance_uids=[h.SOPInstanceUID for h in headers], combine_segments=True
+    )
     assert np.array_equal(frames > 0, labels == LABEL_IDS["Brainstem"])  # carotid, cord not in the map
 
 
@@ -140,6 +144,8 @@ def test_nothing_to_write_and_mismatched_sizes_are_refused():
 
 def test_dciodvfy_finds_no_error(tmp_path):
     path = write_seg(build_seg(labels_of_three(), ct_headers(), default_styles(), PROVENANCE), tmp_path / "seg.dcm")
-    result = subprocess.run([*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*need_tools("dciodvfy"), str(path)], check=False, capture_output=True, text=True, timeout=60
+    )
     report = result.stdout + result.stderr
     assert not [line for line in report.splitlines() if line.startswith("Error")], report

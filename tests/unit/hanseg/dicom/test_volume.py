@@ -60,6 +60,7 @@ def assert_voxels_match_headers(image: sitk.Image, ordered: tuple[Instance, ...]
 
 # --- order and geometry -------------------------------------------------------------------
 
+
 def test_shuffled_files_and_random_names_give_the_same_volume(tmp_path: Path) -> None:
     spec = SeriesSpec(n_slices=8)
     write_series(tmp_path / "uid", spec)
@@ -95,8 +96,11 @@ def test_positions_decreasing_in_file_order(tmp_path: Path) -> None:
 
 
 def test_feet_first_normal_pointing_minus_z(tmp_path: Path) -> None:
-    spec = SeriesSpec(orientation=FEET_FIRST, n_slices=6,
-                      positions=tuple((-10.0, -20.0, z) for z in (24.0, 30.0, 20.0, 28.0, 22.0, 26.0)))
+    spec = SeriesSpec(
+        orientation=FEET_FIRST,
+        n_slices=6,
+        positions=tuple((-10.0, -20.0, z) for z in (24.0, 30.0, 20.0, 28.0, 22.0, 26.0)),
+    )
     write_series(tmp_path, spec)
     image, ordered = read_volume(only_series(tmp_path))
     direction = np.array(image.GetDirection()).reshape(3, 3)
@@ -130,13 +134,17 @@ def test_geometry_guard_catches_a_mirrored_image(tmp_path: Path) -> None:
     ordered, geometry = check_series(series)
     mirrored = sitk.Image(image)
     mirrored.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0))
-    with pytest.raises(DicomSeriesError, match=r"the decoded volume's geometry disagrees with the DICOM "
-                                               r"headers: direction \[\[1\.0, 0\.0, 0\.0\], \[0\.0, 1\.0, 0\.0\], "
-                                               r"\[0\.0, 0\.0, -1\.0\]\] instead of"):
+    with pytest.raises(
+        DicomSeriesError,
+        match=r"the decoded volume's geometry disagrees with the DICOM "
+        r"headers: direction \[\[1\.0, 0\.0, 0\.0\], \[0\.0, 1\.0, 0\.0\], "
+        r"\[0\.0, 0\.0, -1\.0\]\] instead of",
+    ):
         check_image_geometry(mirrored, ordered, geometry, series)
 
 
 # --- values -------------------------------------------------------------------------------
+
 
 def test_ct_comes_out_in_hu_as_int16(tmp_path: Path) -> None:
     write_series(tmp_path, SeriesSpec(stored=np.full((6, 5, 4), 1000)))
@@ -153,6 +161,7 @@ def test_ct_with_a_fractional_slope_is_float32(tmp_path: Path) -> None:
 
 
 # --- refusals -----------------------------------------------------------------------------
+
 
 def refusal(tmp_path: Path, spec: SeriesSpec, **kwargs) -> str:
     """The message of the DicomSeriesError that reading ``spec`` raises."""
@@ -213,8 +222,9 @@ def test_gantry_tilt_is_refused(tmp_path: Path) -> None:
     message = refusal(tmp_path, spec)
     assert "is a gantry-tilted series (about 15.0° tilt" in message
     assert "gantry-tilted series are not supported" in message
-    assert message.endswith("reconstruct or resample the scan to axial slices at the scanner or TPS "
-                            "and use that series")
+    assert message.endswith(
+        "reconstruct or resample the scan to axial slices at the scanner or TPS and use that series"
+    )
 
 
 def test_multi_frame_is_refused(tmp_path: Path) -> None:

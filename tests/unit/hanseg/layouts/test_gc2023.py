@@ -25,7 +25,10 @@ def test_cases_pair_by_sorted_name_and_ignore_non_images(tmp_path):
         write(tmp_path / "images/t1-mri" / name)
     (tmp_path / "images/ct/README.txt").write_text("not an image")
     cases = find_cases(tmp_path)
-    assert [(c.ct.name, c.mr.name if c.mr else None) for c in cases] == [("a_CT.mha", "a_T1.mha"), ("b_CT.mha", "b_T1.mha")]
+    assert [(c.ct.name, c.mr.name if c.mr else None) for c in cases] == [
+        ("a_CT.mha", "a_T1.mha"),
+        ("b_CT.mha", "b_T1.mha"),
+    ]
 
 
 def test_unequal_counts_name_the_files(tmp_path):
@@ -51,11 +54,16 @@ def test_run_writes_outputs_and_results_json(tmp_path):
     seg = sitk.ReadImage(str(out / "images/head_neck_oar/case_01_seg.nrrd"))
     assert seg.GetPixelID() == sitk.sitkUInt8 and seg.GetSize() == (8, 9, 10)
     assert set(np.unique(sitk.GetArrayFromImage(seg))) == {0, 5}
-    assert json.loads((out / "results.json").read_text()) == [{
-        "outputs": [{"type": "metaio_image", "filename": "case_01_seg.nrrd"}],
-        "inputs": [{"type": "metaio_ct_image", "filename": "case_01_CT.nrrd"},
-                   {"type": "metaio_mrt1_image", "filename": "case_01_T1.nrrd"}],
-        "error_messages": []}]
+    assert json.loads((out / "results.json").read_text()) == [
+        {
+            "outputs": [{"type": "metaio_image", "filename": "case_01_seg.nrrd"}],
+            "inputs": [
+                {"type": "metaio_ct_image", "filename": "case_01_CT.nrrd"},
+                {"type": "metaio_mrt1_image", "filename": "case_01_T1.nrrd"},
+            ],
+            "error_messages": [],
+        }
+    ]
 
 
 def test_bad_case_does_not_stop_the_others_and_leaves_no_file(tmp_path):
@@ -74,7 +82,7 @@ def test_bad_case_does_not_stop_the_others_and_leaves_no_file(tmp_path):
 def test_duplicate_images_are_refused_by_name(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     write(inp / "images/ct/a_CT.mha", value=100)
-    write(inp / "images/ct/b_CT.mha", value=100)          # same bytes as a_CT.mha
+    write(inp / "images/ct/b_CT.mha", value=100)  # same bytes as a_CT.mha
     write(inp / "images/t1-mri/a_T1.mha", value=7)
     write(inp / "images/t1-mri/b_T1.mha", value=8)
     assert run(inp, out, FakePredictor()) == 1
@@ -85,6 +93,7 @@ def test_duplicate_images_are_refused_by_name(tmp_path):
 
 def test_unwritable_output_fails_before_any_case(tmp_path):
     from hanseg.errors import OutputError
+
     write(tmp_path / "in/images/ct/a_CT.mha")
     (tmp_path / "blocker").write_text("a file where the output folder should be")
     predictor = FakePredictor()
@@ -96,6 +105,7 @@ def test_unwritable_output_fails_before_any_case(tmp_path):
 def test_read_only_input_just_works(tmp_path):
     import os
     import stat
+
     inp = tmp_path / "in"
     write(inp / "images/ct/a_CT.mha")
     for p in [inp, *inp.rglob("*")]:

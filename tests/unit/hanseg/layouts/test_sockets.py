@@ -17,8 +17,12 @@ from helpers import write_ct as write
 
 
 def socket(slug: str, rel: str, key: str = "socket", kind: str = "Image") -> dict:
-    return {key: {"slug": slug, "kind": kind, "relative_path": rel, "super_kind": "Image"},
-            "image": {"name": f"{slug}.mha"}, "file": None, "value": None}
+    return {
+        key: {"slug": slug, "kind": kind, "relative_path": rel, "super_kind": "Image"},
+        "image": {"name": f"{slug}.mha"},
+        "file": None,
+        "value": None,
+    }
 
 
 def make_job(root: Path, sockets: list[dict], images: dict[str, tuple]) -> Path:
@@ -61,8 +65,10 @@ def test_explicit_slugs_override_the_names(tmp_path):
 
 
 def test_ct_only_job_and_other_sockets_ignored(tmp_path, caplog):
-    sockets = [socket("head-neck-ct", "images/head-neck-ct"),
-               socket("age-in-years", "age-in-years.json", kind="Integer")]
+    sockets = [
+        socket("head-neck-ct", "images/head-neck-ct"),
+        socket("age-in-years", "age-in-years.json", kind="Integer"),
+    ]
     inp = make_job(tmp_path, sockets, {"images/head-neck-ct": (8, 9, 10)})
     with caplog.at_level(logging.INFO):
         ct, mr = find_socket_images(inp, SocketConfig())
@@ -101,14 +107,14 @@ def test_uploaded_model_overrides_the_baked_one(tmp_path, caplog):
     baked, uploaded = tmp_path / "baked", tmp_path / "opt_ml_model"
     baked.mkdir(), uploaded.mkdir()
     with caplog.at_level(logging.INFO):
-        assert resolve_model_root(None, baked, uploaded) == baked          # empty: the baked model
+        assert resolve_model_root(None, baked, uploaded) == baked  # empty: the baked model
         (uploaded / "notes.txt").write_text("x")
-        assert resolve_model_root(None, baked, uploaded) == baked          # no plans.json: warned
+        assert resolve_model_root(None, baked, uploaded) == baked  # no plans.json: warned
         assert "no plans.json" in caplog.text
         (uploaded / "model").mkdir()
         (uploaded / "model/plans.json").write_text("{}")
         assert resolve_model_root(None, baked, uploaded) == uploaded / "model"  # tar of the folder
         (uploaded / "plans.json").write_text("{}")
-        assert resolve_model_root(None, baked, uploaded) == uploaded       # tar -C model .
+        assert resolve_model_root(None, baked, uploaded) == uploaded  # tar -C model .
         assert "uploaded model" in caplog.text
     assert resolve_model_root(tmp_path / "x", baked, uploaded) == tmp_path / "x"  # --model wins

@@ -28,6 +28,7 @@ def test_store_writes_the_instance_and_leaves_no_temp_file(tmp_path):
 def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def full_disk(*_):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(StoreError, match="No space left"):
         store_instance(tmp_path, STUDY, SERIES, "1.2.3.4.5", b"x")
@@ -110,16 +111,28 @@ def test_a_new_queue_on_the_same_file_resumes_interrupted_jobs(tmp_path):
 
 
 def test_backoff_doubles_and_is_capped():
-    config = NodeConfig("N", 1, Path("/x"), Peer("D", "h", 1), (Allowed("A"),), retry_seconds=60,
-                        max_backoff_s=200)
+    config = NodeConfig("N", 1, Path("/x"), Peer("D", "h", 1), (Allowed("A"),), retry_seconds=60, max_backoff_s=200)
     assert [backoff(config, n) for n in (1, 2, 3, 4)] == [60, 120, 200, 200]
 
 
 def test_the_command_line_gives_a_frozen_config(tmp_path):
-    config = config_from_args(["--ae-title", "HANSEG", "--port", "11112", "--storage", str(tmp_path),
-                               "--destination", "TPS@10.0.0.5:104", "--allow", "CT1", "--allow", "PACS@10.0.0.9"])
+    config = config_from_args(
+        [
+            "--ae-title",
+            "HANSEG",
+            "--port",
+            "11112",
+            "--storage",
+            str(tmp_path),
+            "--destination",
+            "TPS@10.0.0.5:104",
+            "--allow",
+            "CT1",
+            "--allow",
+            "PACS@10.0.0.9",
+        ]
+    )
     assert config.destination == Peer("TPS", "10.0.0.5", 104)
     assert config.allow == (Allowed("CT1"), Allowed("PACS", "10.0.0.9"))
     with pytest.raises(NodeError, match="AET@HOST:PORT"):
-        config_from_args(["--ae-title", "H", "--port", "1", "--storage", "s", "--destination", "TPS",
-                          "--allow", "A"])
+        config_from_args(["--ae-title", "H", "--port", "1", "--storage", "s", "--destination", "TPS", "--allow", "A"])
