@@ -87,6 +87,16 @@ def run_main(main: Callable[[list[str]], int | None], *args: str, check: bool = 
     return done
 
 
+def train_in_process(data: Path, work: Path, *options: str, check: bool = True) -> CliRun:
+    """``python -m training.train --data DATA --work WORK --fold 0 --device cpu OPTIONS`` in this
+    process (:func:`run_main`)."""
+    from training.train import main
+
+    return run_main(
+        main, "--data", str(data), "--work", str(work), "--fold", "0", "--device", "cpu", *options, check=check
+    )
+
+
 def segment_unseen_phantom(
     model: Path, folder: Path, seed: int = 33, case_id: str = "case_09"
 ) -> tuple[sitk.Image, sitk.Image]:

@@ -6,9 +6,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from hanseg.plans import load_plans
-from helpers import run_main, segment_unseen_phantom
+from helpers import run_main, segment_unseen_phantom, train_in_process
 from training.export import main as export_main
-from training.train import main as train_main
 
 
 def test_a_2p5d_model_plans_trains_exports_and_runs_in_process_py(raw_phantoms, plan_work, tmp_path):
@@ -16,25 +15,7 @@ def test_a_2p5d_model_plans_trains_exports_and_runs_in_process_py(raw_phantoms, 
     plan_work(work, "--network", "fcn2p5d", "--spacing", "3", "3", "4", "--folds", "2")
     plans = load_plans(work / "plans.json")
     assert plans.network.name == "SliceFCN" and plans.network.kwargs["slices"] == 3
-    run_main(
-        train_main,
-        "--data",
-        str(raw_phantoms),
-        "--work",
-        str(work),
-        "--fold",
-        "0",
-        "--epochs",
-        "2",
-        "--iters",
-        "4",
-        "--batch",
-        "2",
-        "--val-every",
-        "2",
-        "--device",
-        "cpu",
-    )
+    train_in_process(raw_phantoms, work, "--epochs", "2", "--iters", "4", "--batch", "2", "--val-every", "2")
     run_main(
         export_main,
         "--work",

@@ -16,11 +16,10 @@ import torch
 from hanseg.labels import NUM_CLASSES
 from hanseg.networks import build_network
 from hanseg.plans import load_plans
-from helpers import ROOT, CliRun, run_main
+from helpers import ROOT, CliRun, run_main, train_in_process
 from training.plan import main as plan_main
 from training.pretrain import AnyScan, DicomScan, Scan, find_scans
 from training.pretrain import main as pretrain_main
-from training.train import main as train_main
 from training.transfer import init_from
 
 
@@ -160,22 +159,15 @@ def test_objectives_switch_and_the_encoder_fine_tunes_frozen(raw_phantoms, raw_c
     plan(raw_phantoms, work, "resunet", raw_cache)
     pretrain(raw_phantoms, work, "--steps", "2", "--objectives", "inpaint")
     assert set(log_rows(work / "pretrain/log.csv")[0]) == {"step", "total", "inpaint", "lr", "seconds"}
-    done = run_main(
-        train_main,
-        "--data",
-        str(raw_phantoms),
-        "--work",
-        str(work),
-        "--fold",
-        "0",
+    done = train_in_process(
+        raw_phantoms,
+        work,
         "--epochs",
         "1",
         "--iters",
         "2",
         "--val-every",
         "1",
-        "--device",
-        "cpu",
         "--init-from",
         str(work / "pretrain/pretrained.pt"),
         "--freeze",

@@ -13,8 +13,7 @@ import SimpleITK as sitk
 from hanseg.labels import OAR_NAMES
 from hanseg.model_dir import load_model_dir
 from hanseg.plans import load_plans
-from helpers import ROOT, run_main, segment_unseen_phantom
-from training.train import main as train_main
+from helpers import ROOT, segment_unseen_phantom, train_in_process
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -138,26 +137,8 @@ def test_exported_model_runs_in_process_py(trained, tmp_path):
 
 def test_adaptive_tvmf_kappa_is_learnt_from_validation_and_checkpointed(raw_phantoms, plan_work, tmp_path):
     work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")
-    run_main(
-        train_main,
-        "--data",
-        str(raw_phantoms),
-        "--work",
-        str(work),
-        "--fold",
-        "0",
-        "--epochs",
-        "1",
-        "--iters",
-        "2",
-        "--val-every",
-        "1",
-        "--device",
-        "cpu",
-        "--loss",
-        "tvmf",
-        "--elastic",
-        "0.5",
+    train_in_process(
+        raw_phantoms, work, "--epochs", "1", "--iters", "2", "--val-every", "1", "--loss", "tvmf", "--elastic", "0.5"
     )
     import torch
 

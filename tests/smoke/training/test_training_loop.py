@@ -14,7 +14,7 @@ import SimpleITK as sitk
 import torch
 
 import training.train as train
-from helpers import ROOT, run_main
+from helpers import ROOT, train_in_process
 from training.data import (
     _noise,
     augment,
@@ -273,22 +273,15 @@ def test_parallel_cache_matches_the_sequential_cache(raw_phantoms, tmp_path):
 
 def test_a_time_budget_ends_the_run_early_with_a_validated_checkpoint(raw_phantoms, plan_work, tmp_path):
     work = plan_work(tmp_path / "work", "--spacing", "4", "4", "5", "--folds", "2")  # the cache is filled
-    done = run_main(
-        train.main,
-        "--data",
-        str(raw_phantoms),
-        "--work",
-        str(work),
-        "--fold",
-        "0",
+    done = train_in_process(
+        raw_phantoms,
+        work,
         "--iters",
         "2",
         "--batch",
         "1",
         "--val-every",
         "3",
-        "--device",
-        "cpu",
         "--epochs",
         "500",
         "--time-budget",

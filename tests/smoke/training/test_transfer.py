@@ -7,9 +7,8 @@ import pytest
 import torch
 from monai.networks import nets
 
-from helpers import run_main
+from helpers import train_in_process
 from training.plan import SPLEEN_BUNDLE_UNET
-from training.train import main as train_main
 from training.transfer import (
     TransferError,
     adapt_state,
@@ -144,14 +143,9 @@ def test_frozen_batch_norms_stay_in_eval_mode():
 def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, plan_work, tmp_path, policy):
     source = write_bundle(tmp_path / "bundle")
     work = plan_work(tmp_path / "work", "--network", "resunet", "--spacing", "4", "4", "5", "--folds", "2")
-    run = run_main(
-        train_main,
-        "--data",
-        str(raw_phantoms),
-        "--work",
-        str(work),
-        "--fold",
-        "0",
+    run = train_in_process(
+        raw_phantoms,
+        work,
         "--epochs",
         "1",
         "--iters",
@@ -160,8 +154,6 @@ def test_cli_fine_tune_leaves_frozen_layers_unchanged(raw_phantoms, plan_work, t
         "2",
         "--lr",
         "1e-2",
-        "--device",
-        "cpu",
         "--loss",
         "bce",
         "--optimizer",
