@@ -29,14 +29,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    threads = max(1, (os.cpu_count() or 1) // workers)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
-        os.environ[name] = os.environ.get("HANSEG_TEST_THREADS", threads)
+        os.environ[name] = str(threads)
     import SimpleITK as sitk
     import torch
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.set_num_threads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 #: The modules that take longest, longest first (``scripts/run_tests.sh``'s ``--durations``,

@@ -17,7 +17,7 @@ import torch
 from hanseg.labels import NUM_CLASSES, OAR_NAMES
 from hanseg.model_dir import export_model
 from hanseg.networks import build_network
-from hanseg.plans import plans_from_json
+from hanseg.plans import Plans, plans_from_json
 
 #: The repository root.
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +136,30 @@ def segment_unseen_phantom(
 TINY_NETWORK = {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}}
 
 
+def tiny_plans(
+    folds: tuple[int, ...] = (0,),
+    channels: tuple[str, ...] = ("CT", "MR_T1"),
+    spacing=(4.0, 4.0, 4.0),
+    patch=(16, 32, 32),
+) -> Plans:
+    """Valid plans for the tiny UNet: fixed CT window, z-scored MR."""
+    norms = {
+        "CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
+        "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]},
+    }
+    return plans_from_json(
+        {
+            "labels": list(OAR_NAMES),
+            "channels": [{"name": c, "normalization": norms[c]} for c in channels],
+            "spacing_xyz_mm": list(spacing),
+            "patch_size_zyx": list(patch),
+            "network": TINY_NETWORK,
+            "folds": list(folds),
+            "overlap": 0.25,
+        }
+    )
+
+
 def write_tiny_model(
     root: Path,
     folds: tuple[int, ...] = (0,),
@@ -145,20 +169,7 @@ def write_tiny_model(
     seed: int = 0,
 ) -> Path:
     """A complete, valid model folder with an untrained tiny UNet (for pipeline tests only)."""
-    norms = {
-        "CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
-        "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]},
-    }
-    plans = {
-        "labels": list(OAR_NAMES),
-        "channels": [{"name": c, "normalization": norms[c]} for c in channels],
-        "spacing_xyz_mm": list(spacing),
-        "patch_size_zyx": list(patch),
-        "network": TINY_NETWORK,
-        "folds": list(folds),
-        "overlap": 0.25,
-    }
-    loaded = plans_from_json(plans)
+    loaded = tiny_plans(folds, channels, spacing, patch)
     states = []
     for fold in folds:
         torch.manual_seed(seed + fold)

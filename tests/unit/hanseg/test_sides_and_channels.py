@@ -11,31 +11,13 @@ import SimpleITK as sitk
 
 import hanseg.preprocess as preprocess
 from hanseg.geometry import Box, Grid, resample_to_grid
-from hanseg.labels import LABEL_IDS, NUM_CLASSES, OAR_NAMES
-from hanseg.plans import Plans, plans_from_json
+from hanseg.labels import LABEL_IDS, NUM_CLASSES
 from hanseg.postprocess import probabilities_to_ct
 from hanseg.registration import RegistrationResult
+from helpers import tiny_plans
 
 SIZE_XYZ = (40, 36, 30)
 SPACING = (2.0, 2.0, 2.0)
-
-
-def tiny_plans() -> Plans:
-    norms = {
-        "CT": {"scheme": "ct", "clip_low": -1000, "clip_high": 1500, "mean": 0.0, "std": 500.0},
-        "MR_T1": {"scheme": "zscore", "percentiles": [0.5, 99.5]},
-    }
-    return plans_from_json(
-        {
-            "labels": list(OAR_NAMES),
-            "channels": [{"name": c, "normalization": norms[c]} for c in ("CT", "MR_T1")],
-            "spacing_xyz_mm": [4.0, 4.0, 4.0],
-            "patch_size_zyx": [8, 8, 8],
-            "folds": [0],
-            "overlap": 0.25,
-            "network": {"name": "UNet", "kwargs": {"channels": [4, 8], "strides": [2], "num_res_units": 0}},
-        }
-    )
 
 
 def image(array_zyx: np.ndarray, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), origin=(0.0, 0.0, 0.0)) -> sitk.Image:
@@ -69,7 +51,7 @@ def registered(transform: sitk.Euler3DTransform | None = None) -> RegistrationRe
 def test_the_registered_mr_is_the_networks_second_channel(monkeypatch):
     ct, mr = head()
     monkeypatch.setattr(preprocess, "register_mr_to_ct", lambda *args, **kwargs: registered())
-    case = preprocess.preprocess_case(ct, mr, tiny_plans())
+    case = preprocess.preprocess_case(ct, mr, tiny_plans(patch=(8, 8, 8)))
     assert case.image.shape[0] == 2 and case.registration is not None and case.registration.ok
     channel = case.image[1]
     signal = resample_to_grid(mr, case.grid, default=0.0)
@@ -85,7 +67,7 @@ def test_a_refused_registration_leaves_zeros_and_says_so(monkeypatch):
     ct, mr = head()
     refused = RegistrationResult(sitk.Euler3DTransform(), False, "outline overlap too low", 0.1, 0.0, (0.0, 0.0, 0.0))
     monkeypatch.setattr(preprocess, "register_mr_to_ct", lambda *args, **kwargs: refused)
-    case = preprocess.preprocess_case(ct, mr, tiny_plans())
+    case = preprocess.preprocess_case(ct, mr, tiny_plans(patch=(8, 8, 8)))
     assert not case.image[1].any() and case.image[0].any()
     assert any("MR not used" in w and "overlap" in w for w in case.warnings)
 
