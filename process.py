@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         # built once, before any case
         segmenter = Segmenter(model, args.device, args.time_budget or None, not args.no_mirroring)
         sockets = SocketConfig(args.ct_socket, args.mr_socket, args.output_socket)
-        dicom = DicomConfig(args.names, args.series_rules, segmenter.model_version)
+        dicom = DicomConfig(args.names, args.series_rules, segmenter.model_version, segmenter.model_fingerprint)
         return run(args.input, args.output, segmenter, sockets, dicom)
     except HansegError as exc:
         log.error("FAILED: %s", exc)

@@ -24,7 +24,7 @@ from monai.inferers.utils import sliding_window_inference
 from .budget import RunSettings, body_windows, choose
 from .errors import ModelError
 from .labels import NUM_CLASSES, lr_swap_table
-from .model_dir import load_model_dir, load_state_dict
+from .model_dir import load_model_dir, load_state_dict, model_fingerprint
 from .networks import build_network
 from .postprocess import probabilities_to_ct
 from .preprocess import preprocess_case
@@ -103,6 +103,8 @@ class Segmenter:
         self.plans = files.plans
         #: what DICOM outputs name as the model that made them
         self.model_version = str(files.metadata.get("version", "unversioned"))
+        #: version and weight hashes in one sha256: DICOM outputs derive their UIDs from it
+        self.model_fingerprint = model_fingerprint(files)
         self.device, self.device_warning = resolve_device(device)
         if self.device_warning:
             log.warning(self.device_warning)

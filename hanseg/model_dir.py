@@ -40,6 +40,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def model_fingerprint(files: ModelFiles) -> str:
+    """One sha256 for the model: its version and the sha256 of each weight file (from
+    metadata.json, which :func:`load_model_dir` has checked, else computed). What makes two
+    results of the same input differ; DICOM outputs derive their UIDs from it."""
+    recorded = files.metadata.get("weights_sha256", {})
+    digest = hashlib.sha256(f"version={files.metadata.get('version', 'unversioned')}".encode())
+    for path in files.weight_paths:
+        digest.update(f";{path.name}={recorded.get(path.name) or sha256_file(path)}".encode())
+    return digest.hexdigest()
+
+
 def _read_metadata(root: Path) -> dict[str, Any]:
     path = root / "metadata.json"
     if not path.is_file():

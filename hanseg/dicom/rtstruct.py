@@ -36,17 +36,21 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     RTStructureSetStorage,
-    generate_uid,
 )
 from scipy import ndimage
 
-from .common import PATIENT_STUDY_KEYWORDS, UNREVIEWED, write_dataset_atomic
+from .common import PATIENT_STUDY_KEYWORDS, UNREVIEWED, series_description, write_dataset_atomic
 from .contours import Loop, mask_contours
+from .identity import OutputIdentity, random_identity
 from .names import Provenance, StructureStyle, check_styles
 
 log = logging.getLogger(__name__)
+
+#: ST values (StructureSetDescription, ROIDescription) hold at most 1024 characters (PS3.5 6.2)
+MAX_ST_LENGTH = 1024
 
 #: Detached Study Management SOP Class: the value planning systems and dciodvfy expect as
 #: ReferencedSOPClassUID of the RT Referenced Study Sequence (retired, still universal).
@@ -197,7 +201,7 @@ def _character_set(headers: Sequence[Dataset], styles: Sequence[StructureStyle])
 
 
 def _add_patient_study_series(
-    ds: Dataset, first: Dataset, provenance: Provenance, series_number: int, now: datetime
+    ds: Dataset, first: Dataset, provenance: Provenance, identity: OutputIdentity, series_number: int, now: datetime
 ) -> None:
     for keyword in PATIENT_STUDY_KEYWORDS:
         setattr(ds, keyword, first.get(keyword, ""))
@@ -208,10 +212,10 @@ def _add_patient_study_series(
     ds.FrameOfReferenceUID = first.FrameOfReferenceUID
     ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "")
     ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = identity.rtstruct_series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDate, ds.SeriesTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.SeriesDescription = f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64]
+    ds.SeriesDescription = series_description(provenance.model_version, identity.replaces is not None)
     ds.OperatorsName = ""
     ds.Manufacturer = provenance.manufacturer
     ds.ManufacturerModelName = provenance.model_name
@@ -219,14 +223,40 @@ def _add_patient_study_series(
     ds.SoftwareVersions = [provenance.software_version, f"model {provenance.model_version}"[:64]]
 
 
-def _add_structure_set(ds: Dataset, headers: Sequence[Dataset], provenance: Provenance, now: datetime) -> None:
-    ds.StructureSetLabel = STRUCTURE_SET_LABEL
-    ds.StructureSetName = f"hanseg OARs model {provenance.model_version}"[:64]
-    ds.StructureSetDescription = (
+def structure_set_description(provenance: Provenance, identity: OutputIdentity, notes: Sequence[str]) -> str:
+    """StructureSetDescription (ST, at most 1024 characters): what made it, what it replaces,
+    and the warnings a dosimetrist must read before planning on it."""
+    text = (
         f"{UNREVIEWED.capitalize()}: {provenance.model_name}, model "
         f"{provenance.model_version}, software {provenance.software_version}. "
         "Check every structure before clinical use."
     )
+    if identity.replaces is not None:
+        text += f" Replaces the structure set {identity.replaces.rtstruct_sop_uid}."
+    for note in notes:
+        text += f" WARNING: {note}"
+    if len(text) > MAX_ST_LENGTH:
+        text = text[: MAX_ST_LENGTH - 40] + " ... (all warnings in the audit record)"
+    return text
+
+
+def _add_structure_set(
+    ds: Dataset,
+    headers: Sequence[Dataset],
+    provenance: Provenance,
+    identity: OutputIdentity,
+    notes: Sequence[str],
+    now: datetime,
+) -> None:
+    ds.StructureSetLabel = STRUCTURE_SET_LABEL
+    ds.StructureSetName = f"hanseg OARs model {provenance.model_version}"[:64]
+    ds.StructureSetDescription = structure_set_description(provenance, identity, notes)
+    if identity.replaces is not None:
+        # PS3.3 C.8.8.5: the structure set this one supersedes
+        predecessor = Dataset()
+        predecessor.ReferencedSOPClassUID = RTStructureSetStorage
+        predecessor.ReferencedSOPInstanceUID = identity.replaces.rtstruct_sop_uid
+        ds.PredecessorStructureSetSequence = DicomSequence([predecessor])
     ds.InstanceNumber = 1
     ds.StructureSetDate, ds.StructureSetTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.ApprovalStatus = "UNAPPROVED"
@@ -368,11 +398,11 @@ def _roi_items(number: int, style: StructureStyle, provenance: Provenance, frame
     return roi, observation
 
 
-def _new_dataset(headers: Sequence[Dataset], styles: Sequence[StructureStyle]) -> Dataset:
+def _new_dataset(headers: Sequence[Dataset], styles: Sequence[StructureStyle], sop_uid: str) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RTStructureSetStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     charset = _character_set(headers, styles)
@@ -389,6 +419,8 @@ def build_rtstruct(
     styles: Sequence[StructureStyle],
     provenance: Provenance,
     *,
+    identity: OutputIdentity | None = None,
+    notes: Sequence[str] = (),
     series_number: int = 1,
 ) -> tuple[Dataset, tuple[str, ...]]:
     """The RTSTRUCT of the non-empty structures of ``labels``, and the output names of the
@@ -396,7 +428,8 @@ def build_rtstruct(
 
     ``labels`` is the uint8 z,y,x label map on the grid of ``ct``; ``ct_headers[k]`` is the
     header of slice k of ``ct`` (pixel data not needed). ``styles`` names and colours the
-    label ids to write, in ROI order. Raises ValueError when no structure is non-empty, or
+    label ids to write, in ROI order. ``identity`` gives the UIDs (None: random ones) and
+    what the result replaces; ``notes`` are warnings for the StructureSetDescription. Raises ValueError when no structure is non-empty, or
     when the headers do not describe the image.
     """
     styles = tuple(styles)
@@ -405,10 +438,11 @@ def build_rtstruct(
     geometry = _slice_geometry(ct, ct_headers)
     boxes = ndimage.find_objects(labels)  # boxes[label - 1]: one pass over the volume
     now = datetime.now()
-    ds = _new_dataset(ct_headers, styles)
+    identity = identity or random_identity()
+    ds = _new_dataset(ct_headers, styles, identity.rtstruct_sop_uid)
     ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    _add_patient_study_series(ds, ct_headers[0], provenance, series_number, now)
-    _add_structure_set(ds, ct_headers, provenance, now)
+    _add_patient_study_series(ds, ct_headers[0], provenance, identity, series_number, now)
+    _add_structure_set(ds, ct_headers, provenance, identity, notes, now)
     rois: list[Dataset] = []
     contours: list[Dataset] = []
     observations: list[Dataset] = []

@@ -31,9 +31,9 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
-from .common import PATIENT_STUDY_KEYWORDS, UNREVIEWED, write_dataset_atomic
+from .common import PATIENT_STUDY_KEYWORDS, series_description, write_dataset_atomic
+from .identity import OutputIdentity, random_identity
 from .names import Provenance, StructureStyle, check_styles
 
 log = logging.getLogger(__name__)
@@ -100,14 +100,18 @@ def build_seg(
     styles: Sequence[StructureStyle],
     provenance: Provenance,
     *,
+    identity: OutputIdentity | None = None,
     series_number: int = 2,
 ) -> hd.seg.Segmentation:
     """The SEG of the non-empty structures of ``labels`` (uint8 z,y,x on the CT grid);
     empty ones are left out and named in the log (:func:`build_rtstruct` returns them).
 
     ``ct_source_datasets[k]`` is the CT dataset of slice k (see the module docstring for
-    what it must hold). Raises ValueError when no structure is non-empty.
+    what it must hold). ``identity`` gives the UIDs (None: random ones) and what the result
+    replaces. Raises ValueError when no structure is non-empty.
     """
+    identity = identity or random_identity()
+    description = series_description(provenance.model_version, identity.replaces is not None)
     styles = tuple(styles)
     check_styles(styles)
     _check_inputs(labels, ct_source_datasets)
@@ -125,9 +129,9 @@ def build_seg(
         pixel_array=lookup[labels],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_segment(n, s, provenance) for n, s in enumerate(written, start=1)],
-        series_instance_uid=generate_uid(),
+        series_instance_uid=identity.seg_series_uid,
         series_number=series_number,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=identity.seg_sop_uid,
         instance_number=1,
         manufacturer=provenance.manufacturer,
         manufacturer_model_name=provenance.model_name,
@@ -136,9 +140,9 @@ def build_seg(
         software_versions=[provenance.software_version, f"model {provenance.model_version}"[:64]],  # type: ignore[arg-type]
         device_serial_number=provenance.device_serial_number,
         content_label=CONTENT_LABEL,
-        content_description=f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64],
+        content_description=description,
     )
-    seg.SeriesDescription = f"OARs {UNREVIEWED}, model {provenance.model_version}"[:64]
+    seg.SeriesDescription = description
     log.info(
         "SEG: %d segments on %d frames; empty, not written: %s",
         len(written),

@@ -19,7 +19,8 @@ study are written, or neither.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import pydicom
 import SimpleITK as sitk
 
 from .. import __version__
+from ..dicom.identity import OutputIdentity, Predecessor, output_identity
 from ..dicom.names import Provenance, StructureStyle, default_styles, load_name_map
 from ..dicom.rtstruct import build_rtstruct, write_rtstruct
 from ..dicom.scan import Instance, Scan, Series, scan_folder
@@ -59,12 +61,16 @@ SEG_NAME = "seg.dcm"
 
 @dataclass(frozen=True)
 class DicomConfig:
-    """What ``process.py`` passes to the DICOM layout: name map and selection rules files
-    (None: the defaults), and the provenance written into every output object."""
+    """What ``process.py`` and the node pass to the DICOM layout: name map and selection rules
+    files (None: the defaults), the provenance written into every output object, the model
+    fingerprint the output UIDs are derived from (:mod:`hanseg.dicom.identity`), and, from
+    the node, the earlier results that this run's results replace, by CT series UID."""
 
     names: Path | None = None
     rules: Path | None = None
     model_version: str = "unversioned"
+    model_fingerprint: str = "unknown"
+    replaces: Mapping[str, Predecessor] = field(default_factory=dict)
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -101,6 +107,7 @@ class StudyVolumes:
     ct: sitk.Image
     ct_instances: tuple[Instance, ...]
     mr: sitk.Image | None
+    mr_instances: tuple[Instance, ...]
     warnings: tuple[str, ...]
 
 
@@ -115,13 +122,14 @@ def read_study(selection: StudySelection, rules: SelectionRules) -> StudyVolumes
     check_volume_fits(selection.ct.label, _voxels(selection.ct), sitk.sitkInt16)
     ct, ct_instances = read_volume(selection.ct, rules.axial_tolerance_deg)
     mr, warnings = None, []
+    mr_instances: tuple[Instance, ...] = ()
     if selection.mr is not None:
         try:
-            mr, _ = read_volume(selection.mr)
+            mr, mr_instances = read_volume(selection.mr)
         except DicomSeriesError as exc:
             warnings.append(f"the MR is not used, the CT alone is segmented: {exc}")
             log.warning("%s", warnings[-1])
-    return StudyVolumes(ct, ct_instances, mr, tuple(warnings))
+    return StudyVolumes(ct, ct_instances, mr, tuple(mr_instances), tuple(warnings))
 
 
 def ct_headers(instances: tuple[Instance, ...]) -> list[pydicom.Dataset]:
@@ -138,12 +146,18 @@ class Written:
 
 
 def write_objects(
-    labels: np.ndarray, volumes: StudyVolumes, folder: Path, styles: tuple[StructureStyle, ...], provenance: Provenance
+    labels: np.ndarray,
+    volumes: StudyVolumes,
+    folder: Path,
+    styles: tuple[StructureStyle, ...],
+    provenance: Provenance,
+    identity: OutputIdentity,
+    notes: tuple[str, ...] = (),
 ) -> Written:
     """Build the RTSTRUCT and the SEG first, then write both; a failure leaves neither."""
     headers = ct_headers(volumes.ct_instances)
-    rtstruct, empty = build_rtstruct(labels, volumes.ct, headers, styles, provenance)
-    seg = build_seg(labels, headers, styles, provenance)
+    rtstruct, empty = build_rtstruct(labels, volumes.ct, headers, styles, provenance, identity=identity, notes=notes)
+    seg = build_seg(labels, headers, styles, provenance, identity=identity)
     folder.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     try:
@@ -153,14 +167,25 @@ def write_objects(
         for path in done:
             path.unlink(missing_ok=True)
         raise
+    replaced = identity.replaces
     files = tuple(
         {
             "type": kind,
             "path": str(path),
+            "ct_series_uid": str(headers[0].SeriesInstanceUID),
             "series_uid": str(ds.SeriesInstanceUID),
             "sop_instance_uid": str(ds.SOPInstanceUID),
+            **({"replaces_series_uid": old_series, "replaces_sop_instance_uid": old_sop} if replaced else {}),
         }
-        for kind, path, ds in zip(("rtstruct", "seg"), done, (rtstruct, seg))
+        for kind, path, ds, (old_series, old_sop) in zip(
+            ("rtstruct", "seg"),
+            done,
+            (rtstruct, seg),
+            (
+                (replaced.rtstruct_series_uid, replaced.rtstruct_sop_uid) if replaced else ("", ""),
+                (replaced.seg_series_uid, replaced.seg_sop_uid) if replaced else ("", ""),
+            ),
+        )
     )
     for path in done:
         log.info("wrote %s", path)
@@ -193,13 +218,17 @@ def _entry(
     outputs: tuple[dict[str, str], ...] = (),
     empty: tuple[str, ...] = (),
     messages: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
+    """A study's entry in results.json: ``error_messages`` say why there is no result,
+    ``warnings`` what a person must know about the result that was made."""
     return {
         "study_uid": study_uid,
         "inputs": inputs,
         "outputs": list(outputs),
         "skipped_series": [_skipped_entry(s) for s in skipped],
         "empty_structures": list(empty),
+        "warnings": warnings or [],
         "error_messages": messages or [],
     }
 
@@ -214,17 +243,31 @@ def process_selection(
     try:
         volumes = read_study(selection, settings.rules)
         prediction = predictor.predict(volumes.ct, volumes.mr)
+        warnings = list(volumes.warnings) + list(prediction.warnings)
         folder = output_dir / selection.study_uid / selection.ct.series_uid
+        identity = output_identity(
+            selection.ct.series_uid,
+            (i.sop_uid for i in volumes.ct_instances),
+            (i.sop_uid for i in volumes.mr_instances),
+            settings.model_fingerprint,
+            settings.styles,
+            settings.replaces.get(selection.ct.series_uid),
+        )
         written = write_objects(
-            np.ascontiguousarray(prediction.labels, np.uint8), volumes, folder, settings.styles, settings.provenance
+            np.ascontiguousarray(prediction.labels, np.uint8),
+            volumes,
+            folder,
+            settings.styles,
+            settings.provenance,
+            identity,
+            tuple(warnings),
         )
     except (HansegError, ValueError, OSError, MemoryError) as exc:
         log.error("study %s: failed: %s", selection.study_uid, exc)
         return _entry(selection.study_uid, inputs, selection.skipped, messages=[f"study {selection.study_uid}: {exc}"])
     if written.empty:
         log.warning("study %s: empty, not written: %s", selection.study_uid, ", ".join(written.empty))
-    messages = list(volumes.warnings) + list(prediction.warnings)
-    return _entry(selection.study_uid, inputs, selection.skipped, written.files, written.empty, messages)
+    return _entry(selection.study_uid, inputs, selection.skipped, written.files, written.empty, warnings=warnings)
 
 
 # --- the folder ---------------------------------------------------------------------------
@@ -237,6 +280,8 @@ class DicomSettings:
     rules: SelectionRules
     styles: tuple[StructureStyle, ...]
     provenance: Provenance
+    model_fingerprint: str = "unknown"
+    replaces: Mapping[str, Predecessor] = field(default_factory=dict)
 
 
 def load_settings(config: DicomConfig) -> DicomSettings:
@@ -246,7 +291,7 @@ def load_settings(config: DicomConfig) -> DicomSettings:
     if config.names is None:
         log.info("structure names: the %d default names (no --names map given)", len(styles))
     provenance = Provenance(model_version=config.model_version, software_version=__version__)
-    return DicomSettings(rules, styles, provenance)
+    return DicomSettings(rules, styles, provenance, config.model_fingerprint, config.replaces)
 
 
 def select_all(

@@ -59,6 +59,9 @@ class NodeConfig:
     retention_hours: float = 72.0
     tls: TlsFiles | None = None
     max_backoff_s: float = MAX_BACKOFF_S
+    #: new associations are refused while free space under --storage is below either floor
+    min_free_gb: float = 5.0
+    min_free_fraction: float = 0.10
     poll_seconds: float = 0.5  # how often the worker looks for stable studies and due jobs
 
 
@@ -118,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=72.0,
         help="keep a delivered job's images this long; 0: delete at once (default 72)",
     )
+    p.add_argument(
+        "--min-free-gb",
+        type=float,
+        default=5.0,
+        help="refuse new associations while --storage has less free space than this (default 5)",
+    )
+    p.add_argument(
+        "--min-free-percent",
+        type=float,
+        default=10.0,
+        help="... or less than this percentage of its file system free (default 10)",
+    )
     p.add_argument("--tls-cert", type=Path, default=None, help="TLS certificate (PEM), with --tls-key")
     p.add_argument("--tls-key", type=Path, default=None, help="TLS private key (PEM)")
     p.add_argument("--tls-ca", type=Path, default=None, help="CA that peers' certificates must chain to")
@@ -143,6 +158,8 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
         raise NodeError(
             "--retries must be at least 1; --retry-seconds, --stable-seconds and --retention-hours cannot be negative"
         )
+    if args.min_free_gb < 0 or not 0 <= args.min_free_percent < 100:
+        raise NodeError("--min-free-gb cannot be negative; --min-free-percent must be from 0 to below 100")
     return NodeConfig(
         ae_title=_ae_title(args.ae_title),
         port=args.port,
@@ -158,4 +175,6 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
         retry_seconds=args.retry_seconds,
         retention_hours=args.retention_hours,
         tls=_tls(args),
+        min_free_gb=args.min_free_gb,
+        min_free_fraction=args.min_free_percent / 100.0,
     )

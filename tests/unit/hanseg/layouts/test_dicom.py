@@ -102,7 +102,7 @@ def test_an_mr_that_cannot_be_built_is_reported_and_the_ct_alone_is_segmented(tm
     assert run_dicom(tmp_path / "in", tmp_path / "out", predictor) == 0
     assert predictor.calls == [((4, 5, 12), None)]
     (entry,) = results(tmp_path / "out")["studies"]
-    assert any("the MR is not used" in m for m in entry["error_messages"])
+    assert any("the MR is not used" in m for m in entry["warnings"])
 
 
 def test_the_name_map_renames_and_drops_structures(tmp_path):
