@@ -1,5 +1,8 @@
 """``python -m hanseg.node``: the DICOM node (see :mod:`hanseg.node`). Exit 0 after SIGTERM
-or SIGINT; 2 for bad settings or a bad model folder, before anything is received."""
+or SIGINT; 2 for bad settings or a bad model folder, before anything is received.
+
+``python -m hanseg.node force-complete|retry|jobs ... --storage DIR`` acts on a node's queue
+(:mod:`hanseg.node.actions`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from pathlib import Path
 from ..errors import HansegError
 from ..inference import Segmenter
 from ..model_dir import resolve_model_root
+from .actions import COMMANDS
+from .actions import main as actions_main
 from .config import config_from_args
 from .service import NodeService, model_info
 
@@ -22,6 +27,9 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "model"
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return actions_main(argv)
     try:
         config = config_from_args(argv)
         root = resolve_model_root(config.model, DEFAULT_MODEL)

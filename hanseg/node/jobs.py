@@ -1,16 +1,24 @@
 """The job queue: one SQLite file (WAL mode), one connection per thread.
 
-A job is one study. Its status moves only forward along::
+A job is one study, segmented from everything received for it. Its status moves along::
 
     receiving -> ready -> running -> sending -> delivered
-                                 \\-> failed (quarantined)      (and empty, see below)
+                                 \\-> failed (quarantined) -> ready or sending (retry)
+                                 \\-> empty
+                       sending -> superseded (a newer result of the study was made first)
 
 ``ready`` goes back to ``receiving`` when an instance of the study arrives before the job
-started (the study was not complete after all). Every change is one transaction, so a
-SIGKILL leaves each job in a status it had; :meth:`JobQueue.resume` then puts ``running``
-back to ``ready`` (the segmentation is redone from the kept input). ``empty``: a job whose
-instances were all taken by the job before it (an instance that arrived while that one was
-being moved into its job folder), nothing to do.
+started (the study was not complete after all). Instances that arrive once a job of the
+study is running or done open a new job, which works on the union of what was received
+(the worker's snapshot of ``incoming/<study>``) and replaces the earlier result.
+
+The silence that makes a study complete is measured from ``settle_from``: the last arrival,
+or the start of this run of the node, whichever is later. A node killed halfway through a
+study must not take the pre-crash silence for completeness, since the sender may still be
+waiting to send the rest (:meth:`JobQueue.resume`). Every change is one transaction, so a
+SIGKILL leaves each job in a status it had; ``running`` goes back to ``ready`` at start (the
+segmentation is redone). ``empty``: a job with nothing new (every instance it would use was
+in the job before it, still being worked on).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,7 @@ from .errors import NodeError
 
 log = logging.getLogger(__name__)
 
-RECEIVING, READY, RUNNING, SENDING, DELIVERED, FAILED, EMPTY = (
+RECEIVING, READY, RUNNING, SENDING, DELIVERED, FAILED, EMPTY, SUPERSEDED = (
     "receiving",
     "ready",
     "running",
@@ -35,17 +44,21 @@ RECEIVING, READY, RUNNING, SENDING, DELIVERED, FAILED, EMPTY = (
     "delivered",
     "failed",
     "empty",
+    "superseded",
 )
 #: status -> the statuses it may move to
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     RECEIVING: (READY,),
     READY: (RECEIVING, RUNNING),
     RUNNING: (SENDING, FAILED, READY, EMPTY),
-    SENDING: (SENDING, DELIVERED, FAILED),
+    SENDING: (SENDING, DELIVERED, FAILED, SUPERSEDED),
     DELIVERED: (),
-    FAILED: (),
+    SUPERSEDED: (),  # a newer result of the same study was made before this one was sent
+    FAILED: (READY, SENDING),  # a person re-queues it (``python -m hanseg.node retry``)
     EMPTY: (),
 }
+#: statuses in which a job of a study is still collecting instances
+OPEN = (RECEIVING, READY)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -60,7 +73,20 @@ CREATE TABLE IF NOT EXISTS series (
     last_arrival REAL NOT NULL, PRIMARY KEY (job_id, series_uid));
 CREATE TABLE IF NOT EXISTS attempts (
     job_id INTEGER NOT NULL, at REAL NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inputs (
+    job_id INTEGER NOT NULL, series_uid TEXT NOT NULL, sop_uid TEXT NOT NULL, PRIMARY KEY (job_id, sop_uid));
+CREATE TABLE IF NOT EXISTS actions (
+    job_id INTEGER NOT NULL, at REAL NOT NULL, action TEXT NOT NULL, user TEXT NOT NULL, detail TEXT NOT NULL);
 """
+#: columns added after the first release: (name, declaration); added to an older database at open
+ADDED_COLUMNS = (
+    ("settle_from", "REAL"),
+    ("warnings", "TEXT NOT NULL DEFAULT '[]'"),
+    ("replaces_job", "INTEGER"),
+    ("resent_from", "INTEGER"),
+    ("model_fingerprint", "TEXT"),
+    ("what_to_do", "TEXT"),
+)
 
 #: the columns a transition may set besides the status
 FIELDS = (
@@ -73,6 +99,11 @@ FIELDS = (
     "reason",
     "messages",
     "outputs",
+    "warnings",
+    "replaces_job",
+    "resent_from",
+    "model_fingerprint",
+    "what_to_do",
 )
 
 
@@ -94,10 +125,24 @@ class Job:
     messages: str
     outputs: str
     pruned: int
+    settle_from: float | None = None
+    warnings: str = "[]"
+    replaces_job: int | None = None
+    resent_from: int | None = None
+    model_fingerprint: str | None = None
+    what_to_do: str | None = None
 
     @property
     def message_list(self) -> list[str]:
         return list(json.loads(self.messages or "[]"))
+
+    @property
+    def warning_list(self) -> list[str]:
+        return list(json.loads(self.warnings or "[]"))
+
+    @property
+    def output_list(self) -> list[dict[str, str]]:
+        return list(json.loads(self.outputs or "[]"))
 
 
 class JobQueue:
@@ -107,7 +152,12 @@ class JobQueue:
         self.path = Path(path)
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn().executescript(SCHEMA)  # outside _tx: executescript commits on its own
+        conn = self._conn()
+        conn.executescript(SCHEMA)  # outside _tx: executescript commits on its own
+        have = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -141,8 +191,9 @@ class JobQueue:
             if row is None:
                 job_id = _inserted_id(
                     db.execute(
-                        "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) VALUES (?, ?, ?, ?)",
-                        (study_uid, RECEIVING, now, now),
+                        "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, settle_from) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (study_uid, RECEIVING, now, now, now),
                     )
                 )
                 log.info("job %d: study %s: first instance received", job_id, study_uid)
@@ -151,8 +202,9 @@ class JobQueue:
                 if row["status"] == READY:
                     log.info("job %d: study %s: more instances arrived, waiting again", job_id, study_uid)
             db.execute(
-                "UPDATE jobs SET status=?, last_arrival=?, instances=instances+1, ready_at=NULL WHERE id=?",
-                (RECEIVING, now, job_id),
+                "UPDATE jobs SET status=?, last_arrival=?, settle_from=?, instances=instances+1, ready_at=NULL "
+                "WHERE id=?",
+                (RECEIVING, now, now, job_id),
             )
             db.execute(
                 "INSERT INTO series VALUES (?, ?, 1, ?) ON CONFLICT(job_id, series_uid) DO UPDATE "
@@ -162,10 +214,12 @@ class JobQueue:
         return int(job_id)
 
     def promote_stable(self, now: float, stable_seconds: float) -> list[int]:
-        """Jobs whose study had no new instance for ``stable_seconds``: now ``ready``."""
+        """Jobs whose study had no new instance for ``stable_seconds`` while this node listened:
+        now ``ready``."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id FROM jobs WHERE status=? AND last_arrival <= ?", (RECEIVING, now - stable_seconds)
+                "SELECT id FROM jobs WHERE status=? AND COALESCE(settle_from, last_arrival) <= ?",
+                (RECEIVING, now - stable_seconds),
             ).fetchall()
             db.executemany("UPDATE jobs SET status=?, ready_at=? WHERE id=?", [(READY, now, r["id"]) for r in rows])
         for r in rows:
@@ -208,16 +262,25 @@ class JobQueue:
             db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?)", (job_id, now, int(ok), message))
 
     def resume(self, now: float) -> list[int]:
-        """After a restart: an interrupted segmentation is redone, an interrupted send is due now."""
+        """After a restart: an interrupted segmentation is redone, an interrupted send is due
+        now, and every study still collecting waits ``stable_seconds`` again from ``now``: what
+        was silence before the restart may have been a sender waiting for the node to return."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id, status FROM jobs WHERE status IN (?, ?, ?)", (READY, RUNNING, SENDING)
+                "SELECT id, status FROM jobs WHERE status IN (?, ?, ?, ?)", (RECEIVING, READY, RUNNING, SENDING)
             ).fetchall()
+            db.execute(
+                "UPDATE jobs SET status=?, ready_at=NULL, settle_from=? WHERE status IN (?, ?)",
+                (RECEIVING, now, RECEIVING, READY),
+            )
             db.execute("UPDATE jobs SET status=? WHERE status=?", (READY, RUNNING))
             db.execute("UPDATE jobs SET next_attempt_at=? WHERE status=?", (now, SENDING))
         for r in rows:
-            log.info("job %d: resumed (was %s)", r["id"], r["status"])
-        return [int(r["id"]) for r in rows]
+            if r["status"] in OPEN:
+                log.info("job %d: still collecting (was %s): waits for silence again from now", r["id"], r["status"])
+            else:
+                log.info("job %d: resumed (was %s)", r["id"], r["status"])
+        return [int(r["id"]) for r in rows if r["status"] not in OPEN]
 
     def prunable(self, before: float) -> list[Job]:
         """Delivered jobs whose data is older than ``before`` and still on disk."""
@@ -272,9 +335,9 @@ class JobQueue:
         with self._tx() as db:
             job_id = _inserted_id(
                 db.execute(
-                    "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, "
-                    "instances) VALUES (?, ?, ?, ?, ?)",
-                    (study_uid, RECEIVING, now, now, sum(series_counts.values())),
+                    "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, settle_from, "
+                    "instances) VALUES (?, ?, ?, ?, ?, ?)",
+                    (study_uid, RECEIVING, now, now, now, sum(series_counts.values())),
                 )
             )
             db.executemany(
@@ -284,6 +347,90 @@ class JobQueue:
             "job %d: study %s: %d instance(s) found on disk at start-up", job_id, study_uid, sum(series_counts.values())
         )
         return int(job_id)
+
+    # --- what each job used, and what a person did -----------------------------------------
+
+    def set_inputs(self, job_id: int, instances: Iterable[tuple[str, str]]) -> None:
+        """The (series UID, SOP instance UID) pairs of the job's snapshot, replacing any earlier."""
+        with self._tx() as db:
+            db.execute("DELETE FROM inputs WHERE job_id=?", (job_id,))
+            db.executemany("INSERT OR IGNORE INTO inputs VALUES (?, ?, ?)", [(job_id, s, i) for s, i in instances])
+
+    def inputs(self, job_id: int) -> frozenset[tuple[str, str]]:
+        rows = self._conn().execute("SELECT series_uid, sop_uid FROM inputs WHERE job_id=?", (job_id,)).fetchall()
+        return frozenset((r["series_uid"], r["sop_uid"]) for r in rows)
+
+    def previous(self, job: Job) -> Job | None:
+        """The latest earlier job of the same study that took a snapshot of it (any outcome)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE study_uid=? AND id<? AND status NOT IN (?, ?, ?) "
+                "AND EXISTS (SELECT 1 FROM inputs WHERE job_id=jobs.id) ORDER BY id DESC LIMIT 1",
+                (job.study_uid, job.id, RECEIVING, READY, EMPTY),
+            )
+            .fetchone()
+        )
+        return None if row is None else Job(**dict(row))
+
+    def latest_result(self, job: Job) -> Job | None:
+        """The latest earlier job of the same study whose results were made (sending or delivered)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE study_uid=? AND id<? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+                (job.study_uid, job.id, SENDING, DELIVERED),
+            )
+            .fetchone()
+        )
+        return None if row is None else Job(**dict(row))
+
+    def replaced_by(self, job_id: int) -> list[int]:
+        rows = self._conn().execute("SELECT id FROM jobs WHERE replaces_job=? ORDER BY id", (job_id,)).fetchall()
+        return [int(r["id"]) for r in rows]
+
+    def record_action(self, job_id: int, now: float, action: str, user: str, detail: str = "") -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO actions VALUES (?, ?, ?, ?, ?)", (job_id, now, action, user, detail))
+
+    def actions(self, job_id: int) -> list[dict[str, Any]]:
+        rows = (
+            self._conn()
+            .execute("SELECT at, action, user, detail FROM actions WHERE job_id=? ORDER BY at", (job_id,))
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
+
+    def open_job(self, study_uid: str) -> Job | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE study_uid=? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+                (study_uid, RECEIVING, READY),
+            )
+            .fetchone()
+        )
+        return None if row is None else Job(**dict(row))
+
+    def force_complete(self, job_id: int, now: float) -> bool:
+        """A person says the study is complete: ``ready`` now, without waiting for silence."""
+        return self.transition(job_id, READY, (RECEIVING,), ready_at=now)
+
+    def latest_inputs(self, study_uid: str) -> frozenset[tuple[str, str]]:
+        """What the latest job of the study that took a snapshot used (empty: none did)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT MAX(job_id) AS id FROM inputs JOIN jobs ON jobs.id=inputs.job_id WHERE study_uid=?",
+                (study_uid,),
+            )
+            .fetchone()
+        )
+        return frozenset() if row is None or row["id"] is None else self.inputs(int(row["id"]))
+
+    def newest_job(self, study_uid: str) -> int | None:
+        row = self._conn().execute("SELECT MAX(id) AS id FROM jobs WHERE study_uid=?", (study_uid,)).fetchone()
+        return None if row is None or row["id"] is None else int(row["id"])
 
     def has_open_job(self, study_uid: str) -> bool:
         row = (

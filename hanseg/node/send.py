@@ -3,6 +3,7 @@
 A job is delivered when every file got a success (or warning) status. Anything else raises
 :class:`.errors.SendError`; the worker waits ``retry_seconds * 2**attempt`` (capped) and
 sends all files again: a PACS answers a repeated SOP instance by replacing or ignoring it.
+Files go in the order given (the worker puts the RTSTRUCT last).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def send_files(
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, tls_args=tls)
     if not assoc.is_established:
         why = "rejected the association" if assoc.is_rejected else "cannot be reached or did not answer"
-        raise SendError(f"destination {peer} {why}: the results are kept and sent again later")
+        raise SendError(f"destination {peer} {why}")
     try:
         for path in paths:
             _send_one(assoc, path, peer)

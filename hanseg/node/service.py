@@ -7,13 +7,14 @@ import logging
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..layouts.common import Predictor
-from ..model_dir import load_model_dir, sha256_file
+from ..model_dir import load_model_dir, model_fingerprint, sha256_file
 from .config import NodeConfig, TlsFiles
 from .jobs import JobQueue
 from .scp import Receiver, start_scp
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def model_info(root: Path, version: str) -> ModelInfo:
-    """The version and the sha256 of each weight file, for the audit (computed once at start)."""
+    """The version, the sha256 of each weight file and the fingerprint the output UIDs are
+    derived from, for the audit (computed once at start)."""
     files = load_model_dir(root)
-    return ModelInfo(version, {p.name: sha256_file(p) for p in files.weight_paths})
+    return ModelInfo(version, {p.name: sha256_file(p) for p in files.weight_paths}, model_fingerprint(files))
 
 
 def ssl_context(tls: TlsFiles | None, server: bool) -> ssl.SSLContext | None:
@@ -47,16 +49,18 @@ def ssl_context(tls: TlsFiles | None, server: bool) -> ssl.SSLContext | None:
 
 
 def adopt_orphans(layout: Layout, queue: JobQueue, now: float) -> None:
-    """Studies in ``incoming/`` that no open job counts become jobs (a crash between a file's
-    write and its count, or a lost database)."""
+    """Instances in ``incoming/`` that no job counts become a job of their study (a crash
+    between a file's write and its count, or a lost database). ``incoming/`` keeps every
+    study until its retention ends, so only instances that no job has used are orphans."""
     if not layout.incoming.is_dir():
         return
     for study in sorted(p for p in layout.incoming.iterdir() if p.is_dir()):
         if queue.has_open_job(study.name):
             continue
-        counts = {s.name: sum(1 for _ in s.glob("*.dcm")) for s in study.iterdir() if s.is_dir()}
-        if sum(counts.values()):
-            queue.adopt(study.name, counts, now)
+        used = queue.latest_inputs(study.name)
+        new = [f for f in study.glob("*/*.dcm") if (f.parent.name, f.stem) not in used]
+        if new:
+            queue.adopt(study.name, dict(Counter(f.parent.name for f in new)), now)
 
 
 class NodeService:

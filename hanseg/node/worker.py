@@ -18,18 +18,19 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..dicom.identity import Predecessor
 from ..errors import HansegError
 from ..layouts.common import Predictor
 from ..layouts.dicom import DicomConfig, run_dicom
 from .config import NodeConfig
 from .errors import SendError
-from .jobs import DELIVERED, EMPTY, FAILED, READY, RUNNING, SENDING, Job, JobQueue
+from .jobs import DELIVERED, EMPTY, FAILED, READY, RUNNING, SENDING, SUPERSEDED, Job, JobQueue
 from .send import send_files
 from .store import fsync_dir, write_atomic
 
@@ -74,6 +75,8 @@ class ModelInfo:
 
     version: str
     weights_sha256: dict[str, str] = field(default_factory=dict)
+    #: version and weight hashes in one sha256 (:func:`hanseg.model_dir.model_fingerprint`)
+    fingerprint: str = "unknown"
 
 
 def iso(t: float | None) -> str | None:
@@ -83,6 +86,55 @@ def iso(t: float | None) -> str | None:
 def backoff(config: NodeConfig, attempt: int) -> float:
     """Seconds before the next send after ``attempt`` failed ones (1 = the first failed)."""
     return min(config.retry_seconds * 2.0 ** (attempt - 1), config.max_backoff_s)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A job's input folder and the (series UID, SOP instance UID) pairs in it."""
+
+    folder: Path
+    instances: frozenset[tuple[str, str]]
+
+
+def what_to_do_input(job_id: int, storage: Path) -> str:
+    """What a person does about a study that gave no result."""
+    return (
+        "read the reason: send the missing or corrected series to this node (a new job is made on the whole "
+        f"study), or fix the cause and run `python -m hanseg.node retry {job_id} --storage {storage}`"
+    )
+
+
+def predecessors(job: Job) -> dict[str, Predecessor]:
+    """The results of ``job``, by CT series UID, as what a newer result replaces."""
+    by_series: dict[str, dict[str, dict[str, str]]] = {}
+    for o in job.output_list:
+        by_series.setdefault(o["ct_series_uid"], {})[o["type"]] = o
+    return {
+        ct: Predecessor(
+            kinds["rtstruct"]["series_uid"],
+            kinds["rtstruct"]["sop_instance_uid"],
+            kinds["seg"]["series_uid"],
+            kinds["seg"]["sop_instance_uid"],
+        )
+        for ct, kinds in by_series.items()
+        if "rtstruct" in kinds and "seg" in kinds
+    }
+
+
+def link_file(source: Path, target: Path) -> None:
+    """A hard link (no copy of the bytes; the file is never changed in place), else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    for path in sorted(source.rglob("*.dcm")):
+        link_file(path, target / path.relative_to(source))
+    target.mkdir(parents=True, exist_ok=True)
+    fsync_dir(target)
 
 
 def move_tree(src: Path, dst: Path) -> None:
@@ -109,7 +161,7 @@ class Worker:
         self.config, self.queue, self.predictor, self.model = config, queue, predictor, model
         self.ssl_context, self.sender, self.clock = ssl_context, sender, clock
         self.layout = Layout(config.storage)
-        self.dicom = DicomConfig(names=config.names, model_version=model.version)
+        self.dicom = DicomConfig(names=config.names, model_version=model.version, model_fingerprint=model.fingerprint)
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; a job that has started is finished first."""
@@ -138,40 +190,141 @@ class Worker:
 
     # --- segmentation ---------------------------------------------------------------------
 
-    def _input(self, job: Job) -> Path | None:
-        """The job's input folder: moved there from ``incoming/`` the first time."""
+    def _snapshot(self, job: Job) -> Snapshot | None:
+        """The job's input: hard links to everything received for the study so far (the union
+        of every association that sent it), taken when the job starts. ``incoming/`` keeps the
+        originals, so a later job of the study sees them too."""
         folder = self.layout.job(job.id) / "input"
         source = self.layout.incoming / job.study_uid
-        if not folder.is_dir() and source.is_dir():
-            move_tree(source, folder)
-        return folder if folder.is_dir() else None
+        if source.is_dir():
+            partial = folder.with_name(".input-partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            link_tree(source, partial)
+            shutil.rmtree(folder, ignore_errors=True)
+            move_tree(partial, folder)
+        if not folder.is_dir():
+            return None
+        instances = frozenset((f.parent.name, f.stem) for f in folder.glob("*/*.dcm"))
+        return Snapshot(folder, instances) if instances else None
 
     def segment(self, job: Job) -> None:
-        if not self.queue.transition(job.id, RUNNING, (READY,), started_at=self.clock()):
+        if not self.queue.transition(
+            job.id, RUNNING, (READY,), started_at=self.clock(), model_fingerprint=self.model.fingerprint
+        ):
             return  # more instances arrived just now: the study waits again
-        folder = self._input(job)
-        if folder is None:
-            self.queue.transition(job.id, EMPTY, (RUNNING,), reason="its instances went with the previous job")
+        snapshot = self._snapshot(job)
+        if snapshot is None:
+            self.queue.transition(job.id, EMPTY, (RUNNING,), reason="no instance of the study is on this node")
             self.write_audit(job.id)
             return
+        self.queue.set_inputs(job.id, snapshot.instances)
         self.write_audit(job.id)
+        decision = self._compare_with_previous(self.queue.get(job.id), snapshot)
+        if decision is not None:
+            decision()
+            return
+        self._run_case(self.queue.get(job.id), snapshot, self.queue.latest_result(job))
+
+    def _compare_with_previous(self, job: Job, snapshot: Snapshot) -> Callable[[], None] | None:
+        """What to do instead of segmenting when the study holds nothing new, or lost
+        instances an earlier job used; None: segment."""
+        previous = self.queue.previous(job)
+        if previous is None:
+            return None
+        used = self.queue.inputs(previous.id)
+        lost = used - snapshot.instances
+        if lost:
+            return lambda: self.quarantine(
+                job.id,
+                RUNNING,
+                f"{len(lost)} instance(s) that job {previous.id} used for this study are no longer on this node "
+                f"(removed {self.config.retention_hours:g} h after delivery, --retention-hours); a result from "
+                "the rest would be made from part of the study",
+                what_to_do="send the whole study again: the node then makes one result from all of it",
+            )
+        if snapshot.instances - used:
+            return None  # more than before: a new result on the union
+        if previous.status in (RUNNING, SENDING):
+            return lambda: self._nothing_new(job, previous)
+        if previous.status == DELIVERED and previous.model_fingerprint == self.model.fingerprint:
+            return lambda: self._send_again(job, previous, snapshot)
+        return None  # failed before, or another model: segment again
+
+    def _nothing_new(self, job: Job, previous: Job) -> None:
+        reason = f"every instance was already in job {previous.id}, whose result is being made or sent"
+        self.queue.transition(job.id, EMPTY, (RUNNING,), reason=reason)
+        log.info("job %d: %s", job.id, reason)
+        self.write_audit(job.id)
+
+    def _send_again(self, job: Job, previous: Job, snapshot: Snapshot) -> None:
+        """The study was sent again unchanged after delivery (a PACS re-route, a manual re-send):
+        the stored result goes out again, with its UIDs, so the receiver keeps one copy. When
+        retention already removed it, the study is segmented again: the same input gives the
+        same UIDs (:mod:`hanseg.dicom.identity`)."""
+        output = self.layout.job(job.id) / "output"
+        outputs = previous.output_list
+        if not all(Path(o["path"]).is_file() for o in outputs):
+            predecessor_job = self.queue.get(previous.replaces_job) if previous.replaces_job else None
+            self._run_case(job, snapshot, predecessor_job)
+            return
+        shutil.rmtree(output, ignore_errors=True)
+        copied = []
+        for o in outputs:
+            source = Path(o["path"])
+            target = output / source.relative_to(self.layout.job(previous.id) / "output")
+            link_file(source, target)
+            copied.append({**o, "path": str(target)})
+        log.info("job %d: the same instances as job %d (delivered): its result is sent again", job.id, previous.id)
+        self.queue.transition(
+            job.id,
+            SENDING,
+            (RUNNING,),
+            segmented_at=self.clock(),
+            next_attempt_at=self.clock(),
+            outputs=json.dumps(copied),
+            warnings=previous.warnings,
+            messages=previous.messages,
+            resent_from=previous.id,
+            replaces_job=previous.replaces_job,
+        )
+        self.write_audit(job.id)
+
+    def _run_case(self, job: Job, snapshot: Snapshot, predecessor: Job | None) -> None:
         output = self.layout.job(job.id) / "output"
         shutil.rmtree(output, ignore_errors=True)  # what a killed run left half-made
-        log.info("job %d: segmenting study %s", job.id, job.study_uid)
+        replaces = predecessors(predecessor) if predecessor is not None else {}
+        log.info(
+            "job %d: segmenting study %s (%d instances%s)",
+            job.id,
+            job.study_uid,
+            len(snapshot.instances),
+            f"; replaces the result of job {predecessor.id}" if predecessor is not None else "",
+        )
         try:
-            run_dicom(folder, output, self.predictor, self.dicom)
+            run_dicom(snapshot.folder, output, self.predictor, replace(self.dicom, replaces=replaces))
         except (HansegError, OSError, ValueError, MemoryError) as exc:
-            self.quarantine(job.id, RUNNING, f"segmentation failed: {exc}")
+            self.quarantine(
+                job.id, RUNNING, f"segmentation failed: {exc}", what_to_do=what_to_do_input(job.id, self.config.storage)
+            )
             return
-        self._after_segmentation(job, output)
+        self._after_segmentation(job, output, predecessor)
 
-    def _after_segmentation(self, job: Job, output: Path) -> None:
+    def _after_segmentation(self, job: Job, output: Path, predecessor: Job | None) -> None:
         studies = json.loads((output / "results.json").read_text())["studies"]
         messages = [m for s in studies for m in s["error_messages"]]
+        warnings = [w for s in studies for w in s.get("warnings", [])]
         outputs = [o for s in studies for o in s["outputs"]]
         if not outputs:
-            self.quarantine(job.id, RUNNING, "no RTSTRUCT or SEG was made: " + "; ".join(messages), messages)
+            self.quarantine(
+                job.id,
+                RUNNING,
+                "no RTSTRUCT or SEG was made: " + "; ".join(messages),
+                messages,
+                what_to_do=what_to_do_input(job.id, self.config.storage),
+            )
             return
+        for w in warnings:
+            log.warning("job %d: %s", job.id, w)
         self.queue.transition(
             job.id,
             SENDING,
@@ -179,14 +332,25 @@ class Worker:
             segmented_at=self.clock(),
             next_attempt_at=self.clock(),
             messages=json.dumps(messages),
+            warnings=json.dumps(warnings),
             outputs=json.dumps(outputs),
+            replaces_job=predecessor.id if predecessor is not None else None,
         )
         self.write_audit(job.id)
+        if predecessor is not None and self.queue.transition(
+            predecessor.id, SUPERSEDED, (SENDING,), reason=f"job {job.id} made a newer result before this was sent"
+        ):
+            log.info("job %d: not sent: superseded by job %d", predecessor.id, job.id)
+        if predecessor is not None:
+            self.write_audit(predecessor.id)
 
     # --- sending --------------------------------------------------------------------------
 
     def send(self, job: Job) -> None:
-        paths = [Path(o["path"]) for o in json.loads(job.outputs)]
+        # the SEG first and the RTSTRUCT last, in one association: a planning system that gets
+        # the structure set has its SEG too, even when the association fails in between
+        ordered = sorted(job.output_list, key=lambda o: o["type"] == "rtstruct")
+        paths = [Path(o["path"]) for o in ordered]
         attempt, now = job.attempts + 1, self.clock()
         try:
             missing = [p.name for p in paths if not p.is_file()]
@@ -201,10 +365,22 @@ class Worker:
         self.queue.transition(job.id, DELIVERED, (SENDING,), attempts=attempt, delivered_at=self.clock())
         log.info("job %d: study %s delivered to %s", job.id, job.study_uid, self.config.destination)
         self.write_audit(job.id)
+        if job.replaces_job is not None:
+            self.write_audit(job.replaces_job)  # its audit names the result that replaced it
 
     def _failed_attempt(self, job: Job, attempt: int, message: str) -> None:
         if attempt >= self.config.retries:
-            self.quarantine(job.id, SENDING, f"not delivered after {attempt} attempt(s): {message}", attempts=attempt)
+            self.quarantine(
+                job.id,
+                SENDING,
+                f"not delivered after {attempt} attempt(s): {message}",
+                attempts=attempt,
+                what_to_do=(
+                    f"the results are kept in {self.layout.quarantine / str(job.id) / 'output'}; once "
+                    f"{self.config.destination} accepts associations from {self.config.ae_title} again, run "
+                    f"`python -m hanseg.node retry {job.id} --storage {self.config.storage}` to send them"
+                ),
+            )
             return
         wait = backoff(self.config, attempt)
         log.warning(
@@ -216,9 +392,16 @@ class Worker:
     # --- quarantine, retention, audit ------------------------------------------------------
 
     def quarantine(
-        self, job_id: int, expected: str, reason: str, messages: list[str] | None = None, **fields: Any
+        self,
+        job_id: int,
+        expected: str,
+        reason: str,
+        messages: list[str] | None = None,
+        what_to_do: str = "",
+        **fields: Any,
     ) -> None:
-        """Give up on a job: its data goes to ``quarantine/<id>/`` with ``reason.json``, for a person."""
+        """Give up on a job: its data goes to ``quarantine/<id>/`` with ``reason.json``, which
+        says what went wrong and what a person must do."""
         target = self.layout.quarantine / str(job_id)
         source = self.layout.job(job_id)
         if source.is_dir() and not target.exists():
@@ -229,19 +412,33 @@ class Worker:
             target / "reason.json",
             (
                 json.dumps(
-                    {"job_id": job_id, "study_uid": job.study_uid, "reason": reason, "at": iso(self.clock())}, indent=2
+                    {
+                        "job_id": job_id,
+                        "study_uid": job.study_uid,
+                        "reason": reason,
+                        "what_to_do": what_to_do,
+                        "at": iso(self.clock()),
+                    },
+                    indent=2,
                 )
                 + "\n"
             ).encode(),
         )
         extra = {"messages": json.dumps(messages)} if messages is not None else {}
-        self.queue.transition(job_id, FAILED, (expected,), reason=reason, **extra, **fields)
-        log.error("job %d: study %s QUARANTINED in %s: %s", job_id, job.study_uid, target, reason)
+        self.queue.transition(job_id, FAILED, (expected,), reason=reason, what_to_do=what_to_do, **extra, **fields)
+        log.error(
+            "job %d: study %s QUARANTINED in %s: %s. To do: %s", job_id, job.study_uid, target, reason, what_to_do
+        )
         self.write_audit(job_id)
 
-    def prune(self, now: float) -> None:
+    def prune(self, now: float | None = None) -> None:
+        """Remove the images and results of delivered jobs past ``--retention-hours``, and a
+        study's received instances with its newest job (the audit is kept)."""
+        now = self.clock() if now is None else now
         for job in self.queue.prunable(now - self.config.retention_hours * 3600):
             shutil.rmtree(self.layout.job(job.id), ignore_errors=True)
+            if self.queue.newest_job(job.study_uid) == job.id:
+                shutil.rmtree(self.layout.incoming / job.study_uid, ignore_errors=True)
             self.queue.mark_pruned(job.id)
             log.info(
                 "job %d: images and results removed (retention %g h); the audit is kept",
@@ -258,7 +455,11 @@ class Worker:
             "reason": job.reason,
             "series": [{**s, "last_arrival": iso(s["last_arrival"])} for s in self.queue.series(job.id)],
             "instances": job.instances,
-            "model": {"version": self.model.version, "weights_sha256": self.model.weights_sha256},
+            "model": {
+                "version": self.model.version,
+                "weights_sha256": self.model.weights_sha256,
+                "fingerprint": job.model_fingerprint,
+            },
             "software_version": __version__,
             "timings": {
                 "first_received": iso(job.first_arrival),
@@ -268,8 +469,15 @@ class Worker:
                 "segmented": iso(job.segmented_at),
                 "delivered": iso(job.delivered_at),
             },
+            "what_to_do": job.what_to_do,
+            "warnings": job.warning_list,
             "messages": job.message_list,
-            "outputs": [{k: o[k] for k in ("type", "series_uid", "sop_instance_uid")} for o in json.loads(job.outputs)],
+            "inputs": len(self.queue.inputs(job.id)),
+            "outputs": [{k: v for k, v in o.items() if k != "path"} for o in job.output_list],
+            "replaces_job": job.replaces_job,
+            "replaced_by_jobs": self.queue.replaced_by(job.id),
+            "resent_from_job": job.resent_from,
+            "actions": [{**a, "at": iso(a["at"])} for a in self.queue.actions(job.id)],
             "destination": str(self.config.destination),
             "attempts": [{**a, "at": iso(a["at"])} for a in self.queue.attempts(job.id)],
         }

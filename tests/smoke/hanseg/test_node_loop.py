@@ -4,100 +4,17 @@ a free port, results received by a pynetdicom storage SCP acting as the destinat
 from __future__ import annotations
 
 import json
-import socket
-import time
-from pathlib import Path
 
-import pydicom
 import pytest
-from pynetdicom import AE, StoragePresentationContexts, evt
+from node_helpers import CT, Destination, node_factory, send, wait_for
 
-from dicom_fixtures import SeriesSpec, mr_spec, write_series
-from hanseg.node.config import Allowed, NodeConfig, Peer
+from dicom_fixtures import mr_spec, write_series
 from hanseg.node.jobs import DELIVERED, FAILED
-from hanseg.node.service import NodeService
-from hanseg.node.worker import ModelInfo
-from helpers import FakePredictor
-
-CT = SeriesSpec(n_slices=12)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Destination:
-    """A storage SCP that keeps what it receives (the PACS or TPS)."""
-
-    def __init__(self, port: int) -> None:
-        self.received: list[pydicom.Dataset] = []
-        ae = AE(ae_title="DEST")
-        ae.supported_contexts = StoragePresentationContexts
-        server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)])
-        assert server is not None  # block=False: the running server is returned
-        self.server = server
-
-    def _store(self, event) -> int:
-        self.received.append(event.dataset)
-        return 0x0000
-
-    def stop(self) -> None:
-        self.server.shutdown()
-
-
-def send(paths: list[Path], port: int, calling: str = "SCANNER") -> list[int]:
-    """C-STORE every file to the node; the statuses, or [] when the association was refused."""
-    ae = AE(ae_title=calling)
-    for path in paths:
-        ae.add_requested_context(pydicom.dcmread(path).SOPClassUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title="HANSEG")
-    if not assoc.is_established:
-        return []
-    try:
-        return [int(assoc.send_c_store(pydicom.dcmread(p)).Status) for p in paths]
-    finally:
-        assoc.release()
-
-
-def wait_for(condition, seconds: float = 30.0) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
 def node(tmp_path):
-    """Start a node with ``node(**config changes)``; all are stopped at the end."""
-    started: list[NodeService] = []
-
-    def start(**changes) -> NodeService:
-        values = {
-            "ae_title": "HANSEG",
-            "port": free_port(),
-            "storage": tmp_path / "storage",
-            "destination": Peer("DEST", "127.0.0.1", free_port()),
-            "allow": (Allowed("SCANNER", "127.0.0.1"),),
-            "bind": "127.0.0.1",
-            "stable_seconds": 0.5,
-            "retries": 2,
-            "retry_seconds": 0.2,
-            "retention_hours": 0,
-            "poll_seconds": 0.1,
-        }
-        values.update(changes)
-        service = NodeService(NodeConfig(**values), FakePredictor(), ModelInfo("fake", {"fold_0.pt": "ab" * 32}))
-        service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
+    yield from node_factory(tmp_path)
 
 
 def test_a_study_is_received_segmented_and_delivered(node, tmp_path):

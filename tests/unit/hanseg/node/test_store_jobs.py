@@ -136,3 +136,53 @@ def test_the_command_line_gives_a_frozen_config(tmp_path):
     assert config.allow == (Allowed("CT1"), Allowed("PACS", "10.0.0.9"))
     with pytest.raises(NodeError, match="AET@HOST:PORT"):
         config_from_args(["--ae-title", "H", "--port", "1", "--storage", "s", "--destination", "TPS", "--allow", "A"])
+
+
+def test_a_restart_starts_the_clock_of_every_unfinished_study_again(tmp_path):
+    """Half a study received, the node killed, restarted 10 minutes later: the pre-crash
+    silence must not count, since the sender may be waiting to send the rest."""
+    q = JobQueue(tmp_path / "q.sqlite3")
+    half = q.record_arrival("1.1", SERIES, now=0.0)
+    ready = q.record_arrival("1.2", SERIES, now=0.0)
+    assert q.promote_stable(now=100.0, stable_seconds=60) == [half, ready]
+    later = q.record_arrival("1.1", SERIES, now=101.0)  # the ready study was not complete after all
+    assert later == half
+    again = JobQueue(tmp_path / "q.sqlite3")
+    assert again.resume(now=700.0) == []  # nothing was running or sending
+    assert {j.status for j in again.jobs()} == {J.RECEIVING}
+    assert again.promote_stable(now=759.0, stable_seconds=60) == []
+    assert again.promote_stable(now=760.0, stable_seconds=60) == [half, ready]
+    assert again.get(half).last_arrival == 101.0  # the audit keeps the real arrival time
+
+
+def test_an_older_queue_database_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # the first release's jobs table
+        conn.execute(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, study_uid TEXT NOT NULL, status TEXT NOT NULL, "
+            "first_arrival REAL NOT NULL, last_arrival REAL NOT NULL, instances INTEGER NOT NULL DEFAULT 0, "
+            "ready_at REAL, started_at REAL, segmented_at REAL, delivered_at REAL, attempts INTEGER NOT NULL "
+            "DEFAULT 0, next_attempt_at REAL, reason TEXT, messages TEXT NOT NULL DEFAULT '[]', outputs TEXT NOT "
+            "NULL DEFAULT '[]', pruned INTEGER NOT NULL DEFAULT 0)"
+        )
+        conn.execute(
+            "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival) VALUES ('1.1', 'receiving', 0, 0)"
+        )
+    q = JobQueue(path)
+    assert q.get(1).warning_list == [] and q.get(1).settle_from is None
+    assert q.promote_stable(now=61.0, stable_seconds=60) == [1]  # no settle_from: the last arrival counts
+
+
+def test_force_complete_moves_only_a_receiving_job(tmp_path):
+    q = JobQueue(tmp_path / "q.sqlite3")
+    job = q.record_arrival(STUDY, SERIES, now=0.0)
+    assert q.force_complete(job, now=1.0) and q.get(job).status == J.READY
+    q.transition(job, J.RUNNING)
+    assert not q.force_complete(job, now=2.0)
+
+
+def test_a_failed_job_may_only_be_requeued(tmp_path):
+    assert J.TRANSITIONS[J.FAILED] == (J.READY, J.SENDING)
+    assert J.TRANSITIONS[J.DELIVERED] == () and J.TRANSITIONS[J.SUPERSEDED] == ()
