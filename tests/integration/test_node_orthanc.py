@@ -1,11 +1,15 @@
 """The DICOM node against a real PACS: Debian's Orthanc, started by this module on free
 ports and stopped by its PID; the node as a subprocess with the shipped model on the CPU;
-dcmtk's ``storescu`` as the scanner. Skipped locally, failed in CI, when a tool is missing."""
+dcmtk's ``storescu`` as the scanner. Skipped locally, failed in CI, when a tool is missing.
+
+What a department does to it: a study sent whole; a study of which half the CT had been
+acknowledged when the node was killed, the rest sent after the restart; a delivered study
+sent again unchanged. The node's handling of a study over time, killed while segmenting and
+sending, is tested with a stand-in network in ``test_node_chaos.py``."""
 
 from __future__ import annotations
 
-import json
-import os
+import io
 import signal
 import socket
 import subprocess
@@ -15,71 +19,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from helpers import ROOT, need_tools
-
-NODE_AET, SCANNER_AET, PACS_AET = "HANSEG", "STORESCU", "ORTHANC"
-TOOLS = ("Orthanc", "storescu")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_pid(proc: subprocess.Popen, sig: int = signal.SIGTERM, seconds: float = 60) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(seconds)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-class Orthanc:
-    def __init__(self, folder: Path, node_port: int) -> None:
-        self.dicom_port, self.http_port = free_port(), free_port()
-        config = {
-            "Name": "hanseg-test",
-            "DicomAet": PACS_AET,
-            "DicomPort": self.dicom_port,
-            "HttpPort": self.http_port,
-            "StorageDirectory": str(folder / "db"),
-            "IndexDirectory": str(folder / "db"),
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": True,
-            "Plugins": [],
-            "DicomModalities": {"hanseg": [NODE_AET, "127.0.0.1", node_port]},
-        }
-        (folder / "orthanc.json").write_text(json.dumps(config))
-        self.log = open(folder / "orthanc.log", "w")  # noqa: SIM115 (open while Orthanc runs)
-        self.proc = subprocess.Popen(["Orthanc", str(folder / "orthanc.json")], stdout=self.log, stderr=self.log)
-
-    def get(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as rsp:
-            return json.loads(rsp.read())
-
-    def wait_up(self, seconds: float = 60) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                self.get("/system")
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("Orthanc did not start; see orthanc.log")
-
-    def rtstructs(self, study_uid: str) -> list[dict]:
-        return [
-            s
-            for s in self.get("/series?expand")
-            if s["MainDicomTags"].get("Modality") == "RTSTRUCT"
-            and self.get(f"/studies/{s['ParentStudy']}")["MainDicomTags"]["StudyInstanceUID"] == study_uid
-        ]
+from orthanc_helpers import NODE_AET, PACS_AET, SCANNER_AET, TOOLS, Orthanc, free_port, stop_pid
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +62,7 @@ def start_node(setup: dict) -> subprocess.Popen:
         "--device",
         "cpu",
         "--stable-seconds",
-        "3",
+        "6",
         "--retry-seconds",
         "2",
     ]
@@ -145,27 +89,37 @@ def export(setup: dict, seed: int, patient: str):
     )
 
 
-def storescu(setup: dict, folder: Path) -> None:
+def storescu(setup: dict, *paths: Path) -> None:
+    """Send files, or folders recursively, as the scanner."""
     done = subprocess.run(
-        [
-            "storescu",
-            "-aet",
-            SCANNER_AET,
-            "-aec",
-            NODE_AET,
-            "+sd",
-            "+r",
-            "-nh",
-            "127.0.0.1",
-            str(setup["node_port"]),
-            str(folder),
-        ],
+        ["storescu", "-aet", SCANNER_AET, "-aec", NODE_AET, "+sd", "+r", "-nh", "127.0.0.1", str(setup["node_port"])]
+        + [str(p) for p in paths],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def rtstruct_datasets(setup: dict, study_uid: str) -> list[pydicom.Dataset]:
+    """Every RTSTRUCT instance Orthanc holds for the study, read back from its files."""
+    pacs = setup["pacs"]
+    found: list[pydicom.Dataset] = []
+    for series in pacs.rtstructs(study_uid):
+        for instance in series["Instances"]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file") as rsp:
+                found.append(pydicom.dcmread(io.BytesIO(rsp.read())))
+    return found
+
+
+def referenced_slices(rtstruct: pydicom.Dataset) -> set[str]:
+    series = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    return {str(item.ReferencedSOPInstanceUID) for item in series.ContourImageSequence}
+
+
+def sop_uids(paths: tuple[Path, ...]) -> set[str]:
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
 
 
 def wait_rtstruct(setup: dict, study_uid: str, seconds: float = 240) -> None:
@@ -188,25 +142,35 @@ def wait_log(setup: dict, text: str, seconds: float = 120) -> None:
     raise AssertionError(f"the node never logged {text!r}: " + log.read_text()[-4000:])
 
 
-def test_studies_come_back_as_rtstructs_in_orthanc_also_after_a_kill_while_working(setup):
-    """One study through the node to Orthanc; then a second one, the node killed (SIGKILL) once
-    it says it is segmenting that study and before anything was sent, restarted, and the study
-    delivered once; the restarted node then stops cleanly on SIGTERM."""
+def test_studies_come_back_once_and_whole_also_after_a_kill_while_receiving(setup):
+    """One study through the node to Orthanc. A second one: its MR and half its CT slices
+    acknowledged, the node SIGKILLed, restarted, the other half sent: one RTSTRUCT on every
+    slice (a restart starts the silence again; the pre-crash arrival time does not make the
+    half study complete). The first study sent again unchanged: still one RTSTRUCT in Orthanc.
+    The restarted node then stops cleanly on SIGTERM."""
     first, second = export(setup, 1, "NODE1"), export(setup, 2, "NODE2")
+    ct = second.ct.files
+    half, rest = ct[: len(ct) // 2], ct[len(ct) // 2 :]
     node = start_node(setup)
     try:
         storescu(setup, first.folder)
         wait_rtstruct(setup, first.study_uid)
-        storescu(setup, second.folder)
-        wait_log(setup, f"segmenting study {second.study_uid}")
+        others = [f for s in second.series if s is not second.ct for f in s.files]
+        storescu(setup, *others, *half)
     finally:
         stop_pid(node, signal.SIGKILL)
-    assert not setup["pacs"].rtstructs(second.study_uid)
     node = start_node(setup)
     try:
-        wait_log(setup, "resumed (was running)")
+        storescu(setup, *rest)
         wait_rtstruct(setup, second.study_uid)
+        storescu(setup, first.folder)  # a PACS re-route: the same study, unchanged
+        wait_log(setup, "its result is sent again")
+        time.sleep(2)  # the re-sent objects reach Orthanc
     finally:
         stop_pid(node)
     assert node.returncode == 0
-    assert len(setup["pacs"].rtstructs(first.study_uid)) == 1 and len(setup["pacs"].rtstructs(second.study_uid)) == 1
+    (only,) = rtstruct_datasets(setup, second.study_uid)
+    assert referenced_slices(only) == sop_uids(ct)
+    assert "replaces" not in only.SeriesDescription
+    assert len(rtstruct_datasets(setup, first.study_uid)) == 1
+    assert not any((setup["folder"] / "storage" / "quarantine").iterdir())

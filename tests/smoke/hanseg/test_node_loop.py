@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from node_helpers import CT, Destination, node_factory, send, wait_for
 
 from dicom_fixtures import mr_spec, write_series
 from hanseg.node.jobs import DELIVERED, FAILED
+from node_helpers import CT, Destination, node_factory, send, wait_for
 
 
 @pytest.fixture

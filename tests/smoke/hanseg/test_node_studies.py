@@ -9,11 +9,11 @@ import json
 
 import pydicom
 import pytest
-from node_helpers import CT, Destination, node_factory, send, wait_for
 
 from dicom_fixtures import SeriesSpec, write_series
 from hanseg.node import actions
 from hanseg.node.jobs import DELIVERED, FAILED, RECEIVING
+from node_helpers import CT, Destination, node_factory, send, wait_for
 
 #: long enough that its first 11 slices are a CT the node accepts (10 at least)
 LONG_CT = SeriesSpec(n_slices=16)
