@@ -264,8 +264,7 @@ class Worker:
         output = self.layout.job(job.id) / "output"
         outputs = previous.output_list
         if not all(Path(o["path"]).is_file() for o in outputs):
-            predecessor_job = self.queue.get(previous.replaces_job) if previous.replaces_job else None
-            self._run_case(job, snapshot, predecessor_job)
+            self._run_case(job, snapshot, self.queue.get(previous.replaces_job) if previous.replaces_job else None)
             return
         shutil.rmtree(output, ignore_errors=True)
         copied = []
@@ -289,9 +288,12 @@ class Worker:
         )
         self.write_audit(job.id)
 
-    def _run_case(self, job: Job, snapshot: Snapshot, predecessor: Job | None) -> None:
+    def _run_case(self, job: Job, snapshot: Snapshot, latest: Job | None) -> None:
+        """Segment the snapshot. ``latest``: the study's latest result (sending or delivered);
+        the new result replaces what the destination holds of it."""
         output = self.layout.job(job.id) / "output"
         shutil.rmtree(output, ignore_errors=True)  # what a killed run left half-made
+        predecessor = self._delivered(latest)
         replaces = predecessors(predecessor) if predecessor is not None else {}
         log.info(
             "job %d: segmenting study %s (%d instances%s)",
@@ -307,9 +309,16 @@ class Worker:
                 job.id, RUNNING, f"segmentation failed: {exc}", what_to_do=what_to_do_input(job.id, self.config.storage)
             )
             return
-        self._after_segmentation(job, output, predecessor)
+        self._after_segmentation(job, output, predecessor, latest)
 
-    def _after_segmentation(self, job: Job, output: Path, predecessor: Job | None) -> None:
+    def _delivered(self, latest: Job | None) -> Job | None:
+        """The result the destination holds: ``latest`` once delivered; while it is still being
+        sent (it will be superseded, never sent), the one it would itself have replaced."""
+        if latest is None or latest.status == DELIVERED:
+            return latest
+        return self.queue.get(latest.replaces_job) if latest.replaces_job is not None else None
+
+    def _after_segmentation(self, job: Job, output: Path, predecessor: Job | None, latest: Job | None) -> None:
         studies = json.loads((output / "results.json").read_text())["studies"]
         messages = [m for s in studies for m in s["error_messages"]]
         warnings = [w for s in studies for w in s.get("warnings", [])]
@@ -337,10 +346,11 @@ class Worker:
             replaces_job=predecessor.id if predecessor is not None else None,
         )
         self.write_audit(job.id)
-        if predecessor is not None and self.queue.transition(
-            predecessor.id, SUPERSEDED, (SENDING,), reason=f"job {job.id} made a newer result before this was sent"
+        if latest is not None and self.queue.transition(
+            latest.id, SUPERSEDED, (SENDING,), reason=f"job {job.id} made a newer result before this was sent"
         ):
-            log.info("job %d: not sent: superseded by job %d", predecessor.id, job.id)
+            log.info("job %d: not sent: superseded by job %d", latest.id, job.id)
+            self.write_audit(latest.id)
         if predecessor is not None:
             self.write_audit(predecessor.id)
 

@@ -12,7 +12,7 @@ import pytest
 
 from dicom_fixtures import SeriesSpec, write_series
 from hanseg.node import actions
-from hanseg.node.jobs import DELIVERED, FAILED, RECEIVING
+from hanseg.node.jobs import DELIVERED, FAILED, RECEIVING, SENDING, SUPERSEDED
 from node_helpers import CT, Destination, node_factory, send, wait_for
 
 #: long enough that its first 11 slices are a CT the node accepts (10 at least)
@@ -170,3 +170,22 @@ def test_a_quarantined_job_is_retried_from_the_command_line(node, tmp_path):
     assert sorted(ds.Modality for ds in destination.received) == ["RTSTRUCT", "SEG"]
     assert [a["action"] for a in audit(service, 1)["actions"]] == ["retry"]
     assert actions.main(["retry", "1", "--storage", str(service.config.storage)]) == 2  # not quarantined now
+
+
+def test_a_result_not_yet_sent_is_superseded_by_the_one_on_the_whole_study(node, tmp_path):
+    files = write_series(tmp_path / "in", LONG_CT)
+    service = node(retention_hours=1, retries=5, retry_seconds=2)  # the destination is down at first
+    send(files[:11], service.config.port)
+    wait_for(lambda: service.queue.jobs()[0].attempts >= 1)
+    send(files[11:], service.config.port)
+    wait_for(lambda: statuses(service) == [SUPERSEDED, SENDING])
+    destination = Destination(service.config.destination.port)
+    try:
+        wait_for(lambda: statuses(service) == [SUPERSEDED, DELIVERED])
+    finally:
+        destination.stop()
+    rtstruct, seg = by_modality(destination.received, "RTSTRUCT"), by_modality(destination.received, "SEG")
+    assert len(rtstruct) == 1 and len(seg) == 1  # the part-study result never went out
+    assert referenced_slices(rtstruct[0]) == sop_uids(files)
+    assert "replaces" not in rtstruct[0].SeriesDescription  # the destination held nothing to replace
+    assert audit(service, 1)["replaced_by_jobs"] == [] and "job 2 made a newer result" in audit(service, 1)["reason"]
