@@ -55,6 +55,7 @@ SLOWEST_FIRST = (
     "smoke/benchmarks/test_recipes.py",
     "smoke/hanseg/test_registration.py",
     "integration/test_dicom_rt.py",
+    "integration/test_real_ct_export.py",
     "smoke/training/test_check_data.py",
     "integration/test_shipped_model.py",
     "smoke/training/test_transfer.py",

@@ -4,13 +4,17 @@ A PACS export of a head-and-neck patient typically holds the planning CT beside 
 scout, dose reports, reformats, RT objects and several MR sequences. The rules
 (:class:`SelectionRules`, overridable from JSON) are:
 
-* **CT**: Modality CT; ImageType contains ORIGINAL and PRIMARY and none of LOCALIZER,
-  DERIVED, SECONDARY; single-frame files; axial (slice normal within
-  ``axial_tolerance_deg`` of the patient's z axis; a gantry tilt is caught later by
-  :mod:`hanseg.dicom.volume`); at least ``min_ct_slices`` files. Of the candidates the one
-  with the most slices wins, then the longer extent along the normal. Two with the same
-  slice count and the same extent (typically one scan reconstructed with two kernels) are
-  an error naming both: guessing would be silent.
+* **CT**: Modality CT; not a LOCALIZER nor a MIP/MinIP projection; ImageType values 1 and 2
+  (ORIGINAL or DERIVED, PRIMARY or SECONDARY) among ``ct_accepted_image_types`` (all four by
+  default); single-frame files; axial (slice normal within ``axial_tolerance_deg`` of the
+  patient's z axis; a gantry tilt is caught later by :mod:`hanseg.dicom.volume`); at least
+  ``min_ct_slices`` files. An ORIGINAL\\PRIMARY candidate beats every DERIVED or SECONDARY
+  one: those are exports and reconstructions (a TPS, an anonymiser, plastimatch write
+  DERIVED\\SECONDARY), accepted only when the study has nothing else, and then with a warning
+  in the study's results. Within the kind that remains the one with the most slices wins, then
+  the longer extent along the normal. Two with the same slice count and the same extent
+  (typically one scan reconstructed with two kernels) are an error naming both: guessing would
+  be silent.
 * **MR** (optional; none is fine): Modality MR in the same study (else, with
   ``mr_from_other_studies``, in a study of the same PatientID that has no CT, when that patient
   has one CT study in the folder: a planning MR is often a study of its own), not a localizer or
@@ -56,6 +60,14 @@ NON_IMAGE_MODALITIES = frozenset(
 )
 #: Two CT extents closer than this (mm) count as the same geometry for a tie.
 EXTENT_TIE_MM = 0.5
+#: ImageType value 1 (how the pixels came to be) and value 2 (from the examination itself or
+#: made afterwards): the words ``ct_accepted_image_types`` chooses from.
+PIXEL_ORIGINS = ("ORIGINAL", "DERIVED")
+EXAMINATION_KINDS = ("PRIMARY", "SECONDARY")
+CT_IMAGE_TYPE_WORDS = PIXEL_ORIGINS + EXAMINATION_KINDS
+#: ImageType words (value 3 on) of a projection through a slab: the brightest or darkest voxel
+#: along a ray, not the CT numbers of one slice, whatever it is derived from.
+PROJECTION_WORDS = frozenset({"MIP", "MINIP"})
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,9 @@ class SelectionRules:
     mr_t1_max_tr_ms: float = 800.0
     #: A study without its own T1 takes one from a CT-less study of the same patient.
     mr_from_other_studies: bool = True
+    #: The ImageType words (values 1 and 2) a CT may carry; ``("ORIGINAL", "PRIMARY")`` takes
+    #: only the scanner's own reconstruction and refuses exports (see the module docstring).
+    ct_accepted_image_types: tuple[str, ...] = CT_IMAGE_TYPE_WORDS
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,8 @@ class StudySelection:
     ct: Series
     mr: Series | None
     skipped: tuple[Skipped, ...]
+    #: What a person must check about the choice (a DERIVED or SECONDARY CT): in results.json.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,11 +130,15 @@ def rules_from_dict(values: dict[str, Any], source: str = "selection rules") -> 
     if unknown:
         raise DicomInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(fields)}")
     for name, value in values.items():
+        if name == "ct_accepted_image_types":
+            continue  # a list of words, checked on its own below
         expected = type(fields[name].default)
         # JSON has one number type: a whole number is a fine float; a bool is no number
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
         if not ok or (isinstance(value, bool) and expected is not bool):
             raise DicomInputError(f"{source}: {name} must be a {expected.__name__}, got {value!r}")
+    if "ct_accepted_image_types" in values:
+        values = {**values, "ct_accepted_image_types": _image_type_words(values["ct_accepted_image_types"], source)}
     rules = dataclasses.replace(SelectionRules(), **values)
     for name in ("mr_t1_pattern", "mr_exclude_pattern"):
         try:
@@ -125,6 +146,27 @@ def rules_from_dict(values: dict[str, Any], source: str = "selection rules") -> 
         except re.error as exc:
             raise DicomInputError(f"{source}: {name} is not a valid regular expression ({exc})") from exc
     return rules
+
+
+def _image_type_words(value: Any, source: str) -> tuple[str, ...]:
+    """``ct_accepted_image_types`` from JSON: known words only, and enough to admit a CT."""
+    name = "ct_accepted_image_types"
+    known = ", ".join(CT_IMAGE_TYPE_WORDS)
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise DicomInputError(f"{source}: {name} must be a list of ImageType words ({known}), got {value!r}")
+    words = tuple(word.strip().upper() for word in value)
+    if "LOCALIZER" in words:
+        raise DicomInputError(f"{source}: {name} cannot hold LOCALIZER: a scout view is never a planning CT")
+    unknown = [word for word in words if word not in CT_IMAGE_TYPE_WORDS]
+    if unknown:
+        raise DicomInputError(f"{source}: {name}: unknown ImageType word(s) {', '.join(unknown)}; known words: {known}")
+    for value_number, needed in ((1, PIXEL_ORIGINS), (2, EXAMINATION_KINDS)):
+        if not set(needed) & set(words):
+            raise DicomInputError(
+                f"{source}: {name} must name {' or '.join(needed)} (ImageType value {value_number}): "
+                "without one no CT could be accepted"
+            )
+    return words
 
 
 def rules_from_json(path: Path) -> SelectionRules:
@@ -159,15 +201,10 @@ def non_image_reason(series: Series) -> str | None:
 
 
 def common_image_reason(series: Series, min_slices: int) -> str | None:
-    """Why a CT or MR series cannot be the chosen volume, or None: localizer, derived,
-    multi-frame, no geometry, too few slices."""
-    types = _image_types(series)
-    if "LOCALIZER" in types:
+    """Why a CT or MR series cannot be the chosen volume, or None: localizer, multi-frame,
+    no geometry, too few slices."""
+    if "LOCALIZER" in _image_types(series):
         return "localizer"
-    if "DERIVED" in types:
-        return "derived image"
-    if "SECONDARY" in types:
-        return "secondary capture image"
     frames = max(inst.number_of_frames for inst in series.instances)
     if frames > 1:
         return (
@@ -184,16 +221,58 @@ def common_image_reason(series: Series, min_slices: int) -> str | None:
 # --- CT -----------------------------------------------------------------------------------
 
 
+def image_type_text(series: Series) -> str:
+    """The series' ImageType as DICOM writes it (each distinct value list, when they differ)."""
+    shown = sorted({"\\".join(inst.image_type) for inst in series.instances})
+    return " / ".join(t or "missing" for t in shown)
+
+
+def ct_kind(series: Series) -> str:
+    """ImageType values 1 and 2 of the series, e.g. ``DERIVED\\SECONDARY``; a series whose
+    slices differ counts as every word any slice has (``ORIGINAL/DERIVED\\PRIMARY``)."""
+    origins = {inst.image_type[0] for inst in series.instances if inst.image_type}
+    kinds = {inst.image_type[1] for inst in series.instances if len(inst.image_type) > 1}
+    return "\\".join("/".join(sorted(words)) for words in (origins, kinds))
+
+
+def is_original_primary(series: Series) -> bool:
+    """Every slice says ORIGINAL\\PRIMARY: the scanner's own reconstruction."""
+    return all(inst.image_type[:2] == ("ORIGINAL", "PRIMARY") for inst in series.instances)
+
+
+def ct_image_type_reason(series: Series, rules: SelectionRules) -> str | None:
+    """Why the ImageType of a CT series rules it out, or None."""
+    types = _image_types(series)
+    if "LOCALIZER" in types:
+        return "localizer"
+    projection = sorted(types & PROJECTION_WORDS)
+    if projection:
+        return (
+            f"a {projection[0]} projection (ImageType {image_type_text(series)}): the extreme value "
+            "along a slab, not the CT numbers of one slice"
+        )
+    for inst in series.instances:
+        values = inst.image_type
+        if len(values) < 2 or values[0] not in PIXEL_ORIGINS or values[1] not in EXAMINATION_KINDS:
+            return (
+                f"ImageType {image_type_text(series)} does not begin with ORIGINAL or DERIVED, then "
+                "PRIMARY or SECONDARY, as a CT image's must"
+            )
+        refused = [word for word in values[:2] if word not in rules.ct_accepted_image_types]
+        if refused:
+            return (
+                f"a {ct_kind(series)} image (ImageType {image_type_text(series)}); the selection rules "
+                f"accept only {', '.join(rules.ct_accepted_image_types)} (ct_accepted_image_types)"
+            )
+    return None
+
+
 def ct_reason(series: Series, rules: SelectionRules) -> str | None:
     """Why ``series`` cannot be the CT, or None when it is a candidate."""
     reason = non_image_reason(series)
     if reason or series.modality != "CT":
         return reason or f"{series.modality} image, not a CT"
-    types = _image_types(series)
-    if "LOCALIZER" not in types and "DERIVED" not in types and not {"ORIGINAL", "PRIMARY"} <= types:
-        shown = "\\".join(sorted(types)) or "missing"
-        return f"not an ORIGINAL\\PRIMARY image (ImageType {shown})"
-    reason = common_image_reason(series, rules.min_ct_slices)
+    reason = ct_image_type_reason(series, rules) or common_image_reason(series, rules.min_ct_slices)
     if reason:
         return reason
     angle = max(angle_from_patient_axis_deg(orientation_of(i)) for i in series.instances)
@@ -207,6 +286,32 @@ def ct_extent_mm(series: Series) -> float:
     normal = slice_normal(orientation_of(series.instances[0]))
     keys = [along_normal(i, normal) for i in series.instances]
     return float(max(keys) - min(keys))
+
+
+def derived_ct_warning(series: Series) -> str:
+    """What the results say when the chosen CT is not the scanner's ORIGINAL\\PRIMARY."""
+    return (
+        f"the CT series {series.series_uid} '{series.description}' is {ct_kind(series)} "
+        f"(ImageType {image_type_text(series)}): an export or reconstruction, not the scanner's "
+        "original; check it is the planning CT"
+    )
+
+
+def originals_first(candidates: list[Series]) -> tuple[list[Series], list[Series]]:
+    """(the candidates to rank, the ones left out): the ORIGINAL\\PRIMARY series when there are
+    any, else all; a copy or a reconstruction is used only when the scanner's own is absent."""
+    originals = [s for s in candidates if is_original_primary(s)]
+    if not originals:
+        return candidates, []
+    return originals, [s for s in candidates if not is_original_primary(s)]
+
+
+def _export_skipped(series: Series, chosen: Series) -> Skipped:
+    return _skip(
+        series,
+        f"a {ct_kind(series)} image (ImageType {image_type_text(series)}), an export or reconstruction: "
+        f"the ORIGINAL\\PRIMARY CT was chosen, {chosen.label}",
+    )
 
 
 def choose_ct(candidates: list[Series]) -> tuple[Series, list[Skipped]]:
@@ -249,6 +354,12 @@ def _by_sequence_tags(first: Instance, rules: SelectionRules) -> bool:
 
 def mr_reason(series: Series, rules: SelectionRules) -> str | None:
     """Why an MR series is not a T1 candidate, or None."""
+    types = _image_types(series)
+    # an MR is registered to the CT from its own pixels: a reformat or a copy is refused
+    if "LOCALIZER" not in types and "DERIVED" in types:
+        return "derived image"
+    if "LOCALIZER" not in types and "SECONDARY" in types:
+        return "secondary capture image"
     reason = common_image_reason(series, rules.min_mr_slices)
     if reason:
         return reason
@@ -300,9 +411,13 @@ def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyW
         else:
             (mr_candidates if is_mr else ct_candidates).append(series)
     ct = None
+    warnings: list[str] = []
     if ct_candidates:
-        ct, ct_skipped = choose_ct(ct_candidates)
-        skipped += ct_skipped
+        ranked, exports = originals_first(ct_candidates)
+        ct, ct_skipped = choose_ct(ranked)
+        skipped += [_export_skipped(s, ct) for s in exports] + ct_skipped
+        if not is_original_primary(ct):
+            warnings.append(derived_ct_warning(ct))
     mr, mr_skipped = choose_mr(mr_candidates)
     skipped += mr_skipped
     for item in skipped:
@@ -321,7 +436,9 @@ def select_study(study: Study, rules: SelectionRules) -> StudySelection | StudyW
             tuple(skipped + [_skip(s, "MR without a CT in its study") for s in ([mr] if mr else [])]),
         )
     log.info("study %s: CT %s; MR %s", study.study_uid, ct.label, mr.label if mr else "none")
-    return StudySelection(study.study_uid, study.patient_id, ct, mr, tuple(skipped))
+    for warning in warnings:
+        log.warning("study %s: %s", study.study_uid, warning)
+    return StudySelection(study.study_uid, study.patient_id, ct, mr, tuple(skipped), tuple(warnings))
 
 
 def with_mr_of_same_patient(
@@ -381,7 +498,7 @@ def select_studies(
         raise DicomInputError(
             f"no CT series found in {scan.folder}: found {scan_summary(scan)}"
             + (f" ({details})" if details else "")
-            + f"; put the axial ORIGINAL\\PRIMARY planning CT (at least {rules.min_ct_slices} "
+            + f"; put the axial planning CT (at least {rules.min_ct_slices} "
             "slices, one file per slice) in the input folder"
         )
     for study in without:

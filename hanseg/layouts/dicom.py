@@ -243,7 +243,7 @@ def process_selection(
     try:
         volumes = read_study(selection, settings.rules)
         prediction = predictor.predict(volumes.ct, volumes.mr)
-        warnings = list(volumes.warnings) + list(prediction.warnings)
+        warnings = list(selection.warnings) + list(volumes.warnings) + list(prediction.warnings)
         folder = output_dir / selection.study_uid / selection.ct.series_uid
         identity = output_identity(
             selection.ct.series_uid,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from hanseg.dicom.select import (
 from hanseg.errors import DicomInputError
 
 CT = SeriesSpec(n_slices=12)
+DERIVED_SECONDARY = ("DERIVED", "SECONDARY", "AXIAL")  # what plastimatch and many TPS exports write
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 OBLIQUE_34 = (1.0, 0.0, 0.0, 0.0, 0.829038, -0.559193)  # column cosine tilted 34° out of the axial plane
 
@@ -99,6 +101,9 @@ def test_axial_original_ct_wins_over_localizer_derived_smaller_and_non_ct(tmp_pa
     write_series(
         tmp_path, SeriesSpec(series="mip", description="MIP", n_slices=20, image_type=("DERIVED", "SECONDARY", "MIP"))
     )
+    write_series(
+        tmp_path, SeriesSpec(series="tps", description="CT from TPS", n_slices=20, image_type=DERIVED_SECONDARY)
+    )
     write_series(tmp_path, SeriesSpec(series="small", description="CT small", n_slices=11))
     write_series(tmp_path, SeriesSpec(series="few", description="CT few", n_slices=6))
     write_series(tmp_path, SeriesSpec(series="sag", description="CT sag", n_slices=20, orientation=SAGITTAL))
@@ -111,18 +116,97 @@ def test_axial_original_ct_wins_over_localizer_derived_smaller_and_non_ct(tmp_pa
     (sel,) = selections
     assert sel.ct.series_uid == CT.series_uid and sel.mr is None
     assert sel.study_uid == CT.study_uid and sel.patient_id == "P1"
+    assert sel.warnings == ()  # the scanner's own series was used: nothing to check
     assert reasons(sel.skipped) == {
         "Topogram": "localizer",
-        "MIP": "derived image",
+        "MIP": "a MIP projection (ImageType DERIVED\\SECONDARY\\MIP): the extreme value along a slab, "
+        "not the CT numbers of one slice",
+        "CT from TPS": "a DERIVED\\SECONDARY image (ImageType DERIVED\\SECONDARY\\AXIAL), an export or "
+        f"reconstruction: the ORIGINAL\\PRIMARY CT was chosen, series {CT.series_uid} 'CT head 2mm' (12 files)",
         "CT small": f"another CT was chosen: series {CT.series_uid} 'CT head 2mm' (12 files), with "
         "more slices or a longer extent (12 vs 11 slices, 22.0 vs 20.0 mm)",
         "CT few": "fewer than 10 slices (6)",
         "CT sag": "not axial (normal 90° from the patient axis)",
         "CT oblique": "not axial (normal 34° from the patient axis)",
-        "CT no type": "not an ORIGINAL\\PRIMARY image (ImageType AXIAL)",
+        "CT no type": "ImageType AXIAL does not begin with ORIGINAL or DERIVED, then PRIMARY or SECONDARY, "
+        "as a CT image's must",
         "clinical contours": "RTSTRUCT, not an image",
     }
     assert "RTSTRUCT, not an image" in caplog.text and "localizer" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("image_type", "kind"),
+    [
+        (DERIVED_SECONDARY, "DERIVED\\SECONDARY"),
+        (("DERIVED", "PRIMARY", "AXIAL"), "DERIVED\\PRIMARY"),
+        (("ORIGINAL", "SECONDARY"), "ORIGINAL\\SECONDARY"),
+    ],
+)
+def test_an_export_is_the_ct_when_it_is_the_only_one_with_a_warning_naming_its_image_type(
+    tmp_path: Path, caplog, image_type: tuple[str, ...], kind: str
+) -> None:
+    spec = SeriesSpec(description="exported CT", n_slices=12, image_type=image_type)
+    write_series(tmp_path, spec)
+    write_series(
+        tmp_path,
+        SeriesSpec(
+            series="scout", description="Topogram", n_slices=12, image_type=("DERIVED", "SECONDARY", "LOCALIZER")
+        ),
+    )
+    with caplog.at_level(logging.WARNING):
+        (sel,), without = select_studies(scan_folder(tmp_path))
+    assert without == () and sel.ct.series_uid == spec.series_uid
+    shown = "\\".join(image_type)
+    assert sel.warnings == (
+        f"the CT series {spec.series_uid} 'exported CT' is {kind} (ImageType {shown}): an export or "
+        "reconstruction, not the scanner's original; check it is the planning CT",
+    )
+    assert reasons(sel.skipped) == {"Topogram": "localizer"}  # a scout is never the CT, whatever else it says
+    assert sel.warnings[0] in caplog.text
+
+
+def test_among_exports_the_usual_ranking_decides(tmp_path: Path) -> None:
+    write_series(tmp_path, SeriesSpec(series="a", description="export a", n_slices=12, image_type=DERIVED_SECONDARY))
+    write_series(tmp_path, SeriesSpec(series="b", description="export b", n_slices=14, image_type=DERIVED_SECONDARY))
+    (sel,), _ = select_studies(scan_folder(tmp_path))
+    assert sel.ct.series_uid == uid("study-a", "b")
+    assert len(sel.warnings) == 1 and sel.warnings[0].startswith(f"the CT series {uid('study-a', 'b')} 'export b' is ")
+    assert reasons(sel.skipped)["export a"].startswith(f"another CT was chosen: series {uid('study-a', 'b')} ")
+
+
+def test_a_series_with_original_and_derived_slices_counts_as_derived(tmp_path: Path) -> None:
+    mixed = SeriesSpec(n_slices=12, overrides={4: {"ImageType": ["DERIVED", "SECONDARY", "AXIAL"]}})
+    write_series(tmp_path, mixed)
+    write_series(tmp_path, SeriesSpec(series="orig", description="CT original", n_slices=10))
+    (sel,), _ = select_studies(scan_folder(tmp_path))
+    assert sel.ct.series_uid == uid("study-a", "orig") and sel.warnings == ()
+    assert reasons(sel.skipped)["CT head 2mm"].startswith(
+        "a DERIVED/ORIGINAL\\PRIMARY/SECONDARY image (ImageType DERIVED\\SECONDARY\\AXIAL / ORIGINAL\\PRIMARY\\AXIAL)"
+    )
+
+
+def test_strict_rules_refuse_exports(tmp_path: Path) -> None:
+    write_series(tmp_path, SeriesSpec(description="exported CT", n_slices=12, image_type=DERIVED_SECONDARY))
+    strict = rules_from_dict({"ct_accepted_image_types": ["ORIGINAL", "PRIMARY"]})
+    assert strict.ct_accepted_image_types == ("ORIGINAL", "PRIMARY")
+    with pytest.raises(DicomInputError) as err:
+        select_studies(scan_folder(tmp_path), strict)
+    assert (
+        f"series {CT.series_uid} 'exported CT' (CT): a DERIVED\\SECONDARY image (ImageType DERIVED\\SECONDARY\\AXIAL); "
+        "the selection rules accept only ORIGINAL, PRIMARY (ct_accepted_image_types)"
+    ) in str(err.value)
+    # DERIVED\PRIMARY (a reconstruction from the raw data, say) admitted, a secondary copy not
+    write_series(
+        tmp_path, SeriesSpec(series="recon", description="recon", n_slices=12, image_type=("DERIVED", "PRIMARY"))
+    )
+    (sel,), _ = select_studies(
+        scan_folder(tmp_path), rules_from_dict({"ct_accepted_image_types": ["original", "DERIVED", "PRIMARY"]})
+    )
+    assert sel.ct.series_uid == uid("study-a", "recon") and len(sel.warnings) == 1
+    assert reasons(sel.skipped)["exported CT"].endswith(
+        "accept only ORIGINAL, DERIVED, PRIMARY (ct_accepted_image_types)"
+    )
 
 
 def test_same_count_longer_extent_wins(tmp_path: Path) -> None:
@@ -200,6 +284,7 @@ def test_t1_is_chosen_over_t2_flair_and_3d_is_preferred(tmp_path: Path) -> None:
     write_series(tmp_path, mr_spec(series="t1se", description="T1 SE ax", n_slices=25))
     write_series(tmp_path, mr_spec(series="t13d", description="t1_vibe", n_slices=12, mr={"MRAcquisitionType": "3D"}))
     write_series(tmp_path, mr_spec(series="pd", description="PD cor", n_slices=30))
+    write_series(tmp_path, mr_spec(series="mpr", description="t1 MPR", n_slices=30, image_type=DERIVED_SECONDARY))
     write_series(
         tmp_path, mr_spec(series="loc", description="loc", n_slices=3, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
     )
@@ -210,6 +295,7 @@ def test_t1_is_chosen_over_t2_flair_and_3d_is_preferred(tmp_path: Path) -> None:
         "t1_flair_tra": "a T2/FLAIR/diffusion or localizer series ('t1_flair_tra' contains 'flair')",
         "T1 SE ax": f"another MR was chosen: series {uid('study-a', 't13d')} 't1_vibe' (12 files)",
         "PD cor": "not recognised as T1 ('PD cor' does not match the T1 pattern)",
+        "t1 MPR": "derived image",  # an MR export is not accepted: only the CT rule changed
         "loc": "localizer",
     }
 
@@ -262,6 +348,32 @@ def test_rules_from_json_overrides_and_rejects_unknown_or_bad_values(tmp_path: P
         rules_from_dict({"min_ct_slices": "5"})
     with pytest.raises(DicomInputError, match="mr_t1_pattern is not a valid regular expression"):
         rules_from_dict({"mr_t1_pattern": "t1("})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            True,
+            r" must be a list of ImageType words \(ORIGINAL, DERIVED, PRIMARY, SECONDARY\), got True$",
+        ),
+        ("ORIGINAL", r" must be a list .*got 'ORIGINAL'$"),
+        (["ORIGINAL", "PRIMARY", "LOCALIZER"], " cannot hold LOCALIZER: a scout view is never a planning CT$"),
+        (
+            ["ORIGINAL", "PRIMARY", "AXIAL"],
+            r": unknown ImageType word\(s\) AXIAL; known words: ORIGINAL, DERIVED, PRIMARY, SECONDARY$",
+        ),
+        (["ORIGINAL"], r" must name PRIMARY or SECONDARY \(ImageType value 2\): without one no CT could be accepted$"),
+        (["PRIMARY", "SECONDARY"], r" must name ORIGINAL or DERIVED \(ImageType value 1\): "),
+    ],
+)
+def test_accepted_image_types_are_checked(tmp_path: Path, value: object, message: str) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"ct_accepted_image_types": value}))
+    with pytest.raises(
+        DicomInputError, match=f"^selection rules {re.escape(str(path))}: ct_accepted_image_types{message}"
+    ):
+        rules_from_json(path)
 
 
 def test_rules_change_the_choice(tmp_path: Path) -> None:
