@@ -1,7 +1,11 @@
 """The receiving side: a pynetdicom storage SCP (C-ECHO, C-STORE of any storage SOP class).
 
 Only the calling AE titles given with ``--allow`` may associate (and, for ``AET@HOST``,
-only from that address); the called AE title must be this node's. Every instance is on disk
+only from that address); the called AE title must be this node's. Any other caller gets an
+A-ASSOCIATE-RJ (rejected-permanent, service-user, calling-AE-title-not-recognized). While
+the storage is below its free-space floor (:class:`.disk.DiskGuard`), new associations get
+an A-ASSOCIATE-RJ (rejected-transient, service-provider, local-limit-exceeded): the sender
+keeps its study and tries again later. Every instance is on disk
 (:func:`.store.store_instance`) and counted in the queue before the C-STORE is answered
 with success; when the disk refuses, the answer is 0xA700 (out of resources) so that the
 sender keeps the instance and tries again.
@@ -10,18 +14,22 @@ sender keeps the instance and tries again.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, VerificationPresentationContexts, evt
+from pynetdicom.association import Association
 from pynetdicom.events import EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .config import Allowed, NodeConfig
+from .disk import DiskGuard
 from .errors import InvalidUidError, StoreError
 from .jobs import JobQueue
 from .store import store_instance
@@ -31,24 +39,63 @@ log = logging.getLogger(__name__)
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
-#: A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised
-REJECT_PERMANENT, SOURCE_USER, CALLING_AE_UNKNOWN = 0x01, 0x01, 0x03
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An A-ASSOCIATE-RJ: its result, source and reason codes (PS3.8 9.3.4), and their names."""
+
+    result: int
+    source: int
+    reason: int
+    name: str
+
+
+UNKNOWN_CALLER = Refusal(0x01, 0x01, 0x03, "rejected-permanent, service-user, calling-AE-title-not-recognized")
+WRONG_CALLED = Refusal(0x01, 0x01, 0x07, "rejected-permanent, service-user, called-AE-title-not-recognized")
+#: the disk floor: transient (the sender should try again later); the standard reason for a
+#: local resource limit is the presentation-related service provider's local-limit-exceeded
+LOW_DISK = Refusal(0x02, 0x03, 0x02, "rejected-transient, service-provider, local-limit-exceeded")
 
 
 def is_allowed(allow: tuple[Allowed, ...], calling_aet: str, address: str) -> bool:
     return any(a.ae_title == calling_aet and a.host in (None, address) for a in allow)
 
 
-def _on_requested(event: evt.Event, allow: tuple[Allowed, ...]) -> None:
-    """Refuse an association before any data is exchanged unless its caller is allowed."""
+def reject(assoc: Association, refusal: Refusal) -> None:
+    """Send the A-ASSOCIATE-RJ and wait until it is on the wire."""
+    assoc.acse.send_reject(refusal.result, refusal.source, refusal.reason)
+    # send_reject only queues the PDU for the DUL thread, and as soon as the EVT_REQUESTED handler
+    # returns pynetdicom closes the connection: the RJ was lost and the sender saw the connection
+    # drop (dcmtk: "Peer aborted Association"). kill() waits until the DUL thread has sent it and
+    # closed the connection, as pynetdicom does after its own rejections.
+    assoc.kill()
+
+
+def on_requested(event: evt.Event, config: NodeConfig, disk_guard: DiskGuard | None) -> None:
+    """Accept or refuse an association from its A-ASSOCIATE-RQ, before any data is exchanged."""
     requestor = event.assoc.requestor
     # the requestor's ae_title is filled in only after negotiation: read the A-ASSOCIATE-RQ itself
     if requestor.primitive is None:  # pynetdicom sets it before it sends EVT_REQUESTED
         raise RuntimeError("association requested without an A-ASSOCIATE-RQ")
     calling = str(requestor.primitive.calling_ae_title).strip()
-    if not is_allowed(allow, calling, requestor.address):
-        log.warning("association refused: calling AE %r from %s is not in --allow", calling, requestor.address)
-        event.assoc.acse.send_reject(REJECT_PERMANENT, SOURCE_USER, CALLING_AE_UNKNOWN)
+    called = str(requestor.primitive.called_ae_title).strip()
+    caller = f"calling AE {calling!r} from {requestor.address}"
+    if not is_allowed(config.allow, calling, requestor.address):
+        log.warning("association rejected (%s): %s is not in --allow", UNKNOWN_CALLER.name, caller)
+        reject(event.assoc, UNKNOWN_CALLER)
+    elif called != config.ae_title:
+        log.warning(
+            "association rejected (%s): %s called %r, this node is %r",
+            WRONG_CALLED.name,
+            caller,
+            called,
+            config.ae_title,
+        )
+        reject(event.assoc, WRONG_CALLED)
+    elif disk_guard is not None and (why := disk_guard.check()) is not None:
+        log.error("association rejected (%s): %s; %s", LOW_DISK.name, caller, why)
+        reject(event.assoc, LOW_DISK)
 
 
 @dataclass(frozen=True)
@@ -84,7 +131,9 @@ class Receiver:
 
 def build_ae(config: NodeConfig) -> AE:
     ae = AE(ae_title=config.ae_title)
-    ae.require_called_aet = True  # a sender that calls another AE title reached the wrong node
+    # on_requested decides; these are pynetdicom's own checks behind it, because an exception in an
+    # EVT_REQUESTED handler (a notification event) is only logged and the negotiation goes on
+    ae.require_called_aet = True
     ae.require_calling_aet = [a.ae_title for a in config.allow]
     # C-ECHO, with pynetdicom's default transfer syntaxes; from the presentation context, since the
     # name Verification is made in pynetdicom.sop_class at import time, where no type checker sees it
@@ -100,19 +149,72 @@ def build_ae(config: NodeConfig) -> AE:
     return ae
 
 
+#: how long a client has to complete the TLS handshake after it connected
+HANDSHAKE_TIMEOUT_S = 30.0
+
+
+def tls_handshake(context: ssl.SSLContext, sock: socket.socket, address: str) -> ssl.SSLSocket | None:
+    """The server side of the TLS handshake, with a time limit; None (logged) when it fails."""
+    sock.settimeout(HANDSHAKE_TIMEOUT_S)
+    try:
+        tls = context.wrap_socket(sock, server_side=True)
+    except OSError as exc:  # ssl.SSLError, a timeout, a reset: the connection closes with the socket
+        log.warning(
+            "TLS connection from %s refused: %s (a sender without TLS, or a certificate not signed by --tls-ca?)",
+            address,
+            exc,
+        )
+        return None
+    tls.settimeout(None)  # blocking, as pynetdicom leaves an accepted connection: its own timeouts apply
+    return tls
+
+
+class NodeServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with the TLS handshake moved to the connection's thread.
+
+    pynetdicom does the handshake in ``get_request``, on the one thread that accepts
+    connections, without a time limit: one client that connects and sends nothing (a port
+    check, a stalled sender) held off every other sender until it went away, and a failed
+    handshake was not logged at all."""
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        if self.socket is None:  # never: socketserver binds before it serves
+            raise RuntimeError("the storage SCP has no listening socket")
+        client, address = self.socket.accept()
+        return client, address
+
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[str, int] | str
+    ) -> None:
+        if self.ssl_context is not None and isinstance(request, socket.socket):
+            address = client_address[0] if isinstance(client_address, tuple) else client_address
+            tls = tls_handshake(self.ssl_context, request, address)
+            if tls is None:
+                return
+            request = tls
+        super().process_request_thread(request, client_address)
+
+
 def start_scp(
-    config: NodeConfig, receiver: Receiver, ssl_context: ssl.SSLContext | None = None
+    config: NodeConfig,
+    receiver: Receiver,
+    ssl_context: ssl.SSLContext | None = None,
+    disk_guard: DiskGuard | None = None,
 ) -> ThreadedAssociationServer:
-    """Listen on ``--bind:--port`` in background threads; the server (call ``shutdown()`` to stop)."""
+    """Listen on ``--bind:--port`` in background threads; the server (call ``shutdown()`` to stop).
+    ``disk_guard`` None: no free-space floor (tests)."""
     ae = build_ae(config)
     handlers: list[EventHandlerType] = [
-        (evt.EVT_REQUESTED, _on_requested, [config.allow]),
+        (evt.EVT_REQUESTED, on_requested, [config, disk_guard]),
         (evt.EVT_C_STORE, receiver.on_store),
         (evt.EVT_C_ECHO, lambda event: SUCCESS),
     ]
-    server = ae.start_server((config.bind, config.port), block=False, evt_handlers=handlers, ssl_context=ssl_context)
-    if server is None:  # start_server returns None only when it blocks until the server stops
-        raise RuntimeError("the storage SCP did not start in the background")
+    server = ae.make_server(
+        (config.bind, config.port), evt_handlers=handlers, ssl_context=ssl_context, server_class=NodeServer
+    )
+    # as AE.start_server does: the server's shutdown() takes it off this list again
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="hanseg-scp", daemon=True).start()
     log.info(
         "listening as %s on %s:%d%s; accepting from %s",
         config.ae_title,
