@@ -11,6 +11,8 @@ the label map back to DICOM objects a treatment planning system imports. Modules
 * ``names``: structure names and colours of the output objects;
 * ``rtstruct``: the RT Structure Set referencing the CT's slices;
 * ``seg``: the DICOM Segmentation object;
+* ``identity``: the series and instance UIDs of the output objects, derived from what made
+  them, so that the same input gives the same objects;
 * ``common``: what ``rtstruct`` and ``seg`` share: the patient and study attributes copied
   from the CT, the "not reviewed" wording, and the checked, atomic write of a file.
 

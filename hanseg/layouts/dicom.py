@@ -264,7 +264,13 @@ def process_selection(
         )
     except (HansegError, ValueError, OSError, MemoryError) as exc:
         log.error("study %s: failed: %s", selection.study_uid, exc)
-        return _entry(selection.study_uid, inputs, selection.skipped, messages=[f"study {selection.study_uid}: {exc}"])
+        return _entry(
+            selection.study_uid,
+            inputs,
+            selection.skipped,
+            messages=[f"study {selection.study_uid}: {exc}"],
+            warnings=list(selection.warnings),
+        )
     if written.empty:
         log.warning("study %s: empty, not written: %s", selection.study_uid, ", ".join(written.empty))
     return _entry(selection.study_uid, inputs, selection.skipped, written.files, written.empty, warnings=warnings)
