@@ -22,6 +22,7 @@ import torch
 from monai.inferers.utils import sliding_window_inference
 
 from .budget import RunSettings, body_windows, choose
+from .coverage import coverage_warnings
 from .errors import ModelError
 from .labels import NUM_CLASSES, lr_swap_table
 from .model_dir import load_model_dir, load_state_dict, model_fingerprint
@@ -319,7 +320,10 @@ class Segmenter:
         settings = self.settings_for(case.image.shape[1:], time.perf_counter() - start, case.body)
         probs = self.probabilities(case.image, settings, case.body)
         labels = probabilities_to_ct(probs, case.grid, ct, case.box, self.plans.max_components)
+        del probs  # 31 channels on the grid: not held while the coverage check reads the CT
+        # a CT cut short or cut at the top is segmented all the same: say what it lacks
+        coverage = coverage_warnings(ct, labels, self.plans)
         seconds = time.perf_counter() - start
         log.info("segmented in %.1f s", seconds)
-        warnings = case.warnings + ((self.device_warning,) if self.device_warning else ())
+        warnings = case.warnings + coverage + ((self.device_warning,) if self.device_warning else ())
         return Prediction(labels, warnings, seconds)

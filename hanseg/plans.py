@@ -101,6 +101,11 @@ class Plans:
     #: training ground truth, with a margin); the crop box, and so the network grid, stops
     #: there. None: no limit (the whole body box).
     oar_depth_mm: float | None = None
+    #: Coverage check: how far (mm) below the top of the body the lowest OAR ends in the training
+    #: ground truth, (the shallowest case, the deepest case), no margin. A CT that stops above
+    #: the first below the top of the head is cut short (:mod:`hanseg.coverage`). None: not
+    #: planned (older plans): no statement about how far the CT reaches.
+    oar_end_depth_mm: tuple[float, float] | None = None
     format_version: int = PLANS_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -125,6 +130,11 @@ class Plans:
             raise PlansError(f"max_components must be {len(OAR_NAMES)} ints >= 1 (or empty), got {self.max_components}")
         if self.oar_depth_mm is not None and self.oar_depth_mm <= 0:
             raise PlansError(f"oar_depth_mm must be a positive number of mm (or null), got {self.oar_depth_mm}")
+        end = self.oar_end_depth_mm
+        if end is not None and (len(end) != 2 or not 0 < end[0] <= end[1]):
+            raise PlansError(
+                f"oar_end_depth_mm must be [shallowest, deepest] in mm, 0 < the first <= the second, got {end}"
+            )
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -157,6 +167,13 @@ def _tuple(value: Any, kind: type, n: int | None, what: str) -> tuple[Any, ...]:
     return out
 
 
+def _end_depth(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    shallowest, deepest = _tuple(value, float, 2, "oar_end_depth_mm")
+    return shallowest, deepest
+
+
 def plans_from_json(data: Mapping[str, Any]) -> Plans:
     """Build :class:`Plans` from parsed JSON, with a clear error for each bad field."""
     try:
@@ -183,6 +200,7 @@ def plans_from_json(data: Mapping[str, Any]) -> Plans:
             body_threshold_hu=float(data.get("body_threshold_hu", DEFAULT_BODY_THRESHOLD_HU)),
             max_components=_tuple(data.get("max_components", ()), int, None, "max_components"),
             oar_depth_mm=None if data.get("oar_depth_mm") is None else float(data["oar_depth_mm"]),
+            oar_end_depth_mm=_end_depth(data.get("oar_end_depth_mm")),
             format_version=int(data.get("format_version", PLANS_FORMAT_VERSION)),
         )
     except KeyError as exc:

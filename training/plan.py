@@ -93,6 +93,17 @@ def oar_depth(fp: dict[str, Any]) -> float | None:
     return None if any(d is None for d in depths) else round(max(depths) + OAR_DEPTH_MARGIN_MM, 1)
 
 
+def oar_end_depth(fp: dict[str, Any]) -> tuple[float, float] | None:
+    """How far below the top of the body the lowest OAR ends over the training set: (the
+    shallowest case, the deepest case), mm, no margin. The coverage check at inference warns
+    about a CT that stops above the first: it would have cut every training case's OARs. None
+    when a case could not be measured (no extent check then)."""
+    depths = fp.get("oar_depths_mm") or [None]
+    if any(d is None for d in depths):
+        return None
+    return round(min(depths), 1), round(max(depths), 1)
+
+
 def count_components(labels: np.ndarray) -> dict[str, int]:
     """OAR name → number of 26-connected components in one label map (present OARs only)."""
     out = {}
@@ -199,6 +210,7 @@ def make_plans(
             "overlap": 0.5,
             "max_components": [fp["max_components"][n] for n in OAR_NAMES] if "max_components" in fp else [],
             "oar_depth_mm": oar_depth(fp),
+            "oar_end_depth_mm": oar_end_depth(fp),
         }
     )
 

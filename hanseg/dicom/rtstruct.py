@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: ST values (StructureSetDescription, ROIDescription) hold at most 1024 characters (PS3.5 6.2)
 MAX_ST_LENGTH = 1024
+#: A slice stack whose step lies within about 25 degrees of the patient's z axis is called axial:
+#: its first and last slices are then its inferior and superior ends (or the reverse).
+AXIAL_COSINE = 0.9
 
 #: Detached Study Management SOP Class: the value planning systems and dciodvfy expect as
 #: ReferencedSOPClassUID of the RT Referenced Study Sequence (retired, still universal).
@@ -381,12 +384,42 @@ def _roi_contour(
     return roi
 
 
-def _roi_items(number: int, style: StructureStyle, provenance: Provenance, frame_uid: str) -> tuple[Dataset, Dataset]:
+def _end_name(k: int, geometry: _SliceGeometry, headers: Sequence[Dataset]) -> str:
+    """Slice ``k`` (the first or the last) as a dosimetrist finds it: which end of the patient
+    and its z when the slices are roughly axial (the stack may run either way), else its place."""
+    first = k == 0
+    place = f"{'first' if first else 'last'} slice"
+    step = geometry.matrix[:, 2]
+    cosine = float(step[2] / np.linalg.norm(step))  # +1: slice k + 1 lies superior to slice k
+    if abs(cosine) < AXIAL_COSINE:
+        return place
+    side = "inferior" if (cosine > 0) == first else "superior"
+    z = float(headers[k].ImagePositionPatient[2])
+    return f"{place} (its {side} end, z = {z:.1f} mm)"
+
+
+def _edge_description(first: bool, last: bool, geometry: _SliceGeometry, headers: Sequence[Dataset]) -> str | None:
+    """ROIDescription of a structure that reaches the CT's first and/or last slice: it may go
+    on beyond the scan, so its extent there is the CT's, not the organ's. None otherwise."""
+    ends = [_end_name(k, geometry, headers) for k, touches in ((0, first), (len(headers) - 1, last)) if touches]
+    if not ends:
+        return None
+    return (
+        f"Cut at the edge of the CT: it reaches the CT's {' and '.join(ends)}; "
+        "the organ may continue beyond the scan and is incomplete there."
+    )
+
+
+def _roi_items(
+    number: int, style: StructureStyle, provenance: Provenance, frame_uid: str, description: str | None = None
+) -> tuple[Dataset, Dataset]:
     """The Structure Set ROI item and the RT ROI Observations item of ROI ``number``."""
     roi = Dataset()
     roi.ROINumber = number
     roi.ReferencedFrameOfReferenceUID = frame_uid
     roi.ROIName = style.name
+    if description:
+        roi.ROIDescription = description[:MAX_ST_LENGTH]
     roi.ROIGenerationAlgorithm = "AUTOMATIC"
     roi.ROIGenerationDescription = f"{provenance.model_name} {provenance.model_version}"[:64]
     observation = Dataset()
@@ -429,7 +462,9 @@ def build_rtstruct(
     ``labels`` is the uint8 z,y,x label map on the grid of ``ct``; ``ct_headers[k]`` is the
     header of slice k of ``ct`` (pixel data not needed). ``styles`` names and colours the
     label ids to write, in ROI order. ``identity`` gives the UIDs (None: random ones) and
-    what the result replaces; ``notes`` are warnings for the StructureSetDescription. Raises ValueError when no structure is non-empty, or
+    what the result replaces; ``notes`` are warnings for the StructureSetDescription. A structure
+    that reaches the first or last slice gets an ROIDescription saying it is cut at the edge of
+    the CT (:func:`_edge_description`). Raises ValueError when no structure is non-empty, or
     when the headers do not describe the image.
     """
     styles = tuple(styles)
@@ -447,6 +482,7 @@ def build_rtstruct(
     contours: list[Dataset] = []
     observations: list[Dataset] = []
     empty: list[str] = []
+    cut_names: list[str] = []
     for style in styles:
         box = boxes[style.label - 1] if style.label <= len(boxes) else None
         if box is None:
@@ -456,7 +492,11 @@ def build_rtstruct(
         loops = mask_contours(labels[box] == style.label)
         offset = (box[0].start, box[1].start, box[2].start)
         contours.append(_roi_contour(number, style, loops, offset, geometry, ct_headers))
-        roi, observation = _roi_items(number, style, provenance, ct_headers[0].FrameOfReferenceUID)
+        # on the structure itself: a dosimetrist reading one ROI sees it is cut by the scan
+        cut = _edge_description(box[0].start == 0, box[0].stop == labels.shape[0], geometry, ct_headers)
+        if cut:
+            cut_names.append(style.name)
+        roi, observation = _roi_items(number, style, provenance, ct_headers[0].FrameOfReferenceUID, cut)
         rois.append(roi)
         observations.append(observation)
     if not rois:
@@ -465,10 +505,11 @@ def build_rtstruct(
     ds.ROIContourSequence = DicomSequence(contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
     log.info(
-        "RTSTRUCT: %d structures, %d contours; empty, not written: %s",
+        "RTSTRUCT: %d structures, %d contours; empty, not written: %s; cut at the edge of the CT: %s",
         len(rois),
         sum(len(c.ContourSequence) for c in contours),
         ", ".join(empty) or "none",
+        ", ".join(cut_names) or "none",
     )
     return ds, tuple(empty)
 

@@ -373,3 +373,37 @@ def test_simplify_closed_keeps_corners_and_drops_points_on_straight_edges():
     square = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0], [1, 2, 0], [0, 2, 0], [0, 1, 0]], float)
     kept = simplify_closed(square, 0.01)
     assert {tuple(p) for p in kept} == {(0, 0, 0), (2, 0, 0), (2, 2, 0), (0, 2, 0)}
+
+
+#: Slices stacked along patient x (a sagittal series): no superior or inferior end.
+SAGITTAL = (0.0, 0.0, -1.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+CUT_END = "; the organ may continue beyond the scan and is incomplete there."
+
+
+@pytest.mark.parametrize(
+    "direction, first, last",
+    [
+        (IDENTITY, "first slice (its inferior end, z = -40.0 mm)", "last slice (its superior end, z = -30.0 mm)"),
+        (FLIP_Y, "first slice (its superior end, z = -40.0 mm)", "last slice (its inferior end, z = -50.0 mm)"),
+        (SAGITTAL, "first slice", "last slice"),
+    ],
+    ids=["z-up", "z-down", "sagittal"],
+)
+def test_a_structure_at_the_first_or_last_slice_is_described_as_cut_on_itself(direction, first, last):
+    """tiny_labels: the cord lies in slices 0 and 4 of 5, the carotid and brainstem inside."""
+    ct, headers = make_ct(direction=direction)
+    labels = tiny_labels()
+    ds, _ = build_rtstruct(labels, ct, headers, default_styles(), PROVENANCE)
+    described = {r.ROIName: r.get("ROIDescription") for r in ds.StructureSetROISequence}
+    assert described == {
+        "A_Carotid_L": None,
+        "Brainstem": None,
+        "SpinalCord": f"Cut at the edge of the CT: it reaches the CT's {first} and {last}{CUT_END}",
+    }
+    labels[0] = 0  # the cord now ends inside the first slice: only its last slice is cut
+    labels[3, 0, 0] = 0
+    labels[4, 0, 0] = LABEL_IDS["Brainstem"]  # the brainstem reaches the last slice too
+    ds, _ = build_rtstruct(labels, ct, headers, default_styles(), PROVENANCE)
+    described = {r.ROIName: r.get("ROIDescription") for r in ds.StructureSetROISequence}
+    cut_last = f"Cut at the edge of the CT: it reaches the CT's {last}{CUT_END}"
+    assert described == {"A_Carotid_L": None, "Brainstem": cut_last, "SpinalCord": cut_last}
