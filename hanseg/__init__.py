@@ -12,13 +12,15 @@ stand beside it and import it, never the other way round. Modules, from the bott
 * one case, forward and back: ``geometry`` (crop/uncrop, resample/back), ``registration``
   (MR → CT), ``preprocess`` (shared with training), ``budget`` (test-time settings within a
   time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``
-  (probabilities back onto the CT grid, largest components);
+  (probabilities back onto the CT grid, largest components), ``coverage`` (does the CT cover
+  the head and neck: a CT cut short or at the top, structures at its edge);
 * ``dicom`` (DICOM in and out: ``scan``, ``select``, ``volume``; ``contours``, ``names``,
-  ``rtstruct``, ``seg``, ``common``: what those two share);
+  ``rtstruct``, ``seg``, ``common``: what those two share, ``identity``: their UIDs);
 * ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``dicom``,
   ``common``);
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
-  ``jobs``, ``scp``, ``send``, ``worker``, ``service``, ``errors``, ``__main__``);
+  ``jobs``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
+  ``actions`` (force-complete, retry, the job list), ``errors``, ``__main__``);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """
 

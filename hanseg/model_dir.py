@@ -41,11 +41,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def model_fingerprint(files: ModelFiles) -> str:
-    """One sha256 for the model: its version and the sha256 of each weight file (from
+    """One sha256 for the model: its version, its plan and the sha256 of each weight file (from
     metadata.json, which :func:`load_model_dir` has checked, else computed). What makes two
     results of the same input differ; DICOM outputs derive their UIDs from it."""
     recorded = files.metadata.get("weights_sha256", {})
     digest = hashlib.sha256(f"version={files.metadata.get('version', 'unversioned')}".encode())
+    # the plan too: it decides the preprocessing and what is said about a case (coverage)
+    digest.update(f";plans.json={sha256_file(files.root / 'plans.json')}".encode())
     for path in files.weight_paths:
         digest.update(f";{path.name}={recorded.get(path.name) or sha256_file(path)}".encode())
     return digest.hexdigest()

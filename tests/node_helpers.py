@@ -88,6 +88,9 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeService]]:
             "retry_seconds": 0.2,
             "retention_hours": 0,
             "poll_seconds": 0.1,
+            # the free-space guard runs, with a floor any test machine has
+            "min_free_gb": 0.1,
+            "min_free_fraction": 0.0,
         }
         values.update(changes)
         model = ModelInfo("fake", {"fold_0.pt": "ab" * 32}, "fake-fingerprint")

@@ -16,6 +16,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from ..layouts.common import Predictor
 from ..model_dir import load_model_dir, model_fingerprint, sha256_file
 from .config import NodeConfig, TlsFiles
+from .disk import DiskGuard
 from .jobs import JobQueue
 from .scp import Receiver, start_scp
 from .send import send_files
@@ -87,7 +88,10 @@ class NodeService:
         self.queue.resume(self.clock())
         adopt_orphans(self.layout, self.queue, self.clock())
         receiver = Receiver(self.layout.incoming, self.queue, self.clock)
-        self.server = start_scp(self.config, receiver, ssl_context(self.config.tls, server=True))
+        # below the free-space floor, delivered studies past retention are removed before a
+        # sender is refused
+        guard = DiskGuard.from_config(self.config, prune=self.worker.prune)
+        self.server = start_scp(self.config, receiver, ssl_context(self.config.tls, server=True), disk_guard=guard)
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="hanseg-worker")
         self._thread.start()
 

@@ -10,6 +10,7 @@ than ``--retention-hours``. The audit record of a job is rewritten at each of it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -448,13 +449,29 @@ class Worker:
         for job in self.queue.prunable(now - self.config.retention_hours * 3600):
             shutil.rmtree(self.layout.job(job.id), ignore_errors=True)
             if self.queue.newest_job(job.study_uid) == job.id:
-                shutil.rmtree(self.layout.incoming / job.study_uid, ignore_errors=True)
+                self._remove_received(job)
             self.queue.mark_pruned(job.id)
             log.info(
                 "job %d: images and results removed (retention %g h); the audit is kept",
                 job.id,
                 self.config.retention_hours,
             )
+
+    def _remove_received(self, job: Job) -> None:
+        """The study's received files that ``job`` used and that were not written again since it
+        was delivered. An instance being received right now (written, not yet counted: the
+        sender was not answered yet) is never removed under it; it makes the next job."""
+        folder = self.layout.incoming / job.study_uid
+        for series_uid, sop_uid in self.queue.inputs(job.id):
+            path = folder / series_uid / f"{sop_uid}.dcm"
+            try:
+                if path.stat().st_mtime <= (job.delivered_at or 0.0):
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+        for sub in [*sorted(folder.glob("*"), reverse=True), folder]:
+            with contextlib.suppress(OSError):  # not empty: something arrived since
+                sub.rmdir()
 
     def audit_record(self, job: Job) -> dict[str, Any]:
         """The audit of one job: UIDs only (no patient name or ID), model, timings, attempts."""

@@ -59,6 +59,11 @@ def test_process_py_writes_a_valid_label_map_and_results_json(phantom_gc, tiny_m
     labels = check_output(out, ct, "case_01_seg.mha")
     assert labels.any()  # an untrained net still labels something; empty would mean a bug
     results = json.loads((out / "results.json").read_text())
+    # the untrained tiny network labels organs in the bottom slice, which the coverage check
+    # rightly reports; nothing else may be said about this whole phantom head
+    messages = results[0].pop("error_messages")
+    assert all(m.startswith("cut at the edge of the CT: ") for m in messages), messages
+    results[0]["error_messages"] = []
     assert results == [
         {
             "outputs": [{"type": "metaio_image", "filename": "case_01_seg.mha"}],
