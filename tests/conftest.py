@@ -50,6 +50,7 @@ SLOWEST_FIRST = (
     "smoke/hanseg/test_real_data_quirks.py",
     "smoke/training/test_train.py",
     "smoke/training/test_training_loop.py",
+    "integration/test_node_chaos.py",
     "smoke/phantoms/test_phantoms.py",
     "smoke/hanseg/test_process_e2e.py",
     "smoke/benchmarks/test_recipes.py",

@@ -91,7 +91,7 @@ class Orthanc:
 
     def datasets(self, modality: str) -> list[pydicom.Dataset]:
         """Every instance Orthanc holds of ``modality``, read back from its stored file."""
-        found = []
+        found: list[pydicom.Dataset] = []
         for series in self.get("/series?expand"):
             if series["MainDicomTags"].get("Modality") != modality:
                 continue
