@@ -218,10 +218,15 @@ class JobQueue:
         now ``ready``."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT id FROM jobs WHERE status=? AND COALESCE(settle_from, last_arrival) <= ?",
+                "SELECT id, COALESCE(settle_from, last_arrival) AS quiet_from FROM jobs "
+                "WHERE status=? AND COALESCE(settle_from, last_arrival) <= ?",
                 (RECEIVING, now - stable_seconds),
             ).fetchall()
-            db.executemany("UPDATE jobs SET status=?, ready_at=? WHERE id=?", [(READY, now, r["id"]) for r in rows])
+            # ready when the silence ended, not when a worker busy with another study looked
+            db.executemany(
+                "UPDATE jobs SET status=?, ready_at=? WHERE id=?",
+                [(READY, r["quiet_from"] + stable_seconds, r["id"]) for r in rows],
+            )
         for r in rows:
             log.info("job %d: no new instance for %g s: study complete, ready", r["id"], stable_seconds)
         return [int(r["id"]) for r in rows]
