@@ -57,6 +57,7 @@ SLOWEST_FIRST = (
     "smoke/hanseg/test_registration.py",
     "integration/test_dicom_rt.py",
     "integration/test_real_ct_export.py",
+    "smoke/hanseg/test_node_studies.py",
     "smoke/training/test_check_data.py",
     "integration/test_shipped_model.py",
     "smoke/training/test_transfer.py",
