@@ -1,6 +1,6 @@
 """What the DICOM path costs against the ``.mha`` path, on the same images, in one run.
 
-    python -m benchmarks.dicom_path --model model --out bench/dicom_path [--case test | --tall]
+    python -m benchmarks.dicom_path --model model --out bench/dicom_path [--tall] [--stand-in]
 
 The baseline is ``process.py`` on the HaN-Seg 2023 layout (``mha``). The same CT and MR are
 then exported as a scanner/PACS export (``phantoms.dicom_export``: CT, T1, T2, scout and a
@@ -13,6 +13,15 @@ thorax (1024×1024×330) instead of the ``test/`` case.
 Writes ``results.json`` and ``results.md``: seconds, peak RSS, the DICOM path's overhead, the
 segmentation seconds the log reports, the size of the objects written, and the agreement of
 the SEG (decoded by highdicom) with the ``.mha`` path's label map.
+
+``--stand-in`` runs no network: each layout's process (``python -m benchmarks.dicom_path
+--run-stand-in``, the same ``hanseg.layouts.run`` that ``process.py`` calls) is given the
+phantom's ground-truth label map as its prediction, read from disk. Everything around the
+network is the real code: reading the ``.mha`` files or scanning, selecting and building the
+DICOM volumes, then writing the label map, or building, checking and writing the RTSTRUCT and
+the SEG. So each peak RSS is what the layout's own work costs (plus reading the map, the same
+in both), in minutes instead of the network's. The SEG decodes to the same map as the ``.mha``
+output (Dice 1). Its files go beside the real runs' (``*_stand_in*``), sharing the images.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import logging
 import re
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
@@ -33,12 +43,16 @@ import SimpleITK as sitk
 from benchmarks.inference_vs_monai import ProcessRun, run_one
 from hanseg.compare import per_oar_dice
 from hanseg.labels import LABEL_IDS
+from hanseg.layouts import run as run_layout
+from hanseg.layouts.dicom import DicomConfig
 from phantoms import TALL_SEED, Profile, make_case, write_gc
 from phantoms.dicom_export import ExportOptions, export_case
 
 log = logging.getLogger("benchmarks.dicom_path")
 ROOT = Path(__file__).resolve().parent.parent
 SEGMENTED = re.compile(r"segmented in ([0-9.]+) s")
+#: the model version and fingerprint the stand-in's DICOM objects are written with
+STAND_IN = "stand-in"
 
 
 def mha_input(out: Path, tall: bool) -> Path:
@@ -51,6 +65,16 @@ def mha_input(out: Path, tall: bool) -> Path:
     return folder / "input"
 
 
+def truth_path(images: Path) -> Path:
+    """The ground-truth label map of the case whose ``images/`` are under ``images``: ``test/``
+    and the phantom's ``tall_case/`` both keep it in ``ground_truth/`` beside the inputs."""
+    for folder in (images / "ground_truth", images.parent / "ground_truth"):
+        found = sorted(folder.glob("*_seg.mha"))
+        if found:
+            return found[0]
+    raise FileNotFoundError(f"no ground_truth/*_seg.mha beside {images}")
+
+
 def dicom_input(images: Path, out: Path) -> Path:
     folder = out / "dicom_input"
     if not folder.is_dir():
@@ -58,6 +82,44 @@ def dicom_input(images: Path, out: Path) -> Path:
         mr = next((images / "images/t1-mri").iterdir(), None)
         export_case(ct, mr, folder, seed=1, options=ExportOptions(patient_id="bench"))
     return folder
+
+
+@dataclass(frozen=True)
+class StandInPrediction:
+    labels: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
+    )
+
+
+class TruthPredictor:
+    """Stand-in for the network: the ground-truth label map, on the grid of the CT it is given
+    (the DICOM volume's grid is the ``.mha`` CT's up to the decimals DICOM stores; nearest
+    neighbour where it is not)."""
+
+    def __init__(self, truth: Path) -> None:
+        self.truth = truth
+
+    def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> StandInPrediction:
+        truth = sitk.ReadImage(str(self.truth), sitk.sitkUInt8)
+        if not _same_grid(truth, ct):
+            truth = sitk.Resample(truth, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        log.info("stand-in: the label map of %s, no network", self.truth.name)
+        return StandInPrediction(sitk.GetArrayFromImage(truth))
+
+
+def run_stand_in(input_dir: Path, output_dir: Path, truth: Path) -> int:
+    """One layout's process with the stand-in predictor: what ``process.py`` does otherwise."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dicom = DicomConfig(model_version=STAND_IN, model_fingerprint=STAND_IN)
+    return run_layout(input_dir, output_dir, TruthPredictor(truth), dicom=dicom)
 
 
 class LayoutRun(ProcessRun):
@@ -68,10 +130,19 @@ class LayoutRun(ProcessRun):
     output: str
 
 
-def run(layout: str, input_dir: Path, out: Path, model: Path) -> LayoutRun:
-    output = out / f"{layout}_output"
-    shutil.rmtree(output, ignore_errors=True)
-    cmd = [
+def command(input_dir: Path, output: Path, model: Path, truth: Path | None) -> list[str]:
+    """``process.py`` on the network, or (``truth``) this module's stand-in run."""
+    if truth is not None:
+        return [
+            sys.executable,
+            "-m",
+            "benchmarks.dicom_path",
+            "--run-stand-in",
+            str(input_dir),
+            str(output),
+            str(truth),
+        ]
+    return [
         sys.executable,
         str(ROOT / "process.py"),
         "--input",
@@ -85,8 +156,14 @@ def run(layout: str, input_dir: Path, out: Path, model: Path) -> LayoutRun:
         "--time-budget",
         "0",
     ]
-    measured = run_one(cmd, out / f"{layout}.log", None)
-    found = SEGMENTED.findall((out / f"{layout}.log").read_text())
+
+
+def run(layout: str, input_dir: Path, out: Path, model: Path, truth: Path | None = None) -> LayoutRun:
+    name = f"{layout}_stand_in" if truth is not None else layout
+    output = out / f"{name}_output"
+    shutil.rmtree(output, ignore_errors=True)
+    measured = run_one(command(input_dir, output, model, truth), out / f"{name}.log", None)
+    found = SEGMENTED.findall((out / f"{name}.log").read_text())
     return {**measured, "segmentation_seconds": float(found[-1]) if found else None, "output": str(output)}
 
 
@@ -121,6 +198,8 @@ def compare(mha: LayoutRun, dicom: LayoutRun) -> dict:
 
 def table(results: dict) -> str:
     rows = [
+        f"predictor: {results.get('predictor', 'network')}",
+        "",
         "| layout | seconds | segmentation s (log) | peak RSS (GiB) | exit |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
@@ -136,22 +215,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=ROOT / "model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "dicom_path")
     ap.add_argument("--tall", action="store_true", help="the real-size phantom down to the thorax, not test/")
+    ap.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="no network: both layouts are given the ground-truth label map, so the runs measure "
+        "reading and writing alone (the real RTSTRUCT and SEG building); results_stand_in.*",
+    )
+    ap.add_argument("--run-stand-in", nargs=3, type=Path, metavar=("INPUT", "OUTPUT", "TRUTH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.run_stand_in:
+        return run_stand_in(*args.run_stand_in)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     images = mha_input(args.out, args.tall)
+    truth = truth_path(images) if args.stand_in else None
     runs = {
-        "mha": run("mha", images, args.out, args.model),
-        "dicom": run("dicom", dicom_input(images, args.out), args.out, args.model),
+        "mha": run("mha", images, args.out, args.model, truth),
+        "dicom": run("dicom", dicom_input(images, args.out), args.out, args.model, truth),
     }
     failed = [k for k, r in runs.items() if r["exit_code"] != 0]
     results = {
         "case": "tall" if args.tall else "test",
+        "predictor": f"stand-in: {truth.name}, no network" if truth is not None else "network",
         "runs": runs,
         "summary": {} if failed else compare(runs["mha"], runs["dicom"]),
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "results.md").write_text(table(results) + "\n")
+    stem = "results_stand_in" if truth is not None else "results"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(table(results) + "\n")
     log.info("\n%s", table(results))
     return 1 if failed else 0
 
