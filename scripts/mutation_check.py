@@ -78,6 +78,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "(RECEIVING, now + stable_seconds)",
     ),
     Mutation(
+        "restart-keeps-silence",
+        "after a restart the node takes the silence before the crash for a complete study",
+        "hanseg/node/jobs.py",
+        "(RECEIVING, now, RECEIVING, READY)",
+        "(RECEIVING, None, RECEIVING, READY)",
+    ),
+    Mutation(
+        "no-replaces",
+        "a result made on a study completed late does not say which result it replaces",
+        "hanseg/node/worker.py",
+        "predecessor = self._delivered(latest)",
+        "predecessor = None",
+    ),
+    Mutation(
         "seg-numbers",
         "the DICOM SEG numbers its segments one off",
         "hanseg/dicom/seg.py",
