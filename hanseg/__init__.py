@@ -19,7 +19,7 @@ stand beside it and import it, never the other way round. Modules, from the bott
 * ``layouts`` (the input folder layouts of ``process.py``: ``gc2023``, ``sockets``, ``dicom``,
   ``common``);
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
-  ``jobs``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
+  ``jobs``, ``storage``, ``audit``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
   ``actions`` (force-complete, retry, the job list), ``errors``, ``__main__``);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """

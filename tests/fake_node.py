@@ -24,9 +24,9 @@ import time
 from typing import Any
 
 from hanseg.errors import HansegError
+from hanseg.node.audit import ModelInfo
 from hanseg.node.config import config_from_args
 from hanseg.node.service import NodeService
-from hanseg.node.worker import ModelInfo
 from helpers import FakePredictor
 
 log = logging.getLogger("fake_node")

@@ -14,9 +14,9 @@ import pydicom
 from pynetdicom import AE, StoragePresentationContexts, evt
 
 from dicom_fixtures import SeriesSpec
+from hanseg.node.audit import ModelInfo
 from hanseg.node.config import Allowed, NodeConfig, Peer
 from hanseg.node.service import NodeService
-from hanseg.node.worker import ModelInfo
 from helpers import FakePredictor
 
 CT = SeriesSpec(n_slices=12)

@@ -2,7 +2,8 @@
 the shipped model, and sends the RTSTRUCT and SEG to one destination (a PACS or a TPS).
 
 Modules: errors (:class:`.errors.NodeError`), :mod:`.config` (settings and command line), :mod:`.store` (atomic instance files),
-:mod:`.jobs` (the SQLite job queue), :mod:`.scp` (the receiving side), :mod:`.send` (the
+:mod:`.jobs` (the SQLite job queue), :mod:`.storage` (the folders, a job's snapshot, retention),
+:mod:`.audit` (the audit record of a job), :mod:`.scp` (the receiving side), :mod:`.send` (the
 C-STORE sender), :mod:`.worker` (stability trigger, processing, audit, retention),
 :mod:`.service` (wiring, usable in-process by tests), :mod:`.disk` (the free-space floor),
 :mod:`.actions` (force-complete, retry and the job list, from the command line) and

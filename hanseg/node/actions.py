@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import NodeError
 from .jobs import FAILED, READY, RECEIVING, SENDING, Job, JobQueue
-from .worker import Layout, move_tree
+from .storage import Layout, move_tree
 
 log = logging.getLogger(__name__)
 

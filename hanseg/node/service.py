@@ -15,13 +15,15 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from ..layouts.common import Predictor
 from ..model_dir import load_model_dir, model_fingerprint, sha256_file
+from .audit import ModelInfo
 from .config import NodeConfig, TlsFiles
 from .disk import DiskGuard
 from .jobs import JobQueue
 from .scp import Receiver, start_scp
 from .send import send_files
+from .storage import Layout
 from .store import sweep
-from .worker import Layout, ModelInfo, Sender, Worker
+from .worker import Sender, Worker
 
 log = logging.getLogger(__name__)
 

@@ -10,91 +10,38 @@ than ``--retention-hours``. The audit record of a job is rewritten at each of it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import shutil
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..dicom.identity import Predecessor
 from ..errors import HansegError
 from ..layouts.common import Predictor
 from ..layouts.dicom import DicomConfig, run_dicom
+from .audit import ModelInfo, iso
+from .audit import write_audit as write_audit_file
 from .config import NodeConfig
 from .errors import SendError
 from .jobs import DELIVERED, EMPTY, FAILED, READY, RUNNING, SENDING, SUPERSEDED, Job, JobQueue
 from .send import send_files
-from .store import fsync_dir, write_atomic
+from .storage import Layout, Snapshot, link_file, move_tree, remove_received, take_snapshot
+from .store import write_atomic
 
 log = logging.getLogger(__name__)
 
 Sender = Callable[..., None]
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The folders under ``--storage``."""
-
-    root: Path
-
-    @property
-    def incoming(self) -> Path:
-        return self.root / "incoming"
-
-    @property
-    def jobs(self) -> Path:
-        return self.root / "jobs"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.root / "quarantine"
-
-    @property
-    def audit(self) -> Path:
-        return self.root / "audit"
-
-    @property
-    def database(self) -> Path:
-        return self.root / "node.sqlite3"
-
-    def job(self, job_id: int) -> Path:
-        return self.jobs / str(job_id)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the audit names as the model: its version and the sha256 of each weight file."""
-
-    version: str
-    weights_sha256: dict[str, str] = field(default_factory=dict)
-    #: version and weight hashes in one sha256 (:func:`hanseg.model_dir.model_fingerprint`)
-    fingerprint: str = "unknown"
-
-
-def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
-
-
 def backoff(config: NodeConfig, attempt: int) -> float:
     """Seconds before the next send after ``attempt`` failed ones (1 = the first failed)."""
     return min(config.retry_seconds * 2.0 ** (attempt - 1), config.max_backoff_s)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A job's input folder and the (series UID, SOP instance UID) pairs in it."""
-
-    folder: Path
-    instances: frozenset[tuple[str, str]]
 
 
 def what_to_do_input(job_id: int, storage: Path) -> str:
@@ -120,30 +67,6 @@ def predecessors(job: Job) -> dict[str, Predecessor]:
         for ct, kinds in by_series.items()
         if "rtstruct" in kinds and "seg" in kinds
     }
-
-
-def link_file(source: Path, target: Path) -> None:
-    """A hard link (no copy of the bytes; the file is never changed in place), else a copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or one without hard links
-        shutil.copy2(source, target)
-
-
-def link_tree(source: Path, target: Path) -> None:
-    for path in sorted(source.rglob("*.dcm")):
-        link_file(path, target / path.relative_to(source))
-    target.mkdir(parents=True, exist_ok=True)
-    fsync_dir(target)
-
-
-def move_tree(src: Path, dst: Path) -> None:
-    """Rename within one file system (atomic: a crash leaves the folder in one place or the other)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
-    fsync_dir(dst.parent)
-    fsync_dir(src.parent)
 
 
 class Worker:
@@ -191,29 +114,12 @@ class Worker:
 
     # --- segmentation ---------------------------------------------------------------------
 
-    def _snapshot(self, job: Job) -> Snapshot | None:
-        """The job's input: hard links to everything received for the study so far (the union
-        of every association that sent it), taken when the job starts. ``incoming/`` keeps the
-        originals, so a later job of the study sees them too."""
-        folder = self.layout.job(job.id) / "input"
-        source = self.layout.incoming / job.study_uid
-        if source.is_dir():
-            partial = folder.with_name(".input-partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            link_tree(source, partial)
-            shutil.rmtree(folder, ignore_errors=True)
-            move_tree(partial, folder)
-        if not folder.is_dir():
-            return None
-        instances = frozenset((f.parent.name, f.stem) for f in folder.glob("*/*.dcm"))
-        return Snapshot(folder, instances) if instances else None
-
     def segment(self, job: Job) -> None:
         if not self.queue.transition(
             job.id, RUNNING, (READY,), started_at=self.clock(), model_fingerprint=self.model.fingerprint
         ):
             return  # more instances arrived just now: the study waits again
-        snapshot = self._snapshot(job)
+        snapshot = take_snapshot(self.layout, job.id, job.study_uid)
         if snapshot is None:
             self.queue.transition(job.id, EMPTY, (RUNNING,), reason="no instance of the study is on this node")
             self.write_audit(job.id)
@@ -449,7 +355,7 @@ class Worker:
         for job in self.queue.prunable(now - self.config.retention_hours * 3600):
             shutil.rmtree(self.layout.job(job.id), ignore_errors=True)
             if self.queue.newest_job(job.study_uid) == job.id:
-                self._remove_received(job)
+                remove_received(self.layout.incoming / job.study_uid, self.queue.inputs(job.id), job.delivered_at)
             self.queue.mark_pruned(job.id)
             log.info(
                 "job %d: images and results removed (retention %g h); the audit is kept",
@@ -457,58 +363,7 @@ class Worker:
                 self.config.retention_hours,
             )
 
-    def _remove_received(self, job: Job) -> None:
-        """The study's received files that ``job`` used and that were not written again since it
-        was delivered. An instance being received right now (written, not yet counted: the
-        sender was not answered yet) is never removed under it; it makes the next job."""
-        folder = self.layout.incoming / job.study_uid
-        for series_uid, sop_uid in self.queue.inputs(job.id):
-            path = folder / series_uid / f"{sop_uid}.dcm"
-            try:
-                if path.stat().st_mtime <= (job.delivered_at or 0.0):
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-        for sub in [*sorted(folder.glob("*"), reverse=True), folder]:
-            with contextlib.suppress(OSError):  # not empty: something arrived since
-                sub.rmdir()
-
-    def audit_record(self, job: Job) -> dict[str, Any]:
-        """The audit of one job: UIDs only (no patient name or ID), model, timings, attempts."""
-        return {
-            "job_id": job.id,
-            "study_uid": job.study_uid,
-            "status": job.status,
-            "reason": job.reason,
-            "series": [{**s, "last_arrival": iso(s["last_arrival"])} for s in self.queue.series(job.id)],
-            "instances": job.instances,
-            "model": {
-                "version": self.model.version,
-                "weights_sha256": self.model.weights_sha256,
-                "fingerprint": job.model_fingerprint,
-            },
-            "software_version": __version__,
-            "timings": {
-                "first_received": iso(job.first_arrival),
-                "last_received": iso(job.last_arrival),
-                "ready": iso(job.ready_at),
-                "started": iso(job.started_at),
-                "segmented": iso(job.segmented_at),
-                "delivered": iso(job.delivered_at),
-            },
-            "what_to_do": job.what_to_do,
-            "warnings": job.warning_list,
-            "messages": job.message_list,
-            "inputs": len(self.queue.inputs(job.id)),
-            "outputs": [{k: v for k, v in o.items() if k != "path"} for o in job.output_list],
-            "replaces_job": job.replaces_job,
-            "replaced_by_jobs": self.queue.replaced_by(job.id),
-            "resent_from_job": job.resent_from,
-            "actions": [{**a, "at": iso(a["at"])} for a in self.queue.actions(job.id)],
-            "destination": str(self.config.destination),
-            "attempts": [{**a, "at": iso(a["at"])} for a in self.queue.attempts(job.id)],
-        }
-
     def write_audit(self, job_id: int) -> Path:
-        record = self.audit_record(self.queue.get(job_id))
-        return write_atomic(self.layout.audit / f"{job_id}.json", (json.dumps(record, indent=2) + "\n").encode())
+        return write_audit_file(
+            self.layout, self.queue, self.queue.get(job_id), self.model, str(self.config.destination)
+        )

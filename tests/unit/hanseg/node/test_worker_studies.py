@@ -11,10 +11,12 @@ from pathlib import Path
 import pydicom
 
 from dicom_fixtures import SeriesSpec, write_series
+from hanseg.node.audit import ModelInfo
 from hanseg.node.config import Allowed, NodeConfig, Peer
 from hanseg.node.jobs import DELIVERED, FAILED, JobQueue
+from hanseg.node.storage import Layout
 from hanseg.node.store import store_instance
-from hanseg.node.worker import Layout, ModelInfo, Worker
+from hanseg.node.worker import Worker
 from helpers import FakePredictor
 
 CT = SeriesSpec(n_slices=14)
