@@ -71,9 +71,8 @@ def study_times(sent: Sent, rtstruct_at: float, job: Job, stable_seconds: float)
     """The seconds of one study: from its last instance acknowledged to its RTSTRUCT received,
     and that time's parts from the queue of the node (``job``: the job that delivered it).
 
-    The node marks a study ready only when its worker looks, between two jobs, so ``ready_at``
-    is late while another study is being segmented: the silence is the setting itself, and
-    the wait for the worker (``queue_s``) runs from the end of that silence."""
+    The silence is the setting itself, and the wait for the worker (``queue_s``) runs from the
+    end of that silence (the last arrival plus the setting) to the job's start."""
 
     def span(start: float | None, end: float | None) -> float | None:
         return None if start is None or end is None else round(end - start, 2)

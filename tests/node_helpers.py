@@ -83,7 +83,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeService]]:
             "destination": Peer("DEST", "127.0.0.1", free_port()),
             "allow": (Allowed("SCANNER", "127.0.0.1"),),
             "bind": "127.0.0.1",
-            "stable_seconds": 0.5,
+            "stable_seconds": 2.0,  # a loaded CI machine may pause between two C-STOREs
             "retries": 2,
             "retry_seconds": 0.2,
             "retention_hours": 0,

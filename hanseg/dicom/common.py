@@ -38,7 +38,7 @@ UNREVIEWED = "automatic segmentation, not reviewed"
 def series_description(model_version: str, replaces: bool) -> str:
     """SeriesDescription of an RTSTRUCT or SEG (LO, at most 64 characters). A result that
     replaces an earlier one for the same CT series says so where a planning system lists it."""
-    what = "OARs, replaces earlier result" if replaces else f"OARs {UNREVIEWED}"
+    what = "OARs, replaces earlier result, not reviewed" if replaces else f"OARs {UNREVIEWED}"
     return f"{what}, model {model_version}"[:64]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +253,8 @@ def process_selection(
             settings.styles,
             settings.replaces.get(selection.ct.series_uid),
         )
+        if identity.replaces is not None and identity.replaces.rtstruct_sop_uid == identity.rtstruct_sop_uid:
+            identity = replace(identity, replaces=None)  # the same objects again: nothing is replaced
         written = write_objects(
             np.ascontiguousarray(prediction.labels, np.uint8),
             volumes,

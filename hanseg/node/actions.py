@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import NodeError
-from .jobs import FAILED, READY, RECEIVING, SENDING, Job, JobQueue
+from .jobs import EMPTY, FAILED, READY, RECEIVING, SENDING, Job, JobQueue
 from .storage import Layout, move_tree
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ def retry(storage: Path, key: str, user: str, now: float) -> Job:
     job = _job(queue, key)
     if job.status != FAILED:
         raise NodeError(f"job {job.id} is {job.status}: only a quarantined (failed) job can be retried")
+    newer = [j for j in queue.newer_than(job) if j.status not in (FAILED, EMPTY)]
+    if newer:
+        raise NodeError(
+            f"job {newer[-1].id} ({newer[-1].status}) is newer and works on everything received for study "
+            f"{job.study_uid}: retrying job {job.id} would deliver an older result after it; retry the newest "
+            "quarantined job of the study, or send the study again"
+        )
     kept = layout.quarantine / str(job.id)
     if kept.is_dir() and not layout.job(job.id).exists():
         if (kept / "reason.json").exists():  # kept beside the data, as the earlier reason

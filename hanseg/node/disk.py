@@ -102,12 +102,14 @@ class DiskGuard:
             measured = self.measure()
             if isinstance(measured, str) or self.shortfall(measured) is None:
                 return self.shortfall(measured)  # nothing to prune on a storage that cannot be read
+            pruned = "; delivered studies past their retention were already removed"
             try:
                 self.prune()
             except Exception:  # a failed clean-up must not hide the full disk behind a traceback
                 log.exception("removing delivered studies past their retention failed")
+                pruned = "; removing delivered studies past their retention failed (see the log)"
             why = self.shortfall(self.measure())
         if why is None:
             log.info("free space under %s is above the floor again after removing delivered studies", self.storage)
             return None
-        return why + "; delivered studies past their retention were already removed"
+        return why + pruned

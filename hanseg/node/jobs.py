@@ -288,13 +288,31 @@ class JobQueue:
         return [int(r["id"]) for r in rows if r["status"] not in OPEN]
 
     def prunable(self, before: float) -> list[Job]:
-        """Delivered jobs whose data is older than ``before`` and still on disk."""
+        """Jobs whose data is still on disk and older than ``before``: delivered ones, and those
+        that will never be sent (superseded, empty), which hold links to the study's images too."""
         rows = (
             self._conn()
-            .execute("SELECT * FROM jobs WHERE status=? AND pruned=0 AND delivered_at <= ?", (DELIVERED, before))
+            .execute(
+                "SELECT * FROM jobs WHERE pruned=0 AND ((status=? AND delivered_at <= ?) OR "
+                "(status IN (?, ?) AND COALESCE(segmented_at, started_at, last_arrival) <= ?)) ORDER BY id",
+                (DELIVERED, before, SUPERSEDED, EMPTY, before),
+            )
             .fetchall()
         )
         return [Job(**dict(r)) for r in rows]
+
+    def study_settled_after(self, job: Job) -> bool:
+        """True when nothing of the study is still being received, made or sent, and no later
+        result was delivered: its received instances may then go with ``job``."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT 1 FROM jobs WHERE study_uid=? AND (status IN (?, ?, ?, ?) OR (status=? AND id>?)) LIMIT 1",
+                (job.study_uid, RECEIVING, READY, RUNNING, SENDING, DELIVERED, job.id),
+            )
+            .fetchone()
+        )
+        return row is None
 
     def mark_pruned(self, job_id: int) -> None:
         with self._tx() as db:
@@ -364,6 +382,72 @@ class JobQueue:
     def inputs(self, job_id: int) -> frozenset[tuple[str, str]]:
         rows = self._conn().execute("SELECT series_uid, sop_uid FROM inputs WHERE job_id=?", (job_id,)).fetchall()
         return frozenset((r["series_uid"], r["sop_uid"]) for r in rows)
+
+    def earlier_inputs(self, job: Job) -> frozenset[tuple[str, str]]:
+        """Everything any earlier job of the study used: what the study held at some point."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT DISTINCT series_uid, sop_uid FROM inputs JOIN jobs ON jobs.id=inputs.job_id "
+                "WHERE study_uid=? AND job_id<?",
+                (job.study_uid, job.id),
+            )
+            .fetchall()
+        )
+        return frozenset((r["series_uid"], r["sop_uid"]) for r in rows)
+
+    def study_inputs(self, study_uid: str) -> tuple[frozenset[tuple[str, str]], float | None]:
+        """Everything the study's jobs used, and when the last of them took or sent it: a file
+        written after that is newer than every job (still being received) and is kept."""
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT DISTINCT series_uid, sop_uid FROM inputs JOIN jobs ON jobs.id=inputs.job_id WHERE study_uid=?",
+            (study_uid,),
+        ).fetchall()
+        last = conn.execute(
+            "SELECT MAX(COALESCE(delivered_at, started_at)) AS t FROM jobs WHERE study_uid=?", (study_uid,)
+        ).fetchone()
+        return frozenset((r["series_uid"], r["sop_uid"]) for r in rows), None if last is None else last["t"]
+
+    def without_inputs(self) -> list[Job]:
+        """Jobs past receiving that recorded no inputs (made by a release before inputs were kept)."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE status NOT IN (?, ?) AND NOT EXISTS "
+                "(SELECT 1 FROM inputs WHERE job_id=jobs.id) ORDER BY id",
+                (RECEIVING, READY),
+            )
+            .fetchall()
+        )
+        return [Job(**dict(r)) for r in rows]
+
+    def newer_than(self, job: Job) -> list[Job]:
+        rows = (
+            self._conn()
+            .execute("SELECT * FROM jobs WHERE study_uid=? AND id>? ORDER BY id", (job.study_uid, job.id))
+            .fetchall()
+        )
+        return [Job(**dict(r)) for r in rows]
+
+    def segmented(self, job_id: int, supersede: int | None, supersede_reason: str, **fields: Any) -> bool:
+        """``running`` → ``sending`` with ``fields`` and, in the same transaction, the study's
+        earlier result still waiting to be sent → ``superseded``: a SIGKILL between the two would
+        otherwise leave both to be sent."""
+        unknown = set(fields) - set(FIELDS)
+        if unknown:
+            raise NodeError(f"job fields {sorted(unknown)} do not exist")
+        sets = ", ".join(["status=?"] + [f"{k}=?" for k in fields])
+        with self._tx() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id=? AND status=?", (SENDING, *fields.values(), job_id, RUNNING)
+            )
+            if cur.rowcount == 1 and supersede is not None:
+                db.execute(
+                    "UPDATE jobs SET status=?, reason=? WHERE id=? AND status=?",
+                    (SUPERSEDED, supersede_reason, supersede, SENDING),
+                )
+        return cur.rowcount == 1
 
     def previous(self, job: Job) -> Job | None:
         """The latest earlier job of the same study that took a snapshot of it (any outcome)."""

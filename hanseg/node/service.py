@@ -66,6 +66,18 @@ def adopt_orphans(layout: Layout, queue: JobQueue, now: float) -> None:
             queue.adopt(study.name, dict(Counter(f.parent.name for f in new)), now)
 
 
+def record_old_inputs(layout: Layout, queue: JobQueue) -> None:
+    """Jobs made by a release that did not record what each job used: read it from the job's
+    input folder, where that release moved the study, so late instances are still joined to it
+    (and a lost part noticed) instead of being segmented alone."""
+    for job in queue.without_inputs():
+        for folder in (layout.job(job.id) / "input", layout.quarantine / str(job.id) / "input"):
+            if folder.is_dir():
+                queue.set_inputs(job.id, ((f.parent.name, f.stem) for f in folder.glob("*/*.dcm")))
+                log.info("job %d: inputs recorded from %s (a job of an earlier release)", job.id, folder)
+                break
+
+
 class NodeService:
     def __init__(
         self,
@@ -87,6 +99,7 @@ class NodeService:
     def start(self) -> None:
         """Recover what a previous run left, then listen and work."""
         sweep(self.layout.root)
+        record_old_inputs(self.layout, self.queue)
         self.queue.resume(self.clock())
         adopt_orphans(self.layout, self.queue, self.clock())
         receiver = Receiver(self.layout.incoming, self.queue, self.clock)

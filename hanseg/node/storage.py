@@ -86,6 +86,11 @@ def take_snapshot(layout: Layout, job_id: int, study_uid: str) -> Snapshot | Non
         partial = folder.with_name(".input-partial")
         shutil.rmtree(partial, ignore_errors=True)
         link_tree(source, partial)
+        if folder.is_dir():  # an earlier snapshot of this job: keep what only it holds (a release
+            # before snapshots moved ``incoming/<study>`` here)
+            for path in folder.rglob("*.dcm"):
+                if not (partial / path.relative_to(folder)).exists():
+                    link_file(path, partial / path.relative_to(folder))
         shutil.rmtree(folder, ignore_errors=True)
         move_tree(partial, folder)
     if not folder.is_dir():
@@ -94,14 +99,14 @@ def take_snapshot(layout: Layout, job_id: int, study_uid: str) -> Snapshot | Non
     return Snapshot(folder, instances) if instances else None
 
 
-def remove_received(folder: Path, used: Iterable[tuple[str, str]], delivered_at: float | None) -> None:
-    """Remove the study's received files that a delivered job used and that were not written
-    again since its delivery. An instance being received right now (written, not yet counted:
-    the sender was not answered yet) is never removed under it; it makes the next job."""
+def remove_received(folder: Path, used: Iterable[tuple[str, str]], last_used: float | None) -> None:
+    """Remove the study's received files that its jobs used and that were not written again
+    since the last of them (``last_used``). An instance being received right now (written, not
+    yet counted: the sender was not answered yet) is never removed under it; it makes the next job."""
     for series_uid, sop_uid in used:
         path = folder / series_uid / f"{sop_uid}.dcm"
         try:
-            if path.stat().st_mtime <= (delivered_at or 0.0):
+            if path.stat().st_mtime <= (last_used or 0.0):
                 path.unlink()
         except FileNotFoundError:
             continue

@@ -10,16 +10,19 @@ than ``--retention-hours``. The audit record of a job is rewritten at each of it
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import pydicom
 
 from ..dicom.identity import Predecessor
 from ..errors import HansegError
@@ -44,6 +47,25 @@ def backoff(config: NodeConfig, attempt: int) -> float:
     return min(config.retry_seconds * 2.0 ** (attempt - 1), config.max_backoff_s)
 
 
+def recipe_fingerprint(model_fingerprint: str, names: Path | None) -> str:
+    """The model and the name map in one sha256: what decides a result besides its input."""
+    digest = hashlib.sha256(model_fingerprint.encode())
+    if names is not None:
+        digest.update(b";names=" + names.read_bytes())
+    return digest.hexdigest()
+
+
+def image_instances(folder: Path, instances: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The instances that are CT or MR images: others (an RTSTRUCT or SEG routed back by the PACS,
+    a plan, a dose, a report) do not change what the model is given."""
+    found = set()
+    for series_uid, sop_uid in instances:
+        header = pydicom.dcmread(folder / series_uid / f"{sop_uid}.dcm", stop_before_pixels=True, force=True)
+        if str(header.get("Modality", "")).upper() in ("CT", "MR"):
+            found.add((series_uid, sop_uid))
+    return found
+
+
 def what_to_do_input(job_id: int, storage: Path) -> str:
     """What a person does about a study that gave no result."""
     return (
@@ -56,7 +78,9 @@ def predecessors(job: Job) -> dict[str, Predecessor]:
     """The results of ``job``, by CT series UID, as what a newer result replaces."""
     by_series: dict[str, dict[str, dict[str, str]]] = {}
     for o in job.output_list:
-        by_series.setdefault(o["ct_series_uid"], {})[o["type"]] = o
+        # outputs/<study>/<CT series>/<file>: how a release before ct_series_uid was kept named it
+        ct_series = o.get("ct_series_uid") or Path(o["path"]).parent.name
+        by_series.setdefault(ct_series, {})[o["type"]] = o
     return {
         ct: Predecessor(
             kinds["rtstruct"]["series_uid"],
@@ -86,6 +110,9 @@ class Worker:
         self.ssl_context, self.sender, self.clock = ssl_context, sender, clock
         self.layout = Layout(config.storage)
         self.dicom = DicomConfig(names=config.names, model_version=model.version, model_fingerprint=model.fingerprint)
+        #: what decides a result besides its input: the model and the name map (a study sent again
+        #: after either changed is segmented again, with new UIDs)
+        self.recipe = recipe_fingerprint(model.fingerprint, config.names)
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; a job that has started is finished first."""
@@ -105,19 +132,37 @@ class Worker:
             self.write_audit(job_id)
         job = self.queue.next_job(now)
         if job is not None:
-            if job.status == READY:
-                self.segment(job)
-            else:
-                self.send(job)
+            try:
+                if job.status == READY:
+                    self.segment(job)
+                else:
+                    self.send(job)
+            except Exception as exc:  # a bug or an unforeseen error: the job must not hang in its state
+                log.exception("job %d: unexpected error", job.id)
+                self._unexpected(job.id, exc)
         self.prune(now)
         return job is not None
+
+    def _unexpected(self, job_id: int, exc: Exception) -> None:
+        """A job that hit an error nothing else handled: a segmentation is quarantined with the
+        reason, a send counts as a failed attempt (retried, then quarantined)."""
+        job = self.queue.get(job_id)
+        message = f"unexpected error ({type(exc).__name__}: {exc}); the node's log has the details"
+        if job.status == RUNNING:
+            self.quarantine(
+                job.id,
+                RUNNING,
+                f"segmentation failed: {message}",
+                what_to_do=what_to_do_input(job.id, self.config.storage),
+            )
+        elif job.status == SENDING:
+            self.queue.record_attempt(job.id, self.clock(), False, message)
+            self._failed_attempt(job, job.attempts + 1, message)
 
     # --- segmentation ---------------------------------------------------------------------
 
     def segment(self, job: Job) -> None:
-        if not self.queue.transition(
-            job.id, RUNNING, (READY,), started_at=self.clock(), model_fingerprint=self.model.fingerprint
-        ):
+        if not self.queue.transition(job.id, RUNNING, (READY,), started_at=self.clock(), model_fingerprint=self.recipe):
             return  # more instances arrived just now: the study waits again
         snapshot = take_snapshot(self.layout, job.id, job.study_uid)
         if snapshot is None:
@@ -138,27 +183,33 @@ class Worker:
         previous = self.queue.previous(job)
         if previous is None:
             return None
-        used = self.queue.inputs(previous.id)
-        lost = used - snapshot.instances
+        lost = self.queue.earlier_inputs(job) - snapshot.instances
         if lost:
             return lambda: self.quarantine(
                 job.id,
                 RUNNING,
-                f"{len(lost)} instance(s) that job {previous.id} used for this study are no longer on this node "
+                f"{len(lost)} instance(s) that earlier jobs of this study used are no longer on this node "
                 f"(removed {self.config.retention_hours:g} h after delivery, --retention-hours); a result from "
                 "the rest would be made from part of the study",
                 what_to_do="send the whole study again: the node then makes one result from all of it",
             )
-        if snapshot.instances - used:
+        new = snapshot.instances - self.queue.inputs(previous.id)
+        if new and not image_instances(snapshot.folder, new):
+            return lambda: self._nothing_new(job, previous, f"the {len(new)} instance(s) that arrived are no CT or MR")
+        if new:
             return None  # more than before: a new result on the union
         if previous.status in (RUNNING, SENDING):
             return lambda: self._nothing_new(job, previous)
-        if previous.status == DELIVERED and previous.model_fingerprint == self.model.fingerprint:
+        if previous.status == DELIVERED and previous.model_fingerprint == self.recipe:
             return lambda: self._send_again(job, previous, snapshot)
         return None  # failed before, or another model: segment again
 
-    def _nothing_new(self, job: Job, previous: Job) -> None:
-        reason = f"every instance was already in job {previous.id}, whose result is being made or sent"
+    def _nothing_new(self, job: Job, previous: Job, why: str = "") -> None:
+        reason = (
+            f"{why}: nothing the model uses changed since job {previous.id}"
+            if why
+            else f"every instance was already in job {previous.id}, whose result is being made or sent"
+        )
         self.queue.transition(job.id, EMPTY, (RUNNING,), reason=reason)
         log.info("job %d: %s", job.id, reason)
         self.write_audit(job.id)
@@ -175,11 +226,15 @@ class Worker:
             return
         shutil.rmtree(output, ignore_errors=True)
         copied = []
-        for o in outputs:
-            source = Path(o["path"])
-            target = output / source.relative_to(self.layout.job(previous.id) / "output")
-            link_file(source, target)
-            copied.append({**o, "path": str(target)})
+        try:
+            for o in outputs:
+                source = Path(o["path"])
+                target = output / source.relative_to(self.layout.job(previous.id) / "output")
+                link_file(source, target)
+                copied.append({**o, "path": str(target)})
+        except FileNotFoundError:  # removed just now (retention, or the free-space guard)
+            self._run_case(job, snapshot, self.queue.get(previous.replaces_job) if previous.replaces_job else None)
+            return
         log.info("job %d: the same instances as job %d (delivered): its result is sent again", job.id, previous.id)
         self.queue.transition(
             job.id,
@@ -239,26 +294,32 @@ class Worker:
                 what_to_do=what_to_do_input(job.id, self.config.storage),
             )
             return
+        if latest is not None and {o["sop_instance_uid"] for o in outputs} == {
+            o["sop_instance_uid"] for o in latest.output_list
+        }:
+            # the same CT and MR instances, model and names: the very objects of that job
+            self._nothing_new(job, latest, "the instances that arrived are not used by the model (another series)")
+            return
         for w in warnings:
             log.warning("job %d: %s", job.id, w)
-        self.queue.transition(
+        replaced = predecessor is not None and any("replaces_sop_instance_uid" in o for o in outputs)
+        supersede = latest.id if latest is not None and latest.status == SENDING else None
+        self.queue.segmented(
             job.id,
-            SENDING,
-            (RUNNING,),
+            supersede,
+            f"job {job.id} made a newer result before this was sent",
             segmented_at=self.clock(),
             next_attempt_at=self.clock(),
             messages=json.dumps(messages),
             warnings=json.dumps(warnings),
             outputs=json.dumps(outputs),
-            replaces_job=predecessor.id if predecessor is not None else None,
+            replaces_job=predecessor.id if replaced and predecessor is not None else None,
         )
         self.write_audit(job.id)
-        if latest is not None and self.queue.transition(
-            latest.id, SUPERSEDED, (SENDING,), reason=f"job {job.id} made a newer result before this was sent"
-        ):
-            log.info("job %d: not sent: superseded by job %d", latest.id, job.id)
-            self.write_audit(latest.id)
-        if predecessor is not None:
+        if supersede is not None and self.queue.get(supersede).status == SUPERSEDED:
+            log.info("job %d: not sent: superseded by job %d", supersede, job.id)
+            self.write_audit(supersede)
+        if replaced and predecessor is not None:
             self.write_audit(predecessor.id)
 
     # --- sending --------------------------------------------------------------------------
@@ -354,8 +415,9 @@ class Worker:
         now = self.clock() if now is None else now
         for job in self.queue.prunable(now - self.config.retention_hours * 3600):
             shutil.rmtree(self.layout.job(job.id), ignore_errors=True)
-            if self.queue.newest_job(job.study_uid) == job.id:
-                remove_received(self.layout.incoming / job.study_uid, self.queue.inputs(job.id), job.delivered_at)
+            if self.queue.study_settled_after(job):
+                used, last_used = self.queue.study_inputs(job.study_uid)
+                remove_received(self.layout.incoming / job.study_uid, used, last_used)
             self.queue.mark_pruned(job.id)
             log.info(
                 "job %d: images and results removed (retention %g h); the audit is kept",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -131,6 +132,23 @@ def wait_rtstruct(setup: dict, study_uid: str, seconds: float = 240) -> None:
     raise AssertionError("no RTSTRUCT in Orthanc: " + (setup["folder"] / "node.log").read_text()[-4000:])
 
 
+def wait_delivered(setup: dict, study_uid: str, jobs: int, seconds: float = 120) -> None:
+    """Until ``jobs`` jobs of the study are delivered in the node's queue (its database)."""
+    database = setup["folder"] / "storage" / "node.sqlite3"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with sqlite3.connect(database, timeout=30) as db:
+            (n,) = db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE study_uid=? AND status='delivered'", (study_uid,)
+            ).fetchone()
+        if n >= jobs:
+            return
+        time.sleep(0.5)
+    raise AssertionError(
+        f"fewer than {jobs} delivered jobs of {study_uid}: " + (setup["folder"] / "node.log").read_text()[-4000:]
+    )
+
+
 def wait_log(setup: dict, text: str, seconds: float = 120) -> None:
     """Until the node's log holds ``text``."""
     log = setup["folder"] / "node.log"
@@ -165,7 +183,7 @@ def test_studies_come_back_once_and_whole_also_after_a_kill_while_receiving(setu
         wait_rtstruct(setup, second.study_uid)
         storescu(setup, first.folder)  # a PACS re-route: the same study, unchanged
         wait_log(setup, "its result is sent again")
-        time.sleep(2)  # the re-sent objects reach Orthanc
+        wait_delivered(setup, first.study_uid, 2)  # Orthanc answered every C-STORE of the re-send
     finally:
         stop_pid(node)
     assert node.returncode == 0

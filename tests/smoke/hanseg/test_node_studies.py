@@ -118,7 +118,7 @@ def test_late_slices_after_the_data_was_removed_are_quarantined_not_segmented_al
         destination.stop()
     assert len(destination.received) == 2  # nothing made from the 5 late slices alone
     reason = json.loads((service.layout.quarantine / "2" / "reason.json").read_text())
-    assert "11 instance(s) that job 1 used" in reason["reason"]
+    assert "11 instance(s) that earlier jobs of this study used" in reason["reason"]
     assert "send the whole study again" in reason["what_to_do"]
 
 

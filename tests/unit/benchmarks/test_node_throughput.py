@@ -10,10 +10,10 @@ def job(last: float, ready: float, started: float, segmented: float, delivered: 
 
 def test_the_latency_of_a_study_splits_into_the_silence_and_the_nodes_work():
     sent = Sent("1.2.3", 300, first_sent=96.0, last_acknowledged=100.0)
-    row = study_times(sent, rtstruct_at=160.0, job=job(100.1, 115.3, 110.0, 150.0, 159.5), stable_seconds=5.0)
+    # ready when the silence ended (105.1), started once the worker was free (110.0)
+    row = study_times(sent, rtstruct_at=160.0, job=job(100.1, 105.1, 110.0, 150.0, 159.5), stable_seconds=5.0)
     assert row["latency_s"] == 60.0 and row["send_study_s"] == 4.0
     assert row["stable_wait_s"] == 5.0 and row["processing_s"] == 55.0
-    # ready_at (115.3) is when the worker looked, not when the silence ended (105.1)
     assert (row["queue_s"], row["segment_s"], row["send_s"]) == (4.9, 40.0, 9.5)
 
 

@@ -183,6 +183,20 @@ def test_force_complete_moves_only_a_receiving_job(tmp_path):
     assert not q.force_complete(job, now=2.0)
 
 
-def test_a_failed_job_may_only_be_requeued(tmp_path):
-    assert J.TRANSITIONS[J.FAILED] == (J.READY, J.SENDING)
-    assert J.TRANSITIONS[J.DELIVERED] == () and J.TRANSITIONS[J.SUPERSEDED] == ()
+def test_a_failed_job_may_only_be_requeued_and_a_delivered_one_never_moves(tmp_path):
+    q = JobQueue(tmp_path / "q.sqlite3")
+    job = q.record_arrival(STUDY, SERIES, now=0.0)
+    q.force_complete(job, now=1.0)
+    q.transition(job, J.RUNNING)
+    q.transition(job, J.FAILED)
+    assert not q.transition(job, J.DELIVERED)  # only a job being sent can be delivered
+    with pytest.raises(NodeError):
+        q.transition(job, J.DELIVERED, (J.FAILED,))
+    assert q.get(job).status == J.FAILED
+    assert q.transition(job, J.READY) and q.get(job).status == J.READY
+    q.transition(job, J.RUNNING)
+    q.transition(job, J.SENDING)
+    q.transition(job, J.DELIVERED)
+    for to in (J.READY, J.SENDING, J.FAILED):
+        with pytest.raises(NodeError):
+            q.transition(job, to, (J.DELIVERED,))
