@@ -4,6 +4,7 @@ replace, sending attempts, and what people did."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -42,7 +43,9 @@ def audit_record(queue: JobQueue, job: Job, model: ModelInfo, destination: str) 
         "model": {
             "version": model.version,
             "weights_sha256": model.weights_sha256,
-            "fingerprint": job.model_fingerprint,
+            "fingerprint": model.fingerprint,
+            # the model and the name map the job was made with, in one sha256
+            "recipe_sha256": job.model_fingerprint,
         },
         "software_version": __version__,
         "timings": {
@@ -67,6 +70,15 @@ def audit_record(queue: JobQueue, job: Job, model: ModelInfo, destination: str) 
     }
 
 
-def write_audit(layout: Layout, queue: JobQueue, job: Job, model: ModelInfo, destination: str) -> Path:
+def write_audit(
+    layout: Layout, queue: JobQueue, job: Job, model: ModelInfo, destination: str, recipe: str | None = None
+) -> Path:
+    """Write the job's audit record. A job made with another model or name map (``recipe``: the
+    node's now; the job's own is kept in the queue) keeps the model its record named then: a
+    record rewritten after an upgrade must not name the new model as the one that made it."""
     record = audit_record(queue, job, model, destination)
-    return write_atomic(layout.audit / f"{job.id}.json", (json.dumps(record, indent=2) + "\n").encode())
+    path = layout.audit / f"{job.id}.json"
+    if recipe is not None and job.model_fingerprint not in (None, recipe) and path.is_file():
+        with contextlib.suppress(ValueError, KeyError):
+            record["model"] = json.loads(path.read_text())["model"]
+    return write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m hanseg.node",
         description=("DICOM node: receive CT + MR studies, segment the organs at risk, send RTSTRUCT and SEG on."),
+        epilog=(
+            "On a running node's queue: python -m hanseg.node jobs --storage DIR; "
+            "python -m hanseg.node force-complete STUDY_UID_OR_JOB --storage DIR; "
+            "python -m hanseg.node retry JOB --storage DIR (each has its --help)."
+        ),
     )
     p.add_argument("--ae-title", required=True, help="this node's AE title (senders must call it)")
     p.add_argument("--port", type=int, required=True, help="port to listen on")

@@ -426,6 +426,5 @@ class Worker:
             )
 
     def write_audit(self, job_id: int) -> Path:
-        return write_audit_file(
-            self.layout, self.queue, self.queue.get(job_id), self.model, str(self.config.destination)
-        )
+        job = self.queue.get(job_id)
+        return write_audit_file(self.layout, self.queue, job, self.model, str(self.config.destination), self.recipe)

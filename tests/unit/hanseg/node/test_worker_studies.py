@@ -206,3 +206,14 @@ def test_retrying_an_old_job_is_refused_when_a_newer_one_holds_the_study(tmp_pat
     assert queue.get(2).status == DELIVERED
     with pytest.raises(NodeError, match=r"job 2 \(delivered\) is newer"):
         actions.retry(worker.config.storage, "1", "tech", clock())
+
+
+def test_an_audit_rewritten_after_a_model_upgrade_still_names_the_model_that_made_the_job(tmp_path):
+    files = write_series(tmp_path / "in", CT)
+    worker, queue, clock, _ = make_worker(tmp_path)
+    receive(worker, queue, clock, files)
+    settle(worker, clock)
+    upgraded = Worker(worker.config, queue, FakePredictor(), ModelInfo("v2", {}, "fp2"), sender=Sent(), clock=clock)
+    upgraded.write_audit(1)
+    model = json.loads((worker.layout.audit / "1.json").read_text())["model"]
+    assert model["version"] == "fake" and model["fingerprint"] == "fp"
