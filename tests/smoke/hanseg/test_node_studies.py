@@ -73,25 +73,14 @@ def test_late_slices_make_one_result_on_the_whole_study_that_replaces_the_first(
     }
 
 
-def test_a_study_sent_again_unchanged_gives_the_same_objects_not_a_second_structure_set(node, tmp_path):
+@pytest.mark.parametrize("retention_hours", [1, 0], ids=["result-kept", "result-removed"])
+def test_a_study_sent_again_unchanged_gives_the_same_objects_not_a_second_structure_set(
+    node, tmp_path, retention_hours
+):
+    """Kept: the stored result is sent again. Removed at once (retention 0): the study is
+    segmented again, and the same input gives the same UIDs."""
     files = write_series(tmp_path / "in", CT)
-    service = node(retention_hours=1)
-    destination = Destination(service.config.destination.port)
-    try:
-        send(files, service.config.port)
-        wait_for(lambda: statuses(service) == [DELIVERED])
-        send(files, service.config.port)
-        wait_for(lambda: statuses(service) == [DELIVERED, DELIVERED])
-    finally:
-        destination.stop()
-    assert len(destination.received) == 4
-    assert len({str(ds.SOPInstanceUID) for ds in destination.received}) == 2  # the stored result, again
-    assert audit(service, 2)["resent_from_job"] == 1 and audit(service, 2)["replaces_job"] is None
-
-
-def test_with_the_data_removed_at_once_a_resend_is_segmented_again_to_the_same_uids(node, tmp_path):
-    files = write_series(tmp_path / "in", CT)
-    service = node(retention_hours=0)
+    service = node(retention_hours=retention_hours)
     destination = Destination(service.config.destination.port)
     try:
         send(files, service.config.port)
@@ -103,6 +92,8 @@ def test_with_the_data_removed_at_once_a_resend_is_segmented_again_to_the_same_u
     assert len(destination.received) == 4
     assert len({str(ds.SOPInstanceUID) for ds in destination.received}) == 2
     assert len({str(ds.SeriesInstanceUID) for ds in destination.received}) == 2
+    assert audit(service, 2)["resent_from_job"] == (1 if retention_hours else None)
+    assert audit(service, 2)["replaces_job"] is None
 
 
 def test_late_slices_after_the_data_was_removed_are_quarantined_not_segmented_alone(node, tmp_path):
