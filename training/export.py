@@ -1,9 +1,14 @@
 """Export trained folds into a model folder the container runs, and write its model card.
 
-    python -m training.export --work WORK --out model/ [--folds all | 0 1 2 3 4] [--which best|last]
+    python -m training.export --work WORK --out my_model [--folds all | 0 1 2 3 4] [--which best|last]
         [--data-note "what the data was"] [--data-command "how it was made"] [--version X.Y.Z]
         [--changes "what this stage changed"] [--command "a command of this stage" ...]
+        [--force] [--replace-shipped]
     python -m training.export --card model/      # only rewrite model/README.md (and README's summary)
+
+A folder that already holds a model is never overwritten silently: ``--force`` allows it, and
+the shipped ``model/`` needs ``--replace-shipped`` (the old one is kept as
+``model.bak-<version>``). Refused: exit 2 with the reason, before anything is read or written.
 
 Writes ``plans.json`` (the work folder's plan, with the exported folds), ``fold_<k>.pt`` (state
 dicts only), ``metadata.json`` and ``README.md`` (the model card, generated from the metadata by
@@ -21,12 +26,14 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hanseg.errors import HansegError
 from hanseg.model_dir import export_model
 from hanseg.plans import load_plans
 
@@ -143,6 +150,53 @@ def build_metadata(
     }
 
 
+#: the model process.py and the image use when no --model is given
+SHIPPED_MODEL = ROOT / "model"
+#: files whose presence means a folder holds a model
+MODEL_FILES = ("plans.json", "metadata.json")
+
+
+class ExportRefused(HansegError):
+    """The export would overwrite a model without being told to."""
+
+
+def _holds_model(folder: Path) -> bool:
+    return folder.is_dir() and (any((folder / f).is_file() for f in MODEL_FILES) or any(folder.glob("fold_*.pt")))
+
+
+def _version(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "metadata.json").read_text()).get("version", "unversioned"))
+    except (OSError, ValueError):
+        return "unversioned"
+
+
+def check_target(out: Path, force: bool, replace_shipped: bool, shipped: Path | None = None) -> Path | None:
+    """Where the model now in ``out`` must be kept before the export (None: nothing to keep).
+    Raises :class:`ExportRefused` when ``out`` holds a model and the user did not say to replace it."""
+    if not _holds_model(out):
+        return None
+    if out.resolve() == (shipped or SHIPPED_MODEL).resolve():
+        if not replace_shipped:
+            raise ExportRefused(
+                f"{out} is the shipped model (version {_version(out)}) that process.py and the image use: "
+                "export to a folder of your own (--out my_model, then process.py --model my_model), or give "
+                "--replace-shipped to replace it (the old one is kept as model.bak-<version>)"
+            )
+        backup = out.parent / f"{out.name}.bak-{_version(out)}"
+        n = 2
+        while backup.exists():
+            backup = out.parent / f"{out.name}.bak-{_version(out)}-{n}"
+            n += 1
+        return backup
+    if not force:
+        raise ExportRefused(
+            f"{out} already holds a model (version {_version(out)}): choose another folder with --out, "
+            "or give --force to overwrite it"
+        )
+    return None
+
+
 def export(work: Path, out: Path, folds: list[str], which: str, notes: StageNotes = StageNotes()) -> Path:
     plans = load_plans(work / "plans.json")
     pairs = [_fold_entry(work, fold, k, which) for k, fold in enumerate(folds)]
@@ -175,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--changes", default="", help="what this stage changed, for the changelog")
     ap.add_argument("--command", action="append", default=[], help="a command of this stage (repeat for several)")
     ap.add_argument("--card", type=Path, metavar="MODEL_DIR", help="only rewrite MODEL_DIR/README.md from its metadata")
+    ap.add_argument("--force", action="store_true", help="overwrite a folder that already holds a model")
+    ap.add_argument(
+        "--replace-shipped",
+        action="store_true",
+        help="replace the shipped model/ (the old one is kept as model.bak-<version>)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.card is not None:
@@ -182,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.work is None or args.out is None:
         ap.error("--work and --out are required (or --card MODEL_DIR)")
+    try:
+        backup = check_target(args.out, args.force, args.replace_shipped)
+    except ExportRefused as exc:
+        log.error("%s", exc)
+        return 2
+    if backup is not None:
+        shutil.copytree(args.out, backup)  # a copy: a failed export still leaves model/ whole
+        log.info("the shipped model (version %s) is kept as %s", _version(args.out), backup)
     notes = StageNotes(args.data_note, args.data_command, args.version, args.changes, tuple(args.command))
     export(args.work, args.out, args.folds, args.which, notes)
     return 0
