@@ -21,12 +21,9 @@ import logging
 import sys
 from pathlib import Path
 
+from hanseg import DEFAULT_TIME_BUDGET_S
 from hanseg.errors import HansegError
-from hanseg.inference import DEFAULT_TIME_BUDGET_S, Segmenter
-from hanseg.layouts import run
-from hanseg.layouts.dicom import DicomConfig
-from hanseg.layouts.sockets import SocketConfig
-from hanseg.model_dir import resolve_model_root
+from hanseg.folders import OUTPUT_SOCKET_PATH, check_can_write, detect_layout
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "model"
 log = logging.getLogger("process")
@@ -44,8 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mr-socket", help="socket layout: slug of the T1 MR input (default: the 'mri'/'t1' socket)")
     parser.add_argument(
         "--output-socket",
-        default=SocketConfig.output_path,
-        help=f"socket layout: relative_path of the output (default {SocketConfig.output_path})",
+        default=OUTPUT_SOCKET_PATH,
+        help=f"socket layout: relative_path of the output (default {OUTPUT_SOCKET_PATH})",
     )
     parser.add_argument(
         "--names",
@@ -79,6 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        # the folders first: a wrong path is reported at once, not after the model was loaded and timed
+        layout = detect_layout(args.input)
+        check_can_write(args.output)
+        log.info("input %s: %s layout; output %s is writable", args.input, layout, args.output)
+        # torch, MONAI and the DICOM libraries only now: --help and a wrong folder answer in a second
+        from hanseg.inference import Segmenter
+        from hanseg.layouts import run
+        from hanseg.layouts.dicom import DicomConfig
+        from hanseg.layouts.sockets import SocketConfig
+        from hanseg.model_dir import resolve_model_root
+
         model = resolve_model_root(args.model, DEFAULT_MODEL)
         # built once, before any case
         segmenter = Segmenter(model, args.device, args.time_budget or None, not args.no_mirroring)

@@ -22,8 +22,9 @@ import SimpleITK as sitk
 import torch
 
 from hanseg.errors import ModelError
+from hanseg.folders import CT_DIR
 from hanseg.labels import LABEL_NAMES, NUM_CLASSES, OAR_NAMES
-from hanseg.layouts.gc2023 import CT_DIR, OUTPUT_DIR
+from hanseg.layouts.gc2023 import OUTPUT_DIR
 from hanseg.model_dir import export_model, load_model_dir
 from hanseg.networks import build_network
 from hanseg.plans import plans_from_json

@@ -21,7 +21,11 @@ stand beside it and import it, never the other way round. Modules, from the bott
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
   ``jobs``, ``storage``, ``audit``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
   ``actions`` (force-complete, retry, the job list), ``errors``, ``__main__``);
+* ``folders`` (the input layout and a writable output, checked before the model loads);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """
 
 __version__ = "0.1.0"
+#: seconds per case that the test-time settings are chosen to fit (``--time-budget``); here, not in
+#: ``inference``, so that ``process.py --help`` shows it without importing torch
+DEFAULT_TIME_BUDGET_S = 300.0

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import torch
 from monai.inferers.utils import sliding_window_inference
 
+from . import DEFAULT_TIME_BUDGET_S
 from .budget import RunSettings, body_windows, choose
 from .coverage import coverage_warnings
 from .errors import ModelError
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 #: Default seconds per case for :class:`Segmenter` (``process.py --time-budget``): well inside
 #: Grand-Challenge's default job limit (3600 s) even on a CPU, and enough for full settings
 #: on a GPU. Post-processing and I/O get :data:`RESERVE` of it.
-DEFAULT_TIME_BUDGET_S = 300.0
 RESERVE = 0.2
 #: Background logit of a window that is not run (all other classes 0): softmax 0.996.
 AIR_LOGIT = 9.0

@@ -56,9 +56,10 @@ from dataset.raw import find_raw_cases
 from hanseg.dicom.scan import scan_folder
 from hanseg.dicom.select import SelectionRules, StudySelection, rules_from_json
 from hanseg.errors import HansegError
+from hanseg.folders import has_dicom
 from hanseg.inference import resolve_device
 from hanseg.io import IMAGE_SUFFIXES, image_suffix, read_image
-from hanseg.layouts.dicom import has_dicom, read_study, select_all
+from hanseg.layouts.dicom import read_study, select_all
 from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case

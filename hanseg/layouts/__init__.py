@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..folders import detect_layout
 from ..resources import peak_memory_gib
 from .common import Predictor
-from .dicom import DicomConfig, has_dicom, run_dicom
-from .gc2023 import CT_DIR, run_hanseg2023
-from .sockets import SocketConfig, has_sockets, run_socket_case
+from .dicom import DicomConfig, run_dicom
+from .gc2023 import run_hanseg2023
+from .sockets import SocketConfig, run_socket_case
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,15 @@ def run(
     dicom: DicomConfig = _DEFAULT_DICOM,
 ) -> int:
     """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
-    if has_sockets(input_dir):
+    layout = detect_layout(input_dir)  # raises, naming the folder, when there is none
+    if layout == "sockets":
         log.info("socket layout (%s/inputs.json)", input_dir)
         code = run_socket_case(input_dir, output_dir, predictor, sockets)
-    elif not (input_dir / CT_DIR).is_dir() and has_dicom(input_dir):
+    elif layout == "dicom":
         log.info("DICOM layout (DICOM files under %s)", input_dir)
         code = run_dicom(input_dir, output_dir, predictor, dicom)
     else:
-        log.info("HaN-Seg 2023 layout (no inputs.json)")
+        log.info("HaN-Seg 2023 layout (images/ct/)")
         code = run_hanseg2023(input_dir, output_dir, predictor)
     # The platform's memory limit is the usual reason a job dies without a message: say how close.
     log.info("peak memory %.2f GiB (the platform's limit is often 4 GB)", peak_memory_gib())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any, Protocol
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import OutputError
 from ..io import read_image, write_label_map
 from ..model_dir import sha256_file
 from ..resources import check_fits
@@ -62,17 +60,6 @@ def write_json(report: Any, output_dir: Path, name: str = "results.json") -> Pat
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     tmp.replace(path)
     return path
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before any work when the output folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}") from exc
 
 
 def duplicates(cases: list[CaseFiles]) -> dict[Path, Path]:

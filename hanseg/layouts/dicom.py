@@ -46,15 +46,12 @@ from ..dicom.select import (
 )
 from ..dicom.volume import read_volume
 from ..errors import DicomInputError, DicomSeriesError, HansegError
+from ..folders import check_writable
 from ..resources import check_volume_fits
-from .common import Predictor, check_writable, write_json
+from .common import Predictor, write_json
 
 log = logging.getLogger(__name__)
 
-#: A file is taken for DICOM when these bytes follow its 128-byte preamble (PS3.10).
-DICM_MAGIC = b"DICM"
-#: How many files detection opens before it gives up (a non-DICOM folder is answered fast).
-DETECTION_FILES = 50
 RTSTRUCT_NAME = "rtstruct.dcm"
 SEG_NAME = "seg.dcm"
 
@@ -71,30 +68,6 @@ class DicomConfig:
     model_version: str = "unversioned"
     model_fingerprint: str = "unknown"
     replaces: Mapping[str, Predecessor] = field(default_factory=dict)
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == DICM_MAGIC
-    except OSError:
-        return False
-
-
-def has_dicom(input_dir: Path) -> bool:
-    """True when one of the first files under ``input_dir`` (any depth) is a DICOM file."""
-    if not input_dir.is_dir():
-        return False
-    seen = 0
-    for path in sorted(input_dir.rglob("*")):
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(input_dir).parts):
-            if _is_dicom_file(path):
-                return True
-            seen += 1
-            if seen >= DETECTION_FILES:
-                return False
-    return False
 
 
 # --- one study ----------------------------------------------------------------------------

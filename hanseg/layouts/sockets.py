@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ..errors import HansegError, InputLayoutError
+from ..folders import INPUTS_JSON, OUTPUT_SOCKET_PATH, check_writable
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, check_writable, duplicates, segment
+from .common import CaseFiles, Predictor, duplicates, segment
 
 log = logging.getLogger(__name__)
 
-INPUTS_JSON = "inputs.json"
 CT_TOKENS = frozenset({"ct"})
 MR_TOKENS = frozenset({"mr", "mri", "t1", "t1w", "t1mri"})
 
@@ -36,7 +36,7 @@ MR_TOKENS = frozenset({"mr", "mri", "t1", "t1w", "t1mri"})
 class SocketConfig:
     ct_slug: str | None = None  # None: choose by the "ct" token
     mr_slug: str | None = None  # None: choose by an "mr"/"mri"/"t1" token
-    output_path: str = "images/head_neck_oar"  # the output socket's relative_path
+    output_path: str = OUTPUT_SOCKET_PATH  # the output socket's relative_path
     output_name: str = "output.mha"
 
 
@@ -45,10 +45,6 @@ class SocketValue:
     slug: str
     kind: str
     relative_path: str
-
-
-def has_sockets(input_dir: Path) -> bool:
-    return (input_dir / INPUTS_JSON).is_file()
 
 
 def _parse_value(item: object, index: int) -> SocketValue:

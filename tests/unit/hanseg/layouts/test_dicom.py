@@ -9,8 +9,9 @@ import pytest
 
 from dicom_fixtures import SeriesSpec, mr_spec, save, with_changes, write_series
 from hanseg.errors import DicomInputError, NameMapError
+from hanseg.folders import has_dicom
 from hanseg.layouts import run
-from hanseg.layouts.dicom import DicomConfig, has_dicom, run_dicom
+from hanseg.layouts.dicom import DicomConfig, run_dicom
 from helpers import FakePredictor
 
 CT = SeriesSpec(n_slices=12)
