@@ -30,7 +30,7 @@ case_() {
 mk() { mkdir -p "$W/$1/input/$2"; }
 
 mk empty .
-case_ empty 1 "no CT image found"
+case_ empty 1 "no input found in /input: looked for inputs.json"
 
 mk truncated images/ct; mk truncated images/t1-mri
 head -c 300 test/images/ct/case_01_CT.mha > "$W/truncated/input/images/ct/case_01_CT.mha"
