@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import sanitize_ct
-from .geometry import body_mask, superior_axis
+from .geometry import body_mask, slice_step_mm, superior_axis, top_ct_slice
 from .labels import OAR_NAMES
 from .plans import Plans
 
@@ -71,22 +71,14 @@ def measure_reach(ct: sitk.Image, threshold_hu: float, work_mm: float = WORK_MM)
         return None
     axis, sign = found
     present = np.nonzero(body.any(axis=tuple(a for a in range(3) if a != axis)))[0]
-    low, high = int(present.min()), int(present.max())
-    at_low, at_high = low == 0, high == body.shape[axis] - 1
-    top = high if sign > 0 else low
+    at_low, at_high = int(present.min()) == 0, int(present.max()) == body.shape[axis] - 1
     n = ct.GetSize()[2 - axis]
-    # as depth_below_top_mm: the CT slice of the top block nearest the patient's top
-    top_ct = min(top * stride[axis] + stride[axis] - 1, n - 1) if sign > 0 else top * stride[axis]
+    # from the top as depth_below_top_mm measures it (what training planned the OAR depths with)
+    top_ct = top_ct_slice(body, stride, axis, sign, n)
     bottom_ct = 0 if sign > 0 else n - 1
-    covered_mm = float(abs(top_ct - bottom_ct) * _slice_step_mm(ct, axis))
+    covered_mm = float(abs(top_ct - bottom_ct) * slice_step_mm(ct, axis))
     at_top, at_bottom = (at_high, at_low) if sign > 0 else (at_low, at_high)
     return Reach(axis, sign, at_top, at_bottom, covered_mm)
-
-
-def _slice_step_mm(image: sitk.Image, axis: int) -> float:
-    """Physical z (mm) between neighbouring slices along array ``axis``."""
-    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    return float(image.GetSpacing()[2 - axis] * abs(d[2, 2 - axis]))
 
 
 def reach_warnings(reach: Reach, end_depth_mm: tuple[float, float] | None) -> list[str]:

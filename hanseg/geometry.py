@@ -182,11 +182,16 @@ def depth_below_top_mm(ct: sitk.Image, mask_zyx: np.ndarray, threshold_hu: float
     if body is None or found is None or not mask_zyx.any():
         return None
     axis, sign = found
-    top = _extreme_slice(body, axis, sign)
-    # the CT slice of that pooled block nearest the patient's top, then the mask's lowest slice
-    top_ct = min(top * stride[axis] + stride[axis] - 1, mask_zyx.shape[axis] - 1) if sign > 0 else top * stride[axis]
+    top_ct = top_ct_slice(body, stride, axis, sign, mask_zyx.shape[axis])
     lowest = _extreme_slice(mask_zyx, axis, -sign)
-    return float(abs(top_ct - lowest) * _slice_step_mm(ct, axis))
+    return float(abs(top_ct - lowest) * slice_step_mm(ct, axis))
+
+
+def top_ct_slice(body: np.ndarray, stride: np.ndarray, axis: int, sign: int, n_slices: int) -> int:
+    """The CT slice (along ``axis``, of ``n_slices``) of the body's top pooled block that lies
+    nearest the patient's top: where depths below the top of the body are measured from."""
+    top = _extreme_slice(body, axis, sign)
+    return int(min(top * stride[axis] + stride[axis] - 1, n_slices - 1) if sign > 0 else top * stride[axis])
 
 
 def _extreme_slice(mask: np.ndarray, axis: int, sign: int) -> int:
@@ -195,7 +200,7 @@ def _extreme_slice(mask: np.ndarray, axis: int, sign: int) -> int:
     return int(present.max() if sign > 0 else present.min())
 
 
-def _slice_step_mm(image: sitk.Image, axis: int) -> float:
+def slice_step_mm(image: sitk.Image, axis: int) -> float:
     """Physical z (mm) between neighbouring slices along array ``axis``."""
     d = np.asarray(image.GetDirection(), float).reshape(3, 3)
     return float(image.GetSpacing()[2 - axis] * abs(d[2, 2 - axis]))
@@ -228,7 +233,7 @@ def within_depth(
         log.info("no depth limit: the CT's slices are not axial enough to tell superior from the voxel axes")
         return mask
     axis, sign = found
-    keep = int(np.ceil(depth_mm / (_slice_step_mm(image, axis) * np.asarray(stride)[axis])))
+    keep = int(np.ceil(depth_mm / (slice_step_mm(image, axis) * np.asarray(stride)[axis])))
     top = _extreme_slice(mask, axis, sign)
     lo, hi = (top - keep, top + 1) if sign > 0 else (top, top + keep + 1)
     out = np.zeros_like(mask)
