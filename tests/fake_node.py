@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import signal
 import sys
-import threading
 import time
 from typing import Any
 
 from hanseg.errors import HansegError
 from hanseg.node.audit import ModelInfo
 from hanseg.node.config import config_from_args
-from hanseg.node.service import NodeService
+from hanseg.node.service import NodeService, serve_until_signalled
 from helpers import FakePredictor
 
 log = logging.getLogger("fake_node")
@@ -68,14 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         max_backoff_s=config.max_backoff_s if own.max_backoff_seconds is None else own.max_backoff_seconds,
     )
     service = NodeService(config, SlowPredictor(own.fake_seconds), FAKE_MODEL)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    service.start()
-    while not stop.wait(1.0):  # a timeout, so that the signal handler always gets to run
-        pass
-    log.info("stop requested")
-    service.stop()
+    serve_until_signalled(service)
     return 0
 
 

@@ -140,7 +140,18 @@ def write_objects(
         for path in done:
             path.unlink(missing_ok=True)
         raise
-    replaced = identity.replaces
+    earlier = identity.replaces
+    replaced = (
+        {
+            "rtstruct": {
+                "replaces_series_uid": earlier.rtstruct_series_uid,
+                "replaces_sop_instance_uid": earlier.rtstruct_sop_uid,
+            },
+            "seg": {"replaces_series_uid": earlier.seg_series_uid, "replaces_sop_instance_uid": earlier.seg_sop_uid},
+        }
+        if earlier is not None
+        else {}
+    )
     files = tuple(
         {
             "type": kind,
@@ -148,17 +159,9 @@ def write_objects(
             "ct_series_uid": str(headers[0].SeriesInstanceUID),
             "series_uid": str(ds.SeriesInstanceUID),
             "sop_instance_uid": str(ds.SOPInstanceUID),
-            **({"replaces_series_uid": old_series, "replaces_sop_instance_uid": old_sop} if replaced else {}),
+            **replaced.get(kind, {}),
         }
-        for kind, path, ds, (old_series, old_sop) in zip(
-            ("rtstruct", "seg"),
-            done,
-            (rtstruct, seg),
-            (
-                (replaced.rtstruct_series_uid, replaced.rtstruct_sop_uid) if replaced else ("", ""),
-                (replaced.seg_series_uid, replaced.seg_sop_uid) if replaced else ("", ""),
-            ),
-        )
+        for kind, path, ds in zip(("rtstruct", "seg"), done, (rtstruct, seg))
     )
     for path in done:
         log.info("wrote %s", path)

@@ -7,9 +7,7 @@ or SIGINT; 2 for bad settings or a bad model folder, before anything is received
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from ..errors import HansegError
@@ -18,7 +16,7 @@ from ..model_dir import resolve_model_root
 from .actions import COMMANDS
 from .actions import main as actions_main
 from .config import config_from_args
-from .service import NodeService, model_info
+from .service import NodeService, model_info, serve_until_signalled
 
 log = logging.getLogger("hanseg.node")
 #: the model baked into the image, next to the package (as process.py's default)
@@ -38,14 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except HansegError as exc:
         log.error("%s", exc)
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    service.start()
-    while not stop.wait(1.0):  # a timeout, so the signal handler always gets to run
-        pass
-    log.info("stop requested: no new associations; finishing the job in hand")
-    service.stop()
+    serve_until_signalled(service)
     return 0
 
 

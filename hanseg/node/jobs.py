@@ -236,13 +236,10 @@ class JobQueue:
     def transition(self, job_id: int, to: str, expected: tuple[str, ...] | None = None, **fields: Any) -> bool:
         """Move a job to ``to`` (and set ``fields``) if its status is still one of ``expected``
         (default: any status allowed to move to ``to``); False when it was not."""
-        unknown = set(fields) - set(FIELDS)
-        if unknown:
-            raise NodeError(f"job fields {sorted(unknown)} do not exist")
         allowed = expected or tuple(s for s, nxt in TRANSITIONS.items() if to in nxt)
         if any(to not in TRANSITIONS[s] for s in allowed):
             raise NodeError(f"a job cannot move from {allowed} to {to}")
-        sets = ", ".join(["status=?"] + [f"{k}=?" for k in fields])
+        sets = _set_clause(fields)
         marks = ", ".join("?" * len(allowed))
         with self._tx() as db:
             cur = db.execute(
@@ -434,10 +431,7 @@ class JobQueue:
         """``running`` → ``sending`` with ``fields`` and, in the same transaction, the study's
         earlier result still waiting to be sent → ``superseded``: a SIGKILL between the two would
         otherwise leave both to be sent."""
-        unknown = set(fields) - set(FIELDS)
-        if unknown:
-            raise NodeError(f"job fields {sorted(unknown)} do not exist")
-        sets = ", ".join(["status=?"] + [f"{k}=?" for k in fields])
+        sets = _set_clause(fields)
         with self._tx() as db:
             cur = db.execute(
                 f"UPDATE jobs SET {sets} WHERE id=? AND status=?", (SENDING, *fields.values(), job_id, RUNNING)
@@ -517,17 +511,13 @@ class JobQueue:
         )
         return frozenset() if row is None or row["id"] is None else self.inputs(int(row["id"]))
 
-    def newest_job(self, study_uid: str) -> int | None:
-        row = self._conn().execute("SELECT MAX(id) AS id FROM jobs WHERE study_uid=?", (study_uid,)).fetchone()
-        return None if row is None or row["id"] is None else int(row["id"])
 
-    def has_open_job(self, study_uid: str) -> bool:
-        row = (
-            self._conn()
-            .execute("SELECT 1 FROM jobs WHERE study_uid=? AND status IN (?, ?)", (study_uid, RECEIVING, READY))
-            .fetchone()
-        )
-        return row is not None
+def _set_clause(fields: dict[str, Any]) -> str:
+    """``status=?, <field>=?, ...`` for an UPDATE; only the columns a transition may set."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise NodeError(f"job fields {sorted(unknown)} do not exist")
+    return ", ".join(["status=?"] + [f"{k}=?" for k in fields])
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:

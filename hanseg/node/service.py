@@ -4,6 +4,7 @@ predictor, so that tests run the real node in-process with a fast fake one."""
 from __future__ import annotations
 
 import logging
+import signal
 import ssl
 import threading
 import time
@@ -21,7 +22,7 @@ from .disk import DiskGuard
 from .jobs import JobQueue
 from .scp import Receiver, start_scp
 from .send import send_files
-from .storage import Layout
+from .storage import Layout, instances_in
 from .store import sweep
 from .worker import Sender, Worker
 
@@ -58,12 +59,11 @@ def adopt_orphans(layout: Layout, queue: JobQueue, now: float) -> None:
     if not layout.incoming.is_dir():
         return
     for study in sorted(p for p in layout.incoming.iterdir() if p.is_dir()):
-        if queue.has_open_job(study.name):
+        if queue.open_job(study.name) is not None:
             continue
-        used = queue.latest_inputs(study.name)
-        new = [f for f in study.glob("*/*.dcm") if (f.parent.name, f.stem) not in used]
+        new = instances_in(study) - queue.latest_inputs(study.name)
         if new:
-            queue.adopt(study.name, dict(Counter(f.parent.name for f in new)), now)
+            queue.adopt(study.name, dict(Counter(series for series, _ in new)), now)
 
 
 def record_old_inputs(layout: Layout, queue: JobQueue) -> None:
@@ -73,7 +73,7 @@ def record_old_inputs(layout: Layout, queue: JobQueue) -> None:
     for job in queue.without_inputs():
         for folder in (layout.job(job.id) / "input", layout.quarantine / str(job.id) / "input"):
             if folder.is_dir():
-                queue.set_inputs(job.id, ((f.parent.name, f.stem) for f in folder.glob("*/*.dcm")))
+                queue.set_inputs(job.id, instances_in(folder))
                 log.info("job %d: inputs recorded from %s (a job of an earlier release)", job.id, folder)
                 break
 
@@ -121,3 +121,15 @@ class NodeService:
             self._thread = None
         self.queue.close()
         log.info("node stopped")
+
+
+def serve_until_signalled(service: NodeService) -> None:
+    """Start the node and run it until SIGTERM or SIGINT, then stop it (the job in hand first)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    while not stop.wait(1.0):  # a timeout, so the signal handler always gets to run
+        pass
+    log.info("stop requested: no new associations; finishing the job in hand")
+    service.stop()

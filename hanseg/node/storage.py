@@ -76,6 +76,11 @@ def move_tree(src: Path, dst: Path) -> None:
     fsync_dir(src.parent)
 
 
+def instances_in(folder: Path) -> frozenset[tuple[str, str]]:
+    """The (series UID, SOP instance UID) pairs of a ``<series>/<instance>.dcm`` folder."""
+    return frozenset((f.parent.name, f.stem) for f in folder.glob("*/*.dcm"))
+
+
 def take_snapshot(layout: Layout, job_id: int, study_uid: str) -> Snapshot | None:
     """The job's input: hard links to everything received for the study so far (the union of
     every association that sent it), taken when the job starts. ``incoming/`` keeps the
@@ -95,7 +100,7 @@ def take_snapshot(layout: Layout, job_id: int, study_uid: str) -> Snapshot | Non
         move_tree(partial, folder)
     if not folder.is_dir():
         return None
-    instances = frozenset((f.parent.name, f.stem) for f in folder.glob("*/*.dcm"))
+    instances = instances_in(folder)
     return Snapshot(folder, instances) if instances else None
 
 

@@ -171,21 +171,19 @@ class Worker:
             return
         self.queue.set_inputs(job.id, snapshot.instances)
         self.write_audit(job.id)
-        decision = self._compare_with_previous(self.queue.get(job.id), snapshot)
-        if decision is not None:
-            decision()
-            return
-        self._run_case(self.queue.get(job.id), snapshot, self.queue.latest_result(job))
+        job = self.queue.get(job.id)
+        if not self._handled_without_segmenting(job, snapshot):
+            self._run_case(job, snapshot, self.queue.latest_result(job))
 
-    def _compare_with_previous(self, job: Job, snapshot: Snapshot) -> Callable[[], None] | None:
-        """What to do instead of segmenting when the study holds nothing new, or lost
-        instances an earlier job used; None: segment."""
+    def _handled_without_segmenting(self, job: Job, snapshot: Snapshot) -> bool:
+        """Quarantine a study that lost instances an earlier job used, end a job that brings
+        nothing new, or send a delivered result again; False: the study is to be segmented."""
         previous = self.queue.previous(job)
         if previous is None:
-            return None
+            return False
         lost = self.queue.earlier_inputs(job) - snapshot.instances
         if lost:
-            return lambda: self.quarantine(
+            self.quarantine(
                 job.id,
                 RUNNING,
                 f"{len(lost)} instance(s) that earlier jobs of this study used are no longer on this node "
@@ -193,16 +191,20 @@ class Worker:
                 "the rest would be made from part of the study",
                 what_to_do="send the whole study again: the node then makes one result from all of it",
             )
+            return True
         new = snapshot.instances - self.queue.inputs(previous.id)
-        if new and not image_instances(snapshot.folder, new):
-            return lambda: self._nothing_new(job, previous, f"the {len(new)} instance(s) that arrived are no CT or MR")
         if new:
-            return None  # more than before: a new result on the union
+            if image_instances(snapshot.folder, new):
+                return False  # more than before: a new result on the union
+            self._nothing_new(job, previous, f"the {len(new)} instance(s) that arrived are no CT or MR")
+            return True
         if previous.status in (RUNNING, SENDING):
-            return lambda: self._nothing_new(job, previous)
+            self._nothing_new(job, previous)
+            return True
         if previous.status == DELIVERED and previous.model_fingerprint == self.recipe:
-            return lambda: self._send_again(job, previous, snapshot)
-        return None  # failed before, or another model: segment again
+            self._send_again(job, previous, snapshot)
+            return True
+        return False  # failed before, or another model or name map: segment again
 
     def _nothing_new(self, job: Job, previous: Job, why: str = "") -> None:
         reason = (
@@ -220,19 +222,15 @@ class Worker:
         retention already removed it, the study is segmented again: the same input gives the
         same UIDs (:mod:`hanseg.dicom.identity`)."""
         output = self.layout.job(job.id) / "output"
-        outputs = previous.output_list
-        if not all(Path(o["path"]).is_file() for o in outputs):
-            self._run_case(job, snapshot, self.queue.get(previous.replaces_job) if previous.replaces_job else None)
-            return
         shutil.rmtree(output, ignore_errors=True)
         copied = []
         try:
-            for o in outputs:
+            for o in previous.output_list:
                 source = Path(o["path"])
                 target = output / source.relative_to(self.layout.job(previous.id) / "output")
                 link_file(source, target)
                 copied.append({**o, "path": str(target)})
-        except FileNotFoundError:  # removed just now (retention, or the free-space guard)
+        except FileNotFoundError:  # removed by retention, or just now by the free-space guard
             self._run_case(job, snapshot, self.queue.get(previous.replaces_job) if previous.replaces_job else None)
             return
         log.info("job %d: the same instances as job %d (delivered): its result is sent again", job.id, previous.id)
