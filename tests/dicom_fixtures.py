@@ -12,6 +12,7 @@ and pixel landed where. InstanceNumber runs backwards on purpose: nothing may so
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,14 @@ def write_rtstruct(root: Path, study: str = "study-a", name: str = "rs") -> Path
 
 def with_changes(spec: SeriesSpec, **changes: Any) -> SeriesSpec:
     return dataclasses.replace(spec, **changes)
+
+
+def referenced_slices(rtstruct: Dataset) -> set[str]:
+    """The CT slices an RTSTRUCT's ContourImageSequence names (its one referenced series)."""
+    series = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    return {str(item.ReferencedSOPInstanceUID) for item in series.ContourImageSequence}
+
+
+def sop_uids(paths: Iterable[Path]) -> set[str]:
+    """The SOP Instance UIDs of DICOM files."""
+    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}

@@ -43,7 +43,7 @@ import pydicom
 import pytest
 from pynetdicom import AE
 
-from dicom_fixtures import CT_STORAGE, MR_STORAGE, SeriesSpec, mr_spec, write_series
+from dicom_fixtures import CT_STORAGE, MR_STORAGE, SeriesSpec, mr_spec, referenced_slices, write_series
 from hanseg.node.__main__ import main as node_main
 from hanseg.node.jobs import DELIVERED, EMPTY, RECEIVING, RUNNING, SENDING, SUPERSEDED, Job, JobQueue
 from helpers import ROOT, need_tools
@@ -394,7 +394,7 @@ class Held:
 def rtstruct_ct(ds: pydicom.Dataset) -> tuple[str, set[str]]:
     """The CT series an RTSTRUCT is drawn on, and the slices its ContourImageSequence names."""
     series = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
-    return str(series.SeriesInstanceUID), {str(i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence}
+    return str(series.SeriesInstanceUID), referenced_slices(ds)
 
 
 def seg_ct(ds: pydicom.Dataset) -> tuple[str, set[str]]:

@@ -9,20 +9,19 @@ sending, is tested with a stand-in network in ``test_node_chaos.py``."""
 
 from __future__ import annotations
 
-import io
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from dicom_fixtures import referenced_slices, sop_uids
 from helpers import ROOT, need_tools
 from orthanc_helpers import NODE_AET, PACS_AET, SCANNER_AET, TOOLS, Orthanc, free_port, stop_pid
 
@@ -105,22 +104,7 @@ def storescu(setup: dict, *paths: Path) -> None:
 
 def rtstruct_datasets(setup: dict, study_uid: str) -> list[pydicom.Dataset]:
     """Every RTSTRUCT instance Orthanc holds for the study, read back from its files."""
-    pacs = setup["pacs"]
-    found: list[pydicom.Dataset] = []
-    for series in pacs.rtstructs(study_uid):
-        for instance in series["Instances"]:
-            with urllib.request.urlopen(f"http://127.0.0.1:{pacs.http_port}/instances/{instance}/file") as rsp:
-                found.append(pydicom.dcmread(io.BytesIO(rsp.read())))
-    return found
-
-
-def referenced_slices(rtstruct: pydicom.Dataset) -> set[str]:
-    series = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
-    return {str(item.ReferencedSOPInstanceUID) for item in series.ContourImageSequence}
-
-
-def sop_uids(paths: tuple[Path, ...]) -> set[str]:
-    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
+    return [ds for ds in setup["pacs"].datasets("RTSTRUCT") if ds.StudyInstanceUID == study_uid]
 
 
 def wait_rtstruct(setup: dict, study_uid: str, seconds: float = 240) -> None:

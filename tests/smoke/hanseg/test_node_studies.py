@@ -10,7 +10,7 @@ import json
 import pydicom
 import pytest
 
-from dicom_fixtures import SeriesSpec, write_series
+from dicom_fixtures import SeriesSpec, referenced_slices, sop_uids, write_series
 from hanseg.node import actions
 from hanseg.node.jobs import DELIVERED, FAILED, RECEIVING, SENDING, SUPERSEDED
 from node_helpers import CT, Destination, node_factory, send, wait_for
@@ -34,15 +34,6 @@ def statuses(service) -> list[str]:
 
 def by_modality(received: list[pydicom.Dataset], modality: str) -> list[pydicom.Dataset]:
     return [ds for ds in received if ds.Modality == modality]
-
-
-def referenced_slices(rtstruct: pydicom.Dataset) -> set[str]:
-    series = rtstruct.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
-    return {str(item.ReferencedSOPInstanceUID) for item in series.ContourImageSequence}
-
-
-def sop_uids(paths) -> set[str]:
-    return {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
 
 
 def test_late_slices_make_one_result_on_the_whole_study_that_replaces_the_first(node, tmp_path):
