@@ -1,13 +1,16 @@
 """Inference benchmark: our ``process.py`` against a MONAI bundle-style baseline, same run.
 
     python -m benchmarks.inference_vs_monai --model model --out bench/inference \
-        [--sizes small 512 1024] [--seed 4242] [--variants ours monai monai_labels]
+        [--sizes small 512 1024] [--seed 4242] [--variants ours monai monai_labels] \
+        [--precision auto|fp32|bf16]
 
 Cases (phantoms, never used in training): ``small`` (the generator's small grid), ``1024``
 (a full-size HaN-Seg-like CT, 1024×1024×~200 at ~0.6×0.6×2 mm, MR on its own grid) and ``512``
 (the same case resampled to 512×512 in-plane). Each variant runs in its own process:
 
-* ``ours``: ``process.py`` (crop to the body, per-class running argmax back to the CT grid);
+* ``ours``: ``process.py`` (crop to the body, per-class running argmax back to the CT grid) at
+  its default settings and ``--precision`` (default auto), mirroring off as the baseline has none;
+* ``ours_fp32``: the same with ``--precision fp32`` (what ``auto`` gains);
 * ``monai``: :mod:`benchmarks.monai_baseline` with ``Invertd`` on all 31 probability channels;
 * ``monai_labels``: the same with argmax before ``Invertd`` (nearest-neighbour inversion).
 
@@ -15,7 +18,9 @@ Per run: wall seconds, peak RSS of the process (``wait4``; each variant is one p
 status and the error's last line if it failed; for the baselines, per-OAR Dice of their label
 map against ours; for every variant, mean Dice against the phantom's ground truth (brought onto
 the case's CT grid by nearest neighbour for the 512² case), which says whose differences are
-errors. A variant may get ``--memory-cap-gib`` of address space so that a pipeline that
+errors. For ours, the seconds of each step as its log's summary line gives them
+(:mod:`hanseg.timing`), the network's and the rest, and what no step covers (the interpreter's
+exit). A variant may get ``--memory-cap-gib`` of address space so that a pipeline that
 cannot fit fails with MemoryError instead of taking the machine down. Writes
 ``results.json`` and ``results.md`` and prints the ratios.
 """
@@ -37,11 +42,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from hanseg.compare import per_oar_dice
+from hanseg.precision import PRECISIONS
+from hanseg.timing import parse_summary
 from phantoms import PhantomCase, make_case, write_gc
 
 log = logging.getLogger("benchmarks.inference_vs_monai")
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("ours", "monai", "monai_labels")
+VARIANTS = ("ours", "ours_fp32", "monai", "monai_labels")
+OURS = ("ours", "ours_fp32")
 
 
 def in_plane_resampled(image: sitk.Image, size_xy: int, interpolator: int, default: float) -> sitk.Image:
@@ -79,8 +87,8 @@ def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
     return cases
 
 
-def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
-    if variant == "ours":
+def command(variant: str, case: Path, out: Path, model: Path, precision: str = "auto") -> list[str]:
+    if variant in OURS:
         return [
             sys.executable,
             str(ROOT / "process.py"),
@@ -92,8 +100,10 @@ def command(variant: str, case: Path, out: Path, model: Path) -> list[str]:
             str(model),
             "--device",
             "cpu",
-            "--no-mirroring",
-        ]  # the same passes as the baseline
+            "--no-mirroring",  # the same passes as the baseline
+            "--precision",
+            "fp32" if variant == "ours_fp32" else precision,
+        ]
     invert = "probabilities" if variant == "monai" else "labels"
     return [
         sys.executable,
@@ -130,7 +140,16 @@ class ProcessRun(_Measured, total=False):
     error: str  # the last line of its log that says Error, when it failed
 
 
-class RunResult(ProcessRun, total=False):
+class StepFields(TypedDict, total=False):
+    """Ours: where its seconds went (:func:`step_fields`)."""
+
+    steps: dict[str, float]  # seconds per step, from the log's summary line
+    network_seconds: float  # inside the network's forward calls
+    other_seconds: float  # the wall time less the network's
+    unaccounted_seconds: float  # the wall time less every step (the interpreter's exit)
+
+
+class RunResult(ProcessRun, StepFields, total=False):
     """One variant on one case: :func:`run_one`'s keys, then what ``main`` adds."""
 
     ct_size: str  # x×y×z voxels
@@ -184,6 +203,39 @@ def agreement(first: Path, second: Path) -> Agreement:
     }
 
 
+def step_fields(log_text: str, seconds: float) -> StepFields:
+    """Ours: the steps of its log's summary line, the network's seconds, the rest of the wall
+    time, and what no step covers; nothing when the log has no summary (a failed start)."""
+    steps = parse_summary(log_text)
+    if steps is None:
+        return {}
+    network = steps.get("network", 0.0)
+    return {
+        "steps": steps,
+        "network_seconds": round(network, 1),
+        "other_seconds": round(seconds - network, 1),
+        "unaccounted_seconds": round(seconds - sum(steps.values()), 1),
+    }
+
+
+def steps_table(results: Results) -> str:
+    """Where ours spent its seconds, one column per case and variant of ours."""
+    runs = {f"{size} {v}": r for size, by in results["cases"].items() for v, r in by.items() if "steps" in r}
+    if not runs:
+        return ""
+    names = list(dict.fromkeys(name for r in runs.values() for name in r["steps"]))
+    rows = ["| step | " + " | ".join(runs) + " |", "| --- |" + " ---: |" * len(runs)]
+    for name in names:
+        rows.append(f"| {name} | " + " | ".join(f"{r['steps'].get(name, 0.0):.1f}" for r in runs.values()) + " |")
+    for label, key in (
+        ("not in any step (exit)", "unaccounted_seconds"),
+        ("**all but the network**", "other_seconds"),
+    ):
+        rows.append(f"| {label} | " + " | ".join(f"{r[key]:.1f}" for r in runs.values()) + " |")  # type: ignore[literal-required]
+    rows.append("| **wall** | " + " | ".join(f"{r['seconds']:.1f}" for r in runs.values()) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def table(results: Results) -> str:
     rows = [
         "| case | variant | seconds | peak RSS (GiB) | exit | agreement with ours: mean Dice (min) "
@@ -213,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="ours: process.py --precision (default auto)"
+    )
+    ap.add_argument(
         "--memory-cap-gib",
         type=float,
         default=20.0,
@@ -236,12 +291,15 @@ def main(argv: list[str] | None = None) -> int:
         ct_size = "×".join(map(str, sitk.ReadImage(str(case / "input/images/ct/case_01_CT.mha")).GetSize()))
         for variant in args.variants:
             out = args.out / "outputs" / size / variant
-            cap = int(args.memory_cap_gib * 2**30) if variant != "ours" else None
+            cap = int(args.memory_cap_gib * 2**30) if variant not in OURS else None
+            log_path = args.out / f"{size}_{variant}.log"
             log.info("%s / %s ...", size, variant)
             r: RunResult = {
-                **run_one(command(variant, case, out, args.model), args.out / f"{size}_{variant}.log", cap),
+                **run_one(command(variant, case, out, args.model, args.precision), log_path, cap),
                 "ct_size": ct_size,
             }
+            if variant in OURS:
+                r.update(step_fields(log_path.read_text(), r["seconds"]))
             label_map = out / "images/head_neck_oar/case_01_seg.mha"
             if variant != "ours" and r["exit_code"] == 0 and (args.out / "outputs" / size / "ours").is_dir():
                 r["agreement"] = agreement(
@@ -249,11 +307,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if r["exit_code"] == 0:
                 r["truth_dice"] = agreement(label_map, case / "ground_truth/case_01_seg.mha")["mean_dice"]
-            log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k != "agreement"})
+            log.info("%s / %s: %s", size, variant, {k: v for k, v in r.items() if k not in ("agreement", "steps")})
             runs[variant] = r
             (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / "results.md").write_text(table(results))
+    (args.out / "results.md").write_text(table(results) + "\n" + steps_table(results))
     print(table(results))
+    print(steps_table(results))
     for size, runs in results["cases"].items():
         ours = runs.get("ours")
         for variant in ("monai", "monai_labels"):

@@ -11,7 +11,10 @@ stand beside it and import it, never the other way round. Modules, from the bott
   network), ``fcn2p5d`` (the 2.5D network), ``model_dir`` (weights, hashes, ``/opt/ml/model``);
 * one case, forward and back: ``geometry`` (crop/uncrop, resample/back), ``registration``
   (MR → CT), ``preprocess`` (shared with training), ``budget`` (test-time settings within a
-  time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``postprocess``
+  time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``precision``
+  (``--precision``: which number format the network runs in, and why), ``tiling`` (the sliding
+  windows and their gaussian blend), ``feed_cache`` (the timed window feed, remembered per
+  machine and model), ``timing`` (the seconds of each step, in the log), ``postprocess``
   (probabilities back onto the CT grid, largest components), ``coverage`` (does the CT cover
   the head and neck: a CT cut short or at the top, structures at its edge);
 * ``dicom`` (DICOM in and out: ``scan``, ``select``, ``volume``; ``contours``, ``names``,

@@ -19,17 +19,19 @@ from typing import TypeGuard
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.inferers.utils import sliding_window_inference
 
-from . import DEFAULT_TIME_BUDGET_S
+from . import DEFAULT_TIME_BUDGET_S, feed_cache
 from .budget import RunSettings, body_windows, choose
 from .coverage import coverage_warnings
 from .errors import ModelError
 from .labels import NUM_CLASSES, lr_swap_table
 from .model_dir import load_model_dir, load_state_dict, model_fingerprint
-from .networks import build_network
+from .networks import build_network, fold_batch_norm
 from .postprocess import probabilities_to_ct
+from .precision import Precision, resolve_precision
 from .preprocess import preprocess_case
+from .tiling import Corner, blend
+from .timing import CLOCK, step
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,15 @@ class Segmenter:
         time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
         mirroring: bool = True,
         tune: bool = True,
+        precision: str = "auto",
     ) -> None:
         """``time_budget_s`` None: the richest settings, whatever they cost. ``tune`` False:
-        windows go to the network as the plan says, untimed (tests that compare runs)."""
+        windows go to the network as the plan says, untimed (tests that compare runs).
+        ``precision``: ``auto``, ``fp32`` or ``bf16`` (:mod:`hanseg.precision`)."""
         files = load_model_dir(Path(model_dir))
         self.time_budget_s, self.mirroring = time_budget_s, mirroring
         self.windows_skipped = 0  # by the last probabilities() call (pure-air windows)
+        self.network_seconds = 0.0  # inside the network's forward calls, since the last sliding window began
         self.plans = files.plans
         #: what DICOM outputs name as the model that made them
         self.model_version = str(files.metadata.get("version", "unversioned"))
@@ -109,15 +114,19 @@ class Segmenter:
         self.device, self.device_warning = resolve_device(device)
         if self.device_warning:
             log.warning(self.device_warning)
+        self.requested_precision = precision
+        self.precision: Precision = resolve_precision(precision, self.device.type)
+        log.info("network precision %s: %s", self.precision.name, self.precision.reason)
         self.networks = [self._load(path) for path in files.weight_paths]
-        self.feed = self._tune() if tune else Feed(self.plans.sw_batch_size, False, 0.0)
+        self.feed = self._cached_feed() if tune else Feed(self.plans.sw_batch_size, False, 0.0)
         self.seconds_per_window = self.feed.seconds_per_window
         log.info(
-            "model %s: %s, %d fold(s), device %s, %.2f s per window (%s)",
+            "model %s: %s, %d fold(s), device %s, %s, %.2f s per window (%s)",
             files.root,
             self.plans.network.name,
             len(self.networks),
             self.device,
+            self.precision.name,
             self.seconds_per_window,
             self.feed.describe(),
         )
@@ -131,12 +140,17 @@ class Segmenter:
             network.load_state_dict(load_state_dict(path))
         except RuntimeError as exc:
             raise ModelError(f"{path.name} does not fit the network in plans.json: {exc}") from exc
-        return network.to(self.device).eval()
+        network.eval()
+        fold_batch_norm(network)  # the same outputs with a pass less over every activation
+        return network.to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        """The network's convolutions in :attr:`precision`; only the network call is wrapped,
+        so blending and the softmax stay float32."""
+        if not self.precision.autocast:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision.name == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _layout(self, channels_last: bool) -> None:
         fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
@@ -153,15 +167,40 @@ class Segmenter:
         patch = torch.zeros((batch, len(self.plans.channels), *self.plans.patch_size_zyx), device=self.device)
         if channels_last:
             patch = patch.contiguous(memory_format=torch.channels_last_3d)
-        with self._autocast():
-            self.networks[0](patch)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            self.networks[0](patch)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
+        self._run(self.networks[0], patch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        self._run(self.networks[0], patch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
         return (time.perf_counter() - start) / batch
+
+    def _feed_key(self) -> str:
+        device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else feed_cache.cpu_model()
+        threads = torch.get_num_threads()
+        return feed_cache.feed_key(self.model_fingerprint, device, threads, torch.__version__, self.precision.name)
+
+    def _cached_feed(self) -> Feed:
+        """The feed timed on an earlier start on this machine with this model and settings
+        (:mod:`hanseg.feed_cache`), else :meth:`_tune` now, and remembered."""
+        key = self._feed_key()
+        entry = feed_cache.load(key)
+        if entry is not None:
+            try:
+                feed = Feed(int(entry["batch"]), bool(entry["channels_last"]), float(entry["seconds_per_window"]))
+            except (KeyError, TypeError, ValueError):
+                log.debug("ignoring a malformed cached window feed: %s", entry)
+            else:
+                self._layout(feed.channels_last)
+                log.info("window feed as timed on an earlier start on this machine (%s)", feed_cache.cache_file())
+                return feed
+        feed = self._tune()
+        feed_cache.store(
+            key,
+            {"batch": feed.batch, "channels_last": feed.channels_last, "seconds_per_window": feed.seconds_per_window},
+        )
+        return feed
 
     def _tune(self) -> Feed:
         """The fastest of :data:`FEEDS` on this device. Measured, not assumed: on 2 EPYC cores
@@ -216,37 +255,51 @@ class Segmenter:
         passes over folds, while only one 31-channel volume is ever held."""
         if self.feed.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        # the swap is its own inverse: index_add_ puts mirrored channel swap[c] onto channel c
         swap = torch.as_tensor(lr_swap_table(), device=windows.device)
         total: torch.Tensor | None = None
         for network in self.networks[: settings.n_folds]:
-            out = network(windows).float()
+            out = self._run(network, windows)
             total = out if total is None else total.add_(out)
             for axis in settings.mirror_axes:
-                mirrored = network(windows.flip(axis + 2)).float().flip(axis + 2)
-                total.add_(mirrored[:, swap] if axis == 2 else mirrored)
+                mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2)
+                if axis == 2:
+                    total.index_add_(1, swap, mirrored)
+                else:
+                    total.add_(mirrored)
         assert total is not None
         return total.div_(settings.passes)
 
-    def _predictor(self, settings: RunSettings, body: torch.Tensor | None) -> Callable[..., torch.Tensor]:
-        """:meth:`_logits` as MONAI's sliding window calls it, and, given the grid's body mask,
-        answering windows without a single body voxel with background logits instead of
-        running the network. Exact on every body voxel: each window holding one is still run,
-        and a window writes only its own voxels. Only air (below the body threshold) can change."""
-        if body is None:
-            return lambda windows: self._logits(windows, settings)
+    def _run(self, network: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+        """One network call in :attr:`precision`, its logits back in float32 (on a GPU the
+        clock waits for the kernels, so the seconds are the network's)."""
+        start = time.perf_counter()
+        with self._autocast():
+            out: torch.Tensor = network(windows)
+        # float32 in the default layout: blending adds it to a volume in that layout
+        out = out.to(torch.float32, memory_format=torch.contiguous_format)
+        if out.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.network_seconds += time.perf_counter() - start
+        return out
 
-        def predict(windows: torch.Tensor, coords: list[list[slice]]) -> torch.Tensor:
-            keep = [i for i, c in enumerate(coords) if bool(body[tuple(c[2:])].any())]
-            self.windows_skipped += len(coords) - len(keep)
-            if len(keep) == len(coords):
-                return self._logits(windows, settings)
-            out = torch.zeros((len(coords), NUM_CLASSES, *windows.shape[2:]), device=windows.device)
-            out[:, 0] = AIR_LOGIT
-            if keep:
-                out[keep] = self._logits(windows[keep], settings)
-            return out
+    def _air_test(self, body: np.ndarray | None) -> Callable[[Corner], bool] | None:
+        """Given the grid's body mask, a test that answers True for a window without a single
+        body voxel: such a window is not run but counted as background (:data:`AIR_LOGIT`).
+        Exact on every body voxel: each window holding one is still run, and a window writes
+        only its own voxels. Only air (below the body threshold) can change. None when the grid
+        is smaller than the patch (it is padded; every window runs)."""
+        if not _can_skip(body, self.plans.patch_size_zyx):
+            return None
+        pz, py, px = self.plans.patch_size_zyx
 
-        return predict
+        def is_air(corner: Corner) -> bool:
+            z, y, x = corner
+            air = not body[z : z + pz, y : y + py, x : x + px].any()
+            self.windows_skipped += air
+            return air
+
+        return is_air
 
     @torch.inference_mode()
     def probabilities(
@@ -256,47 +309,48 @@ class Segmenter:
         settings' folds and mirrors (:meth:`_logits`), in one sliding-window pass.
 
         With ``body`` (Z,Y,X bool), windows that hold none of it are not run
-        (:meth:`_predictor`); a grid smaller than the patch, which MONAI pads, runs every window.
+        (:meth:`_air_test`); a grid smaller than the patch, which is padded, runs every window.
         The softmax is computed in place: a 31-channel volume is ~1.5 GB on a full-size case,
         and ``torch.softmax`` would hold a second one.
         """
         settings = settings or RunSettings(len(self.networks), (), self.plans.overlap)
         if settings.n_folds > len(self.networks):
             raise ValueError(f"{settings.n_folds} folds asked for, the model has {len(self.networks)}")
-        mask = torch.from_numpy(body) if _can_skip(body, self.plans.patch_size_zyx) else None
+        start = time.perf_counter()
         while True:
             try:
-                logits = self._sliding_window(image, settings, mask)
+                logits = self._sliding_window(image, settings, body)
                 break
             except torch.cuda.OutOfMemoryError:
                 self._after_out_of_memory()
+        CLOCK.add("network", self.network_seconds)
+        CLOCK.add("sliding-window", time.perf_counter() - start - self.network_seconds)
         if self.windows_skipped:
             log.info("skipped %d window(s) of pure air", self.windows_skipped)
-        probs = logits.float()[0]  # no copy when the output is already float32 (always on CPU)
-        probs -= probs.amax(dim=0, keepdim=True)
-        probs.exp_()
-        probs /= probs.sum(dim=0, keepdim=True)
+        with step("softmax"):
+            probs = logits  # float32 already: blended in place, no second 31-channel volume
+            probs -= probs.amax(dim=0, keepdim=True)
+            probs.exp_()
+            probs /= probs.sum(dim=0, keepdim=True)
         return probs.numpy()
 
-    def _sliding_window(self, image: np.ndarray, settings: RunSettings, mask: torch.Tensor | None) -> torch.Tensor:
-        """Blended logits (1,C,Z,Y,X), accumulated in CPU memory whatever the device: a
-        full-size grid's 31 channels (1.5 GB) stay off a GPU that has the network to run."""
+    def _sliding_window(self, image: np.ndarray, settings: RunSettings, body: np.ndarray | None) -> torch.Tensor:
+        """Blended logits (C,Z,Y,X) (:func:`hanseg.tiling.blend`), accumulated in CPU memory
+        whatever the device: a full-size grid's 31 channels (1.5 GB) stay off a GPU that has
+        the network to run."""
         self.windows_skipped = 0
-        with self._autocast():
-            logits = sliding_window_inference(
-                torch.from_numpy(image[None]),
-                roi_size=self.plans.patch_size_zyx,
-                sw_batch_size=self.feed.batch,
-                predictor=self._predictor(settings, mask),
-                overlap=settings.overlap,
-                mode="gaussian",
-                sw_device=self.device,
-                device=torch.device("cpu"),
-                with_coord=mask is not None,
-            )
-        if not isinstance(logits, torch.Tensor):  # what a predictor that returns a tensor gets back
-            raise TypeError(f"sliding-window inference returned {type(logits).__name__}, not a tensor")
-        return logits
+        self.network_seconds = 0.0
+        return blend(
+            image,
+            self.plans.patch_size_zyx,
+            settings.overlap,
+            NUM_CLASSES,
+            lambda windows, _corners: self._logits(windows, settings),
+            batch=self.feed.batch,
+            skip=self._air_test(body),
+            air_logit=AIR_LOGIT,
+            device=self.device,
+        )
 
     def _after_out_of_memory(self) -> None:
         """A GPU ran out of memory (another process on it, a large network): retry with one
@@ -311,18 +365,22 @@ class Segmenter:
             return
         log.warning("GPU out of memory with 1 window per call: continuing on the CPU (slower)")
         self.device = torch.device("cpu")
+        self.precision = resolve_precision(self.requested_precision, "cpu")  # float16 is for GPUs
         for network in self.networks:
             network.to(self.device)
 
     def predict(self, ct: sitk.Image, mr: sitk.Image | None) -> Prediction:
         start = time.perf_counter()
         case = preprocess_case(ct, mr, self.plans, windows=True)
-        settings = self.settings_for(case.image.shape[1:], time.perf_counter() - start, case.body)
+        with step("settings"):
+            settings = self.settings_for(case.image.shape[1:], time.perf_counter() - start, case.body)
         probs = self.probabilities(case.image, settings, case.body)
-        labels = probabilities_to_ct(probs, case.grid, ct, case.box, self.plans.max_components)
-        del probs  # 31 channels on the grid: not held while the coverage check reads the CT
-        # a CT cut short or cut at the top is segmented all the same: say what it lacks
-        coverage = coverage_warnings(ct, labels, self.plans)
+        with step("to-ct-grid"):
+            labels = probabilities_to_ct(probs, case.grid, ct, case.box, self.plans.max_components)
+            del probs  # 31 channels on the grid: not held while the coverage check reads the CT
+        with step("coverage"):
+            # a CT cut short or cut at the top is segmented all the same: say what it lacks
+            coverage = coverage_warnings(ct, labels, self.plans)
         seconds = time.perf_counter() - start
         log.info("segmented in %.1f s", seconds)
         warnings = case.warnings + coverage + ((self.device_warning,) if self.device_warning else ())

@@ -11,6 +11,7 @@ disagree with the label map.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 
 import torch
@@ -55,3 +56,48 @@ def build_network(spec: NetworkSpec, in_channels: int, out_channels: int) -> tor
     n_params = sum(p.numel() for p in net.parameters())
     log.debug("built %s with %d parameters", spec.name, n_params)
     return net
+
+
+_CONVS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+_TRANSPOSED = (torch.nn.ConvTranspose1d, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+_BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+
+
+def fold_batch_norm(network: torch.nn.Module) -> int:
+    """Fold each batch norm that directly follows a convolution into that convolution's
+    weights and bias, for inference only (``network`` must be in eval mode); returns how many.
+
+    In eval mode a batch norm is a fixed per-channel scale and shift, so the folded convolution
+    gives the same output (to float rounding) with one pass over the activations less: on the
+    shipped UNet the batch norms took a fifth of the network's time. Two shapes are folded:
+    MONAI's ``Convolution`` block (``conv``, then ``adn`` whose first layer is the norm, the
+    ``NDA`` order its UNet uses) and a convolution followed by a batch norm in a ``Sequential``.
+    """
+    if network.training:
+        raise ValueError("fold_batch_norm is for inference: call network.eval() first")
+    folded = 0
+    for module in list(network.modules()):
+        conv, adn = getattr(module, "conv", None), getattr(module, "adn", None)
+        if isinstance(conv, _CONVS + _TRANSPOSED) and isinstance(adn, torch.nn.Sequential) and len(adn) > 0:
+            name, first = next(iter(adn.named_children()))
+            if isinstance(first, _BATCH_NORMS):
+                module.conv = _folded(conv, first)
+                setattr(adn, name, torch.nn.Identity())
+                folded += 1
+        if isinstance(module, torch.nn.Sequential):
+            names = [n for n, _ in module.named_children()]
+            for before, after in itertools.pairwise(names):
+                conv, norm = getattr(module, before), getattr(module, after)
+                if isinstance(conv, _CONVS + _TRANSPOSED) and isinstance(norm, _BATCH_NORMS):
+                    setattr(module, before, _folded(conv, norm))
+                    setattr(module, after, torch.nn.Identity())
+                    folded += 1
+    return folded
+
+
+def _folded(conv: torch.nn.Module, norm: torch.nn.Module) -> torch.nn.Module:
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    assert isinstance(conv, _CONVS + _TRANSPOSED) and isinstance(norm, _BATCH_NORMS)
+    fused: torch.nn.Module = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, _TRANSPOSED))
+    return fused

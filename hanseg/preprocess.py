@@ -27,6 +27,7 @@ from .errors import PlansError
 from .geometry import Box, Crop, Grid, body_crops, canonical_grid, resample_to_grid, window_grid
 from .plans import Normalization, Plans
 from .registration import RegistrationResult, fov_height_mm, register_mr_to_ct
+from .timing import step
 
 log = logging.getLogger(__name__)
 
@@ -126,34 +127,36 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans, windows
     the blended prediction on the box equals that of a pass over the whole field of view.
     Training leaves it off: patches are sampled, not tiled.
     """
-    ct, warnings = sanitize_ct(ct)
-    if mr is not None:
-        mr, mr_warnings = sanitize_mr(mr)
-        warnings += mr_warnings
-    crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
-    box = crop.box
-    grid = (
-        window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov)
-        if windows
-        else canonical_grid(ct, box, plans.spacing_xyz_mm, crop.fov)
-    )
-    log.info(
-        "crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
-        box.lo,
-        box.hi,
-        grid.shape,
-        grid.spacing_xyz,
-    )
-    ct_hu = resample_to_grid(ct, grid, default=AIR_HU, extend_edges=True)
-    channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
+    with step("crop"):
+        ct, warnings = sanitize_ct(ct)
+        if mr is not None:
+            mr, mr_warnings = sanitize_mr(mr)
+            warnings += mr_warnings
+        crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
+        box = crop.box
+        grid = (
+            window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov)
+            if windows
+            else canonical_grid(ct, box, plans.spacing_xyz_mm, crop.fov)
+        )
+        log.info(
+            "crop box %s..%s (z,y,x voxels) → grid %s (z,y,x) at %s mm (x,y,z)",
+            box.lo,
+            box.hi,
+            grid.shape,
+            grid.spacing_xyz,
+        )
+        ct_hu = resample_to_grid(ct, grid, default=AIR_HU, extend_edges=True)
+        body = ct_hu > plans.body_threshold_hu  # lets inference skip windows of pure air
+        channels = [normalize_ct(ct_hu, plans.channels[0].normalization)]
     registration = None
     if plans.uses_mr:
-        mr_arr, registration = _mr_channel(ct, mr, head, grid, plans, warnings)
-        channels.append(mr_arr)
+        with step("registration"):
+            mr_arr, registration = _mr_channel(ct, mr, head, grid, plans, warnings)
+            channels.append(mr_arr)
     for w in warnings:
         log.warning(w)
     image = np.stack(channels).astype(np.float32, copy=False)
-    body = ct_hu > plans.body_threshold_hu  # lets inference skip windows of pure air
     return PreprocessedCase(image, grid, box, registration, tuple(warnings), body)
 
 

@@ -23,9 +23,12 @@ TIERS = ("unit", "smoke", "integration")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist, each worker gets its share of the cores: torch, ITK and OpenMP in
+    """The window-feed cache is off (``HANSEG_CACHE_DIR=off``): tests that time the feeds must
+    time them, and a developer's cache must not leak into a test; the cache's own tests set a
+    folder. Under pytest-xdist, each worker gets its share of the cores: torch, ITK and OpenMP in
     this process and in every process a test starts (they inherit the environment). Two
     workers that each use every core would wait on each other's threads."""
+    os.environ["HANSEG_CACHE_DIR"] = "off"
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

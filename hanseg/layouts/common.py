@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from ..io import read_image, write_label_map
 from ..model_dir import sha256_file
 from ..resources import check_fits
+from ..timing import step
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,14 @@ class CaseFiles:
 
 def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
     """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
-    check_fits(case.ct)  # from the header, before the voxels are read
-    ct = read_image(case.ct)
-    mr = read_image(case.mr) if case.mr is not None else None
+    with step("read"):
+        check_fits(case.ct)  # from the header, before the voxels are read
+        ct = read_image(case.ct)
+        mr = read_image(case.mr) if case.mr is not None else None
     prediction = predictor.predict(ct, mr)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
+    with step("write"):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
     log.info("%s → %s", case.ct.name, out_path)
     return tuple(prediction.warnings)
 

@@ -33,7 +33,6 @@ from ..dicom.identity import OutputIdentity, Predecessor, output_identity
 from ..dicom.names import Provenance, StructureStyle, default_styles, load_name_map
 from ..dicom.rtstruct import build_rtstruct, write_rtstruct
 from ..dicom.scan import Instance, Scan, Series, scan_folder
-from ..dicom.seg import build_seg, write_seg
 from ..dicom.select import (
     SelectionRules,
     Skipped,
@@ -128,6 +127,9 @@ def write_objects(
     notes: tuple[str, ...] = (),
 ) -> Written:
     """Build the RTSTRUCT and the SEG first, then write both; a failure leaves neither."""
+    # highdicom only here: importing it costs a quarter of a second that the .mha layouts need not pay
+    from ..dicom.seg import build_seg, write_seg
+
     headers = ct_headers(volumes.ct_instances)
     rtstruct, empty = build_rtstruct(labels, volumes.ct, headers, styles, provenance, identity=identity, notes=notes)
     seg = build_seg(labels, headers, styles, provenance, identity=identity)

@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
         root = resolve_model_root(config.model, DEFAULT_MODEL)
-        segmenter = Segmenter(root, config.device)  # once: the model stays loaded between studies
+        segmenter = Segmenter(
+            root, config.device, precision=config.precision
+        )  # once: the model stays loaded between studies
         service = NodeService(config, segmenter, model_info(root, segmenter.model_version))
     except HansegError as exc:
         log.error("%s", exc)

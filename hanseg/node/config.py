@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..precision import PRECISIONS
 from .errors import NodeError
 
 #: DICOM AE titles: at most 16 characters, no backslash or control characters (PS3.5 6.2).
@@ -53,6 +54,7 @@ class NodeConfig:
     stable_seconds: float = 60.0
     model: Path | None = None
     device: str = "auto"
+    precision: str = "auto"  # of the network (hanseg.precision)
     names: Path | None = None
     retries: int = 5
     retry_seconds: float = 60.0
@@ -115,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the baked model)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="network number format: auto = bfloat16 on a CPU with AMX/AVX512-BF16, float16 on CUDA, else float32",
+    )
     p.add_argument("--names", type=Path, default=None, help="structure name-and-colour map (JSON)")
     p.add_argument("--retries", type=int, default=5, help="sending attempts before quarantine (default 5)")
     p.add_argument(
@@ -175,6 +183,7 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
         stable_seconds=args.stable_seconds,
         model=args.model,
         device=args.device,
+        precision=args.precision,
         names=args.names,
         retries=args.retries,
         retry_seconds=args.retry_seconds,

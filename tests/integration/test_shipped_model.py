@@ -10,6 +10,8 @@ import csv
 import json
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from hanseg.compare import compare_label_maps, compare_results, per_oar_dice
+from hanseg.timing import parse_summary
 from helpers import ROOT
 
 OUTPUT = "images/head_neck_oar/case_01_seg.mha"
@@ -26,9 +29,17 @@ MEAN_DICE_FLOOR = 0.85
 OAR_DICE_FLOOR = 0.5
 
 
+@dataclass(frozen=True)
+class Run:
+    out: Path
+    wall_s: float
+    log: str
+
+
 @pytest.fixture(scope="module")
-def output(tmp_path_factory) -> Path:
+def run(tmp_path_factory) -> Run:
     out = tmp_path_factory.mktemp("shipped") / "out"
+    start = time.perf_counter()
     done = subprocess.run(
         [
             sys.executable,
@@ -46,8 +57,14 @@ def output(tmp_path_factory) -> Path:
         text=True,
         timeout=600,
     )
+    wall = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return Run(out, wall, done.stderr)
+
+
+@pytest.fixture(scope="module")
+def output(run: Run) -> Path:
+    return run.out
 
 
 def annotated_oars() -> list[str]:
@@ -68,6 +85,18 @@ def test_expected_outputs_are_what_the_shipped_model_produces(output):
     expected = ROOT / "test/expected_output" / OUTPUT
     assert compare_label_maps(output / OUTPUT, expected, 0.99) == []
     assert compare_results(output / "results.json", ROOT / "test/expected_output.json") == []
+
+
+def test_the_logs_step_timings_add_up_to_the_wall_time(run: Run):
+    """Every second of the run is in a named step (hanseg.timing): the summary line's steps
+    cover the wall time measured outside the process, less what no code of it can time."""
+    steps = parse_summary(run.log)
+    assert steps is not None, "no step summary in the log"
+    for name in ("python", "imports", "model", "read", "crop", "registration", "network", "to-ct-grid", "write"):
+        assert name in steps, name
+    assert "network precision bf16" in run.log or "network precision fp32" in run.log
+    total = sum(steps.values())
+    assert 0.9 * run.wall_s - 0.5 <= total <= run.wall_s + 0.1, (total, run.wall_s, steps)
 
 
 def test_the_shipped_model_segments_the_test_case_above_absolute_floors(output):
