@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one go (benchmarks/gpu_check/): process.py --device cuda on test/ and on a
-# full-size phantom (seconds per case, peak GPU memory), CUDA AMP vs CPU fp32 agreement on test/
+# full-size phantom (seconds per case, peak GPU memory), each --precision (auto = fp16, fp32, bf16)
+# on test/ with its agreement against the CPU in fp32
 # (per-OAR Dice >= 0.99), a few AMP training and self-supervised pretraining steps, a 1-GPU torchrun run and an NCCL probe.
 # About 3-5 minutes on one modern GPU with 16 CPU cores; --quick skips the full-size case.
 #   scripts/gpu_check.sh [--quick] [--stage-timeout SECONDS] [--json PATH] ...   (--help: all options)

@@ -12,9 +12,11 @@ stopping the others (a stage whose input failed is marked skipped):
 
 1. ``environment``: ``nvidia-smi -L``, driver and CUDA versions, torch/CUDA/cuDNN/NCCL
    versions. No CUDA GPU for torch → exit 2 at once (nothing else is tried).
-2. ``cuda_test``: ``process.py --device cuda`` on ``test/``; ``cpu_test``: ``--device cpu``
-   (fp32) on it; ``amp_agreement``: per-OAR Dice of the two label maps, every OAR ≥
-   ``--min-dice`` (0.99). Both with ``--time-budget 0`` so both use the same (richest)
+2. ``cuda_test``: ``process.py --device cuda`` on ``test/`` (``--precision auto``: float16
+   autocast); ``cuda_test_fp32`` and ``cuda_test_bf16``: the same with ``--precision fp32`` and
+   ``bf16``; ``cpu_test``: ``--device cpu --precision fp32`` on it; ``amp_agreement``,
+   ``fp32_agreement``, ``bf16_agreement``: per-OAR Dice of each GPU label map against the CPU's,
+   every OAR ≥ ``--min-dice`` (0.99). All with ``--time-budget 0`` so all use the same (richest)
    test-time settings and only the arithmetic differs.
 3. ``phantom_full`` + ``cuda_full``: a full-size phantom (CT 1024×1024×~200-330) through
    ``process.py --device cuda`` with the default time budget, scored against its truth as a

@@ -8,6 +8,9 @@ from pathlib import Path
 #: The repository root (this file is benchmarks/gpu_check/constants.py).
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_OK, EXIT_FAILED, EXIT_NO_GPU = 0, 1, 2
+#: The --precision modes timed on the GPU besides auto (float16 autocast there), each with its
+#: agreement against the CPU in float32.
+GPU_PRECISIONS = ("fp32", "bf16")
 SCHEMA = 1
 MIB = 2**20
 NO_GPU = "no CUDA GPU"

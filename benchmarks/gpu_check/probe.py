@@ -62,8 +62,9 @@ def environment_probe() -> None:
 
 
 def run_process_with_stats(stats_path: str, argv: list[str]) -> int:
-    """Runs ``process.py`` with ``argv`` in this interpreter (``runpy``, as ``python process.py``
-    would), then writes torch's peak CUDA memory of the whole run to ``stats_path``."""
+    """Runs ``process.py``'s ``main`` with ``argv`` in this interpreter (loaded with ``runpy``;
+    not as ``__main__``, whose ending leaves the process without the interpreter's teardown),
+    then writes torch's peak CUDA memory of the whole run to ``stats_path``."""
     import runpy
 
     import torch
@@ -71,7 +72,7 @@ def run_process_with_stats(stats_path: str, argv: list[str]) -> int:
     sys.argv = [str(ROOT / "process.py"), *argv]
     code: int = 0
     try:
-        runpy.run_path(str(ROOT / "process.py"), run_name="__main__")
+        code = runpy.run_path(str(ROOT / "process.py"), run_name="process")["main"](argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:

@@ -3,7 +3,7 @@ skips, and the exit code."""
 
 from __future__ import annotations
 
-from .constants import EXIT_FAILED, EXIT_NO_GPU, EXIT_OK, NO_GPU, ROOT, SMALL_SEED
+from .constants import EXIT_FAILED, EXIT_NO_GPU, EXIT_OK, GPU_PRECISIONS, NO_GPU, ROOT, SMALL_SEED
 from .processes import run_job
 from .report import Report, StageFailed
 from .stages import (
@@ -32,8 +32,12 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
 
     test_dir = ROOT / "test"
     same_settings = ["--time-budget", "0"]  # richest settings on both: only the arithmetic differs
-    with report.stage("cuda_test") as rec:
+    with report.stage("cuda_test") as rec:  # --precision auto: float16 autocast on CUDA
         ctx.outputs["cuda_test"] = segment(ctx, rec, "cuda_test", test_dir, "cuda", same_settings)
+    for precision in GPU_PRECISIONS:  # the other --precision modes, each timed alone on the GPU
+        with report.stage(f"cuda_test_{precision}") as rec:
+            extra = [*same_settings, "--precision", precision]
+            ctx.outputs[f"cuda_test_{precision}"] = segment(ctx, rec, f"cuda_test_{precision}", test_dir, "cuda", extra)
 
     # phantoms in the background from here on: the timed GPU inference above and below runs alone
     full_job = (
@@ -53,8 +57,10 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
         ["--cases", "2", "--seed", str(SMALL_SEED), "--layout", "raw", "--size", "small", "--workers", "2"],
     )
 
-    with report.stage("cpu_test") as rec:
-        ctx.outputs["cpu_test"] = segment(ctx, rec, "cpu_test", test_dir, "cpu", same_settings)
+    with report.stage("cpu_test") as rec:  # the reference: float32 whatever the CPU has
+        ctx.outputs["cpu_test"] = segment(
+            ctx, rec, "cpu_test", test_dir, "cpu", [*same_settings, "--precision", "fp32"]
+        )
 
     if report.ok("cuda_test") and report.ok("cpu_test"):
         stages = report.data["stages"]
@@ -68,6 +74,20 @@ def run_checks(ctx: Context, report: Report, quick: bool) -> int:
             )
     else:
         report.skip("amp_agreement", "needs both cuda_test and cpu_test")
+    for precision in GPU_PRECISIONS:
+        if report.ok(f"cuda_test_{precision}") and report.ok("cpu_test"):
+            stages = report.data["stages"]
+            with report.stage(f"{precision}_agreement") as rec:
+                stage_agreement(
+                    ctx,
+                    rec,
+                    ctx.outputs[f"cuda_test_{precision}"],
+                    ctx.outputs["cpu_test"],
+                    (stages[f"cuda_test_{precision}"]["settings"], stages["cpu_test"]["settings"]),
+                    what=f"CUDA {precision}",
+                )
+        else:
+            report.skip(f"{precision}_agreement", f"needs both cuda_test_{precision} and cpu_test")
 
     with report.stage("phantoms_small") as rec:
         finish_phantoms(rec, small_job)

@@ -128,8 +128,14 @@ def read_labels(path: Path) -> Any:
 
 
 def stage_agreement(
-    ctx: Context, rec: dict[str, Any], cuda_out: Path, cpu_out: Path, settings: tuple[list[str], list[str]]
+    ctx: Context,
+    rec: dict[str, Any],
+    cuda_out: Path,
+    cpu_out: Path,
+    settings: tuple[list[str], list[str]],
+    what: str = "CUDA AMP",
 ) -> None:
+    """Per-OAR Dice of the GPU's label maps (``what``: which precision) against the CPU's fp32 ones."""
     cuda_maps, cpu_maps = label_files(cuda_out), label_files(cpu_out)
     if not cuda_maps or set(cuda_maps) != set(cpu_maps):
         raise StageFailed(f"label maps differ in name: cuda {sorted(cuda_maps)} vs cpu {sorted(cpu_maps)}")
@@ -150,7 +156,7 @@ def stage_agreement(
     bad = {name: v.get("below") or v.get("reason") for name, v in rec["cases"].items() if not v["ok"]}
     if bad:
         note = "" if rec["settings_match"] else f" (test-time settings differed: cuda {settings[0]}, cpu {settings[1]})"
-        raise StageFailed(f"CUDA AMP and CPU fp32 disagree: per-OAR Dice < {ctx.min_dice}: {bad}{note}")
+        raise StageFailed(f"{what} and CPU fp32 disagree: per-OAR Dice < {ctx.min_dice}: {bad}{note}")
 
 
 def start_phantoms(ctx: Context, name: str, out: Path, args: Sequence[str]) -> Job:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .constants import NO_GPU
+from .constants import GPU_PRECISIONS, NO_GPU
 
 
 def no_gpu_reason(env: Mapping[str, Any]) -> str | None:
@@ -99,6 +99,11 @@ def build_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         "test_cpu_segmented_s": _first(cpu.get("segmented_s")),
         "amp_min_dice": agree.get("min_dice"),
         "amp_min_oar": agree.get("min_oar"),
+        **{
+            f"test_cuda_{p}_segmented_s": _first(_stage(report, f"cuda_test_{p}").get("segmented_s"))
+            for p in GPU_PRECISIONS
+        },
+        **{f"{p}_min_dice": _stage(report, f"{p}_agreement").get("min_dice") for p in GPU_PRECISIONS},
         "full_ct_size": full.get("ct_size"),
         "full_cuda_wall_s": full.get("wall_s"),
         "full_cuda_segmented_s": _first(full.get("segmented_s")),
@@ -144,6 +149,15 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         (
             ("amp_min_dice",),
             f"AMP vs CPU fp32 on test/: lowest OAR Dice {_fmt(s['amp_min_dice'], '', 4)} ({_fmt(s['amp_min_oar'])})",
+        ),
+        (
+            tuple(f"test_cuda_{p}_segmented_s" for p in GPU_PRECISIONS),
+            "test/ on cuda by --precision: "
+            + ", ".join(
+                f"{p} {_fmt(s.get(f'test_cuda_{p}_segmented_s'), ' s')} (lowest OAR Dice vs CPU fp32 "
+                f"{_fmt(s.get(f'{p}_min_dice'), '', 4)})"
+                for p in GPU_PRECISIONS
+            ),
         ),
         (
             ("full_cuda_wall_s",),

@@ -242,6 +242,10 @@ def sample_report() -> dict:
             },
             "cpu_test": {"ok": True, "segmented_s": [40.2]},
             "amp_agreement": {"ok": True, "min_dice": 0.9987, "min_oar": "Bone_Mandible"},
+            "cuda_test_fp32": {"ok": True, "segmented_s": [12.5]},
+            "cuda_test_bf16": {"ok": True, "segmented_s": [9.9]},
+            "fp32_agreement": {"ok": True, "min_dice": 0.9999, "min_oar": "Lips"},
+            "bf16_agreement": {"ok": True, "min_dice": 0.9931, "min_oar": "Cochlea_L"},
             "cuda_full": {
                 "ok": True,
                 "ct_size": [1024, 1024, 198],
@@ -273,6 +277,11 @@ def test_build_summary_takes_the_headline_figures():
     lines = format_summary(summary)
     assert lines[-1].startswith("PASS") and any("0.9987" in line and "Bone_Mandible" in line for line in lines)
     assert "self-supervised pretraining (AMP): 0.080 s/step, peak 2100 MiB nvidia-smi" in lines
+    assert summary["test_cuda_bf16_segmented_s"] == 9.9 and summary["bf16_min_dice"] == 0.9931
+    assert (
+        "test/ on cuda by --precision: fp32 12.5 s (lowest OAR Dice vs CPU fp32 0.9999), "
+        "bf16 9.9 s (lowest OAR Dice vs CPU fp32 0.9931)"
+    ) in lines
 
 
 def test_summary_of_a_failed_run_without_figures():
