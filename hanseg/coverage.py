@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .checks import sanitize_ct
-from .geometry import body_mask, slice_step_mm, superior_axis, top_ct_slice
+from .geometry import BodyMask, body_mask, slice_step_mm, superior_axis, top_ct_slice
 from .labels import OAR_NAMES
 from .plans import Plans
 
@@ -53,23 +53,27 @@ class Reach:
     covered_mm: float
 
 
-def measure_reach(ct: sitk.Image, threshold_hu: float, work_mm: float = WORK_MM) -> Reach | None:
+def measure_reach(
+    ct: sitk.Image, threshold_hu: float, work_mm: float = WORK_MM, found: BodyMask | None = None
+) -> Reach | None:
     """The :class:`Reach` of ``ct``; None without a body above ``threshold_hu`` or when the
     slices are not roughly axial (then superior cannot be told from the voxel axes).
 
     The body is :func:`hanseg.geometry.body_mask`'s (the component that reaches deepest inside
     itself), not every voxel above the threshold: a head rest or couch runs through the top
-    slices of a CT whose head is whole."""
-    ct, _ = sanitize_ct(ct)  # a CT stored as HU + 1024 would be all body; its warnings come from preprocessing
-    found = superior_axis(ct)
+    slices of a CT whose head is whole. ``found``: that mask as preprocessing made it (on the
+    sanitised CT, at ``work_mm``), so it is not made twice."""
     if found is None:
+        ct, _ = sanitize_ct(ct)  # a CT stored as HU + 1024 would be all body; its warnings come from preprocessing
+    axes = superior_axis(ct)
+    if axes is None:
         log.info("reach of the CT not measured: its slices are not axial enough to tell superior from the voxel axes")
         return None
-    body, stride = body_mask(ct, threshold_hu, work_mm)
+    body, stride = found if found is not None else body_mask(ct, threshold_hu, work_mm)
     if body is None:
         log.info("reach of the CT not measured: no body above %.0f HU", threshold_hu)
         return None
-    axis, sign = found
+    axis, sign = axes
     present = np.nonzero(body.any(axis=tuple(a for a in range(3) if a != axis)))[0]
     at_low, at_high = int(present.min()) == 0, int(present.max()) == body.shape[axis] - 1
     n = ct.GetSize()[2 - axis]
@@ -133,12 +137,15 @@ def edge_warnings(labels: np.ndarray, reach: Reach | None) -> list[str]:
     ]
 
 
-def coverage_warnings(ct: sitk.Image, labels: np.ndarray, plans: Plans) -> tuple[str, ...]:
+def coverage_warnings(
+    ct: sitk.Image, labels: np.ndarray, plans: Plans, found: BodyMask | None = None
+) -> tuple[str, ...]:
     """The coverage warnings of one case: ``labels`` (uint8 z,y,x, OAR ids) on the grid of
-    ``ct`` (HU), with the plan's body threshold and OAR end depths."""
+    ``ct`` (HU), with the plan's body threshold and OAR end depths; ``found``: the CT's body
+    mask as preprocessing made it (:attr:`hanseg.preprocess.PreprocessedCase.ct_body`)."""
     if labels.shape != tuple(reversed(ct.GetSize())):
         raise ValueError(f"label map shape {labels.shape} (z,y,x) != CT size {tuple(reversed(ct.GetSize()))}")
-    reach = measure_reach(ct, plans.body_threshold_hu)
+    reach = measure_reach(ct, plans.body_threshold_hu, found=found)
     if reach is not None:
         log.info(
             "the CT covers %.0f mm below the top of the body%s",

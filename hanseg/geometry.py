@@ -117,12 +117,18 @@ def body_box(
 
 
 def body_crops(
-    ct: sitk.Image, threshold_hu: float, margin_mm: float, depths_mm: Sequence[float | None], work_mm: float = 4.0
+    ct: sitk.Image,
+    threshold_hu: float,
+    margin_mm: float,
+    depths_mm: Sequence[float | None],
+    work_mm: float = 4.0,
+    found: BodyMask | None = None,
 ) -> list[Crop]:
     """:func:`body_box` for several depths at the price of one body mask, each with its field of
-    view. Where a depth cuts the body, the box ends at the cut: the depth already holds its margin."""
+    view. Where a depth cuts the body, the box ends at the cut: the depth already holds its margin.
+    ``found``: :func:`body_mask`'s result for the same CT, threshold and ``work_mm``, if already made."""
     full = Box.full(tuple(reversed(ct.GetSize())))
-    body, stride = body_mask(ct, threshold_hu, work_mm)
+    body, stride = found if found is not None else body_mask(ct, threshold_hu, work_mm)
     if body is None:
         log.warning("no body found above %.0f HU: using the whole CT", threshold_hu)
         return [Crop(full, full) for _ in depths_mm]
@@ -164,7 +170,11 @@ def _extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c.min() for c in zyx]), np.array([c.max() for c in zyx])
 
 
-def body_mask(ct: sitk.Image, threshold_hu: float, work_mm: float = 4.0) -> tuple[np.ndarray | None, np.ndarray]:
+#: :func:`body_mask`'s result: the pooled body (or None) and the pooling stride.
+BodyMask = tuple[np.ndarray | None, np.ndarray]
+
+
+def body_mask(ct: sitk.Image, threshold_hu: float, work_mm: float = 4.0) -> BodyMask:
     """(the body on a ``work_mm`` min-pooled copy of ``ct``, z,y,x bool, or None when there is
     none; the pooling stride, z,y,x CT voxels per pooled voxel). See :func:`body_box`."""
     spacing_zyx = np.array(ct.GetSpacing()[::-1])

@@ -380,7 +380,7 @@ class Segmenter:
             del probs  # 31 channels on the grid: not held while the coverage check reads the CT
         with step("coverage"):
             # a CT cut short or cut at the top is segmented all the same: say what it lacks
-            coverage = coverage_warnings(ct, labels, self.plans)
+            coverage = coverage_warnings(ct, labels, self.plans, case.ct_body)
         seconds = time.perf_counter() - start
         log.info("segmented in %.1f s", seconds)
         warnings = case.warnings + coverage + ((self.device_warning,) if self.device_warning else ())

@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from .checks import sanitize_ct, sanitize_mr
 from .errors import PlansError
-from .geometry import Box, Crop, Grid, body_crops, canonical_grid, resample_to_grid, window_grid
+from .geometry import BodyMask, Box, Crop, Grid, body_crops, body_mask, canonical_grid, resample_to_grid, window_grid
 from .plans import Normalization, Plans
 from .registration import RegistrationResult, fov_height_mm, register_mr_to_ct
 from .timing import step
@@ -46,6 +46,8 @@ class PreprocessedCase:
     registration: RegistrationResult | None
     warnings: tuple[str, ...]  # for results.json error_messages and the log
     body: np.ndarray | None = None  # (Z, Y, X) bool on ``grid``: CT above the plan's body threshold
+    #: the body on a pooled copy of the CT (:func:`hanseg.geometry.body_mask`): the coverage check reuses it
+    ct_body: BodyMask | None = None
 
 
 def normalize_ct(hu: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -101,7 +103,12 @@ HEAD_MARGIN_MM = 50.0
 
 
 def crop_boxes(
-    ct: sitk.Image, mr: sitk.Image | None, threshold_hu: float, margin_mm: float, depth_mm: float | None
+    ct: sitk.Image,
+    mr: sitk.Image | None,
+    threshold_hu: float,
+    margin_mm: float,
+    depth_mm: float | None,
+    found: BodyMask | None = None,
 ) -> tuple[Crop, Box]:
     """(the crop: the body down to ``depth_mm`` below its top, the plan's ``oar_depth_mm``, and
     its field of view; the head box registration uses, see :data:`HEAD_MARGIN_MM`), CT voxel
@@ -109,7 +116,7 @@ def crop_boxes(
     head = None if mr is None else fov_height_mm(mr) + HEAD_MARGIN_MM
     if head is not None and depth_mm is not None:
         head = min(head, depth_mm)
-    crop, head_crop = body_crops(ct, threshold_hu, margin_mm, (depth_mm, head))
+    crop, head_crop = body_crops(ct, threshold_hu, margin_mm, (depth_mm, head), found=found)
     full = Box.full(tuple(reversed(ct.GetSize())))
     if crop.fov != full:
         log.info(
@@ -132,7 +139,8 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans, windows
         if mr is not None:
             mr, mr_warnings = sanitize_mr(mr)
             warnings += mr_warnings
-        crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm)
+        ct_body = body_mask(ct, plans.body_threshold_hu)
+        crop, head = crop_boxes(ct, mr, plans.body_threshold_hu, plans.crop_margin_mm, plans.oar_depth_mm, ct_body)
         box = crop.box
         grid = (
             window_grid(ct, box, plans.spacing_xyz_mm, plans.patch_size_zyx, plans.overlap, crop.fov)
@@ -157,7 +165,7 @@ def preprocess_case(ct: sitk.Image, mr: sitk.Image | None, plans: Plans, windows
     for w in warnings:
         log.warning(w)
     image = np.stack(channels).astype(np.float32, copy=False)
-    return PreprocessedCase(image, grid, box, registration, tuple(warnings), body)
+    return PreprocessedCase(image, grid, box, registration, tuple(warnings), body, ct_body)
 
 
 def labels_to_grid(labels: sitk.Image, case: PreprocessedCase) -> np.ndarray:

@@ -194,3 +194,13 @@ def test_the_bar_on_the_shipped_case_whole_upper_half_lower_half(shipped_case):
     lower = coverage_warnings(ct[:, :, : n // 2], np.ascontiguousarray(labels[: n // 2]), plans)
     assert lower[0] == TOP_CUT
     assert len(lower) == 2 and lower[1].endswith("SpinalCord touch the top slice and may continue beyond the scan")
+
+
+def test_the_body_mask_from_preprocessing_gives_the_same_reach():
+    """The coverage check reuses preprocessing's body mask instead of making it again."""
+    from hanseg.checks import sanitize_ct
+    from hanseg.geometry import body_mask
+
+    for ct in (head_ct(), head_ct(top=40), head_ct(offset=1024)):
+        found = body_mask(sanitize_ct(ct)[0], -500.0)
+        assert measure_reach(ct, -500.0, found=found) == measure_reach(ct, -500.0)
