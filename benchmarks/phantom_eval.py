@@ -1,12 +1,12 @@
 """Score a model folder on unseen phantom cases, on their own grid and re-gridded.
 
     python -m benchmarks.phantom_eval --model model --cases 5 --seed 9000 --size small \
-        --variants original flipped oblique respaced --out bench/phantom_eval
+        --variants original flipped oblique respaced --precision auto --out bench/phantom_eval
 
 For each variant the cases are written in the container's input layout (CT re-gridded,
 ground truth re-gridded per label with linear interpolation and a 0.5 threshold, MR untouched;
 the last column scores against a nearest-neighbour re-gridded truth instead), ``process.py`` runs on them
-as the container would, and ``evaluation.metrics`` scores the outputs. Writes per variant the
+as the container would (``--precision`` passed on: ``auto`` is the container's default), and ``evaluation.metrics`` scores the outputs. Writes per variant the
 evaluation folder, plus ``summary.json`` and ``summary.md`` (mean Dice, mean HD95, lowest
 OAR, seconds per case, and the difference to the original grid). With ``--record`` the scores
 go into the model's ``metadata.json`` (``scores.unseen_phantoms``, with this command) and its
@@ -26,6 +26,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from evaluation.metrics import evaluate, write_outputs
+from hanseg.precision import PRECISIONS
 from phantoms import (
     GRID_VARIANTS,
     PhantomCase,
@@ -58,7 +59,7 @@ def write_variant(case: PhantomCase, variant: str, out: Path) -> None:
     sitk.WriteImage(regrid(case.labels, variant, sitk.sitkNearestNeighbor, 0), str(nearest), True)
 
 
-def run_variant(folder: Path, model: Path, device: str) -> float:
+def run_variant(folder: Path, model: Path, device: str, precision: str = "auto") -> float:
     """Run process.py like the container; returns wall seconds."""
     start = time.perf_counter()
     cmd = [
@@ -72,6 +73,8 @@ def run_variant(folder: Path, model: Path, device: str) -> float:
         str(model),
         "--device",
         device,
+        "--precision",
+        precision,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -102,7 +105,7 @@ def command(args: argparse.Namespace) -> str:
     """The command that reproduces these scores (paths as given)."""
     return (
         f"python -m benchmarks.phantom_eval --model {args.model} --cases {args.cases} --seed {args.seed} "
-        f"--size {args.size} --variants {' '.join(args.variants)}"
+        f"--size {args.size} --variants {' '.join(args.variants)} --precision {args.precision}"
     )
 
 
@@ -122,7 +125,7 @@ def record(args: argparse.Namespace, summary: dict) -> None:
     first = next(iter(summary.values()))
     meta.setdefault("scores", {})["unseen_phantoms"] = {
         "command": command(args),
-        "settings": {"cases": args.cases, "seed": args.seed, "size": args.size},
+        "settings": {"cases": args.cases, "seed": args.seed, "size": args.size, "precision": args.precision},
         "grids": grids,
         "per_oar_dice": {oar: round(v["dice"], 4) for oar, v in first["per_oar"].items()},
     }
@@ -143,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["original", *GRID_VARIANTS],
     )
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="process.py's --precision (auto: bfloat16 on a CPU with AMX/AVX512-BF16, float16 on CUDA, else float32)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "phantom_eval")
     ap.add_argument(
         "--record",
@@ -159,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out / variant
         for case in cases:
             write_variant(case, variant, folder)
-        seconds = run_variant(folder, args.model, args.device)
+        seconds = run_variant(folder, args.model, args.device, args.precision)
         pred = folder / "output/images/head_neck_oar"
         s = write_outputs(evaluate(pred, folder / "ground_truth"), folder / "eval")
         nearest = write_outputs(evaluate(pred, folder / "ground_truth_nearest"), folder / "eval_nearest")
@@ -169,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             "mean_dice_nearest_truth": nearest["mean_dice"],
         }
         log.info("%s: mean Dice %.3f, mean HD95 %.2f mm", variant, s["mean_dice"], s["mean_hd95"])
-    meta = {"model": str(args.model), "cases": args.cases, "seed": args.seed, "size": args.size}
+    meta = {
+        "model": str(args.model),
+        "cases": args.cases,
+        "seed": args.seed,
+        "size": args.size,
+        "precision": args.precision,
+    }
     (args.out / "summary.json").write_text(json.dumps({"settings": meta, "variants": summary}, indent=1) + "\n")
     (args.out / "summary.md").write_text(table(summary) + "\n")
     print(table(summary))

@@ -136,6 +136,37 @@ def _scores(meta: Metadata) -> list[str]:
     ]
 
 
+def _precision(meta: Metadata) -> list[str]:
+    """The bf16-vs-fp32 agreement (``benchmarks.precision --record``); nothing when not recorded."""
+    rec = meta.get("precision_agreement")
+    if not rec:
+        return []
+    settings, cpu, agree = rec["settings"], rec["cpu"], rec["bf16_vs_fp32"]
+    truth, seconds = rec["truth_mean_dice"], rec["seconds_per_case"]
+    low_oar, low_dice = agree["lowest_oar"]
+    units = " and ".join(cpu.get("bf16_units", [])) or "no bfloat16 units"
+    lowest = sorted(agree["per_oar_dice"].items(), key=lambda item: item[1])[:5]
+    return [
+        "## Precision",
+        "",
+        f"`process.py --precision bf16` (the default `auto` on a CPU with AMX-BF16 or AVX512-BF16) against "
+        f"`--precision fp32`, on {settings['cases']} unseen phantoms of size `{settings['size']}` (seed "
+        f"{settings['seed']}), on {cpu.get('model') or 'an unnamed CPU'} ({units}):",
+        "",
+        f"- **bf16 labels against fp32 labels:** mean Dice {agree['mean_dice']:.4f} over "
+        f"{len(agree['per_oar_dice'])} OARs, lowest {low_oar} {low_dice:.4f}; "
+        f"{agree['voxels_changed_fraction']:.2e} of all voxels changed label.",
+        f"- **Lowest OARs:** {', '.join(f'{oar} {d:.4f}' for oar, d in lowest)}.",
+        f"- **Mean Dice against the ground truth:** fp32 {truth['fp32']:.4f}, bf16 {truth['bf16']:.4f} "
+        f"({truth['bf16'] - truth['fp32']:+.4f}).",
+        f"- **Seconds per case** (wall time of each `process.py` run, on whatever machine ran it): fp32 "
+        f"{seconds['fp32']:.1f}, bf16 {seconds['bf16']:.1f}.",
+        "",
+        f"From: `{rec['command']}`",
+        "",
+    ]
+
+
 def card(meta: Metadata, plans: Plans) -> str:
     """The whole model card as Markdown."""
     net = plans.network
@@ -174,6 +205,7 @@ def card(meta: Metadata, plans: Plans) -> str:
         "",
         *_scores(meta),
         "",
+        *_precision(meta),
         "## Reproduce",
         "",
         *_commands(meta),

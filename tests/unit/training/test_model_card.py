@@ -66,3 +66,42 @@ def test_sync_readme_replaces_only_the_block_and_refuses_a_readme_without_one(tm
 @pytest.mark.parametrize("previous, expected", [(None, "0.1.0"), ("0.5.0", "0.6.0"), ("1.9.3", "1.10.0")])
 def test_each_export_adds_a_minor_version(previous, expected):
     assert _next_version(previous) == expected
+
+
+PRECISION_AGREEMENT = {
+    "command": "python -m benchmarks.precision --model model --cases 2 --seed 9000 --size small",
+    "settings": {"cases": 2, "seed": 9000, "size": "small", "device": "cpu"},
+    "cpu": {"model": "Some Xeon", "bf16_units": ["amx_bf16", "avx512_bf16"]},
+    "bf16_vs_fp32": {
+        "mean_dice": 0.99712,
+        "lowest_oar": ["Cochlea_L", 0.9811],
+        "per_oar_dice": {"Brainstem": 0.9993, "Cochlea_L": 0.9811, "Parotid_L": 0.9987},
+        "voxels_changed_fraction": 0.000123,
+    },
+    "truth_mean_dice": {"fp32": 0.87716, "bf16": 0.8769},
+    "seconds_per_case": {"fp32": 81.44, "bf16": 40.2},
+}
+
+
+def test_the_card_has_a_precision_section_only_when_the_agreement_is_recorded():
+    meta = read_metadata(ROOT / "model")
+    meta.pop("precision_agreement", None)
+    plans = load_plans(ROOT / "model" / "plans.json")
+    without = card(meta, plans)
+    assert "## Precision" not in without
+    text = card({**meta, "precision_agreement": PRECISION_AGREEMENT}, plans)
+    section = text[text.index("## Precision") : text.index("## Reproduce")]
+    assert section == (
+        "## Precision\n\n"
+        "`process.py --precision bf16` (the default `auto` on a CPU with AMX-BF16 or AVX512-BF16) against "
+        "`--precision fp32`, on 2 unseen phantoms of size `small` (seed 9000), on Some Xeon "
+        "(amx_bf16 and avx512_bf16):\n\n"
+        "- **bf16 labels against fp32 labels:** mean Dice 0.9971 over 3 OARs, lowest Cochlea_L 0.9811; "
+        "1.23e-04 of all voxels changed label.\n"
+        "- **Lowest OARs:** Cochlea_L 0.9811, Parotid_L 0.9987, Brainstem 0.9993.\n"
+        "- **Mean Dice against the ground truth:** fp32 0.8772, bf16 0.8769 (-0.0003).\n"
+        "- **Seconds per case** (wall time of each `process.py` run, on whatever machine ran it): "
+        "fp32 81.4, bf16 40.2.\n\n"
+        "From: `python -m benchmarks.precision --model model --cases 2 --seed 9000 --size small`\n\n"
+    )
+    assert text.replace(section, "") == without
