@@ -8,9 +8,10 @@ they are averaged over folds and mirrors, blended across windows and put through
 
 * CUDA: float16 autocast, as the GPU path always ran;
 * a CPU with bfloat16 units (AMX-BF16 or AVX512-BF16, Intel Sapphire Rapids and later, AMD
-  Zen 4 and later): bfloat16 autocast. On 2 such cores the shipped model ran a window in
-  0.19 s against 0.46 s in float32, with the same labels to a mean Dice of 0.997
-  (``model/metadata.json``, ``precision_agreement``, holds the measurement on unseen phantoms);
+  Zen 4 and later): bfloat16 autocast. The shipped model's labels then agree with float32's to
+  a mean Dice of 0.999 on unseen phantoms (lowest OAR 0.995; ``model/metadata.json``,
+  ``precision_agreement``, from ``python -m benchmarks.precision``), and the network runs
+  about 2.5 times as fast (docs/benchmarks.md);
 * any other CPU: float32. Without those units bfloat16 is emulated and slower than float32.
 
 This module reads ``/proc/cpuinfo`` and imports no torch: the choice can be logged and tested
