@@ -4,7 +4,8 @@
         [--sizes small 512 1024] [--seed 4242] [--variants ours monai monai_labels] \
         [--precision auto|fp32|bf16]
 
-Cases (phantoms, never used in training): ``small`` (the generator's small grid), ``1024``
+Cases (phantoms, never used in training): ``test`` (the shipped sample case in ``test/``, as
+``test.sh`` and the demo run it), ``small`` (the generator's small grid), ``1024``
 (a full-size HaN-Seg-like CT, 1024×1024×~200 at ~0.6×0.6×2 mm, MR on its own grid) and ``512``
 (the same case resampled to 512×512 in-plane). Each variant runs in its own process:
 
@@ -68,6 +69,10 @@ def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
     full: PhantomCase | None = None  # the 512 and 1024 cases' phantom, made when first needed
     for size in sizes:
         out = folder / f"case_{size}"
+        if size == "test" and not (out / "input").exists():  # the shipped sample case, as it is
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "input").symlink_to(ROOT / "test")
+            (out / "ground_truth").symlink_to(ROOT / "test/ground_truth")
         if not (out / "input/images/ct").is_dir():
             if size == "small":
                 case = make_case(seed, size="small")
@@ -261,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=ROOT / "model")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/inference")
-    ap.add_argument("--sizes", nargs="+", default=["small", "512", "1024"], choices=["small", "512", "1024"])
+    ap.add_argument("--sizes", nargs="+", default=["small", "512", "1024"], choices=["test", "small", "512", "1024"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument(
