@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
-from hanseg.registration import register_mr_to_ct
+from hanseg.registration import PREVIOUS_SCHEDULE, RegistrationSettings, fill_holes_per_slice, register_mr_to_ct
 from phantoms import make_case, regrid
 
 
@@ -68,3 +69,20 @@ def test_an_mr_far_away_from_the_ct_is_found_again_from_the_centroids():
     result = register_mr_to_ct(case.ct, mr)
     assert result.ok, result.message
     assert target_registration_error(result.transform, truth, case.ct, case.labels) < 2.0
+
+
+def test_filling_holes_in_one_labelling_matches_scipy_slice_by_slice():
+    rng = np.random.default_rng(0)
+    for shape in [(12, 40, 40), (3, 1, 5), (1, 1, 1)]:
+        for fraction in (0.3, 0.6, 0.9):
+            mask = ndimage.binary_opening(rng.random(shape) < fraction) | (rng.random(shape) < fraction / 3)
+            expected = np.stack([ndimage.binary_fill_holes(z) for z in mask])
+            assert (fill_holes_per_slice(mask) == expected).all()
+
+
+def test_a_schedule_needs_one_value_per_level_and_itk_pyramid_one_learning_rate():
+    with pytest.raises(ValueError, match="one value per level"):
+        RegistrationSettings(shrink_factors=(4, 2))
+    with pytest.raises(ValueError, match="one learning rate"):
+        RegistrationSettings(binned_levels=False)
+    assert not PREVIOUS_SCHEDULE.binned_levels  # the benchmark's baseline stays constructible
