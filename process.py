@@ -101,6 +101,11 @@ def _run(args: argparse.Namespace) -> int:
         layout = detect_layout(args.input)
         check_can_write(args.output)
         log.info("input %s: %s layout; output %s is writable", args.input, layout, args.output)
+        from hanseg.prefetch import PREFETCH, first_gc2023_case  # SimpleITK, not torch
+
+        first = first_gc2023_case(args.input) if layout == "gc2023" else None
+        if first is not None:  # read while torch, MONAI and the model load (hanseg/prefetch.py)
+            PREFETCH.start(first[0], [first[1]] if first[1] else [])
         # torch, MONAI and the DICOM libraries only now: --help and a wrong folder answer in a second
         with step("imports"):
             from hanseg.inference import Segmenter

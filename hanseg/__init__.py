@@ -14,7 +14,8 @@ stand beside it and import it, never the other way round. Modules, from the bott
   time budget), ``inference`` (the :class:`~hanseg.inference.Segmenter`), ``precision``
   (``--precision``: which number format the network runs in, and why), ``tiling`` (the sliding
   windows and their gaussian blend), ``feed_cache`` (the timed window feed, remembered per
-  machine and model), ``timing`` (the seconds of each step, in the log), ``postprocess``
+  machine and model), ``timing`` (the seconds of each step, in the log), ``prefetch`` (the
+  first case's images read while the model loads), ``postprocess``
   (probabilities back onto the CT grid, largest components), ``coverage`` (does the CT cover
   the head and neck: a CT cut short or at the top, structures at its edge);
 * ``dicom`` (DICOM in and out: ``scan``, ``select``, ``volume``; ``contours``, ``names``,

@@ -21,6 +21,7 @@ INPUTS_JSON = "inputs.json"
 #: the output socket's relative_path unless --output-socket says otherwise
 OUTPUT_SOCKET_PATH = "images/head_neck_oar"
 CT_DIR = Path("images/ct")
+MR_DIR = Path("images/t1-mri")
 #: A file is taken for DICOM when these bytes follow its 128-byte preamble (PS3.10).
 DICM_MAGIC = b"DICM"
 #: How many files detection opens before it gives up (a non-DICOM folder is answered fast).

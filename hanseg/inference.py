@@ -182,18 +182,20 @@ class Segmenter:
         return feed_cache.feed_key(self.model_fingerprint, device, threads, torch.__version__, self.precision.name)
 
     def _cached_feed(self) -> Feed:
-        """The feed timed on an earlier start on this machine with this model and settings
-        (:mod:`hanseg.feed_cache`), else :meth:`_tune` now, and remembered."""
+        """The feed chosen on an earlier start on this machine with this model and settings
+        (:mod:`hanseg.feed_cache`), timed again alone (two calls: a machine busier or quieter
+        than then must not carry an old estimate into the time budget); else :meth:`_tune` now,
+        and the choice remembered."""
         key = self._feed_key()
         entry = feed_cache.load(key)
         if entry is not None:
             try:
-                feed = Feed(int(entry["batch"]), bool(entry["channels_last"]), float(entry["seconds_per_window"]))
+                batch, channels_last = int(entry["batch"]), bool(entry["channels_last"])
             except (KeyError, TypeError, ValueError):
                 log.debug("ignoring a malformed cached window feed: %s", entry)
             else:
-                self._layout(feed.channels_last)
-                log.info("window feed as timed on an earlier start on this machine (%s)", feed_cache.cache_file())
+                feed = Feed(batch, channels_last, self._seconds_per_window(batch, channels_last))
+                log.info("window feed as chosen on an earlier start on this machine (%s)", feed_cache.cache_file())
                 return feed
         feed = self._tune()
         feed_cache.store(
@@ -252,17 +254,25 @@ class Segmenter:
         nnU-Net v2 averages them. A mirrored input's logits are flipped back and, for the x
         axis (patient left-right), their L/R channels swapped: the network calls a mirrored
         left parotid a right one. Blending is linear, so this equals averaging whole-volume
-        passes over folds, while only one 31-channel volume is ever held."""
+        passes over folds, while only one 31-channel volume is ever held.
+
+        A single pass comes back as the network gave it (bfloat16 or float16 under autocast,
+        channels-last or not): :func:`hanseg.tiling.blend` turns it into float32 slice by
+        slice, which is exact and costs a third of a whole-window conversion. Several passes
+        are summed in float32."""
         if self.feed.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
+        networks = self.networks[: settings.n_folds]
+        if settings.passes == 1:
+            return self._run(networks[0], windows)
         # the swap is its own inverse: index_add_ puts mirrored channel swap[c] onto channel c
         swap = torch.as_tensor(lr_swap_table(), device=windows.device)
         total: torch.Tensor | None = None
-        for network in self.networks[: settings.n_folds]:
-            out = self._run(network, windows)
+        for network in networks:
+            out = self._run(network, windows).float()
             total = out if total is None else total.add_(out)
             for axis in settings.mirror_axes:
-                mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2)
+                mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2).float()
                 if axis == 2:
                     total.index_add_(1, swap, mirrored)
                 else:
@@ -271,13 +281,11 @@ class Segmenter:
         return total.div_(settings.passes)
 
     def _run(self, network: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
-        """One network call in :attr:`precision`, its logits back in float32 (on a GPU the
-        clock waits for the kernels, so the seconds are the network's)."""
+        """One network call in :attr:`precision`, its logits as the network gives them (on
+        a GPU the clock waits for the kernels, so the seconds are the network's alone)."""
         start = time.perf_counter()
         with self._autocast():
             out: torch.Tensor = network(windows)
-        # float32 in the default layout: blending adds it to a volume in that layout
-        out = out.to(torch.float32, memory_format=torch.contiguous_format)
         if out.device.type == "cuda":
             torch.cuda.synchronize()
         self.network_seconds += time.perf_counter() - start

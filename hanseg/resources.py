@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputTooLargeError
+from .errors import HansegError, InputTooLargeError
 from .io import read_error
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,18 @@ def check_volume_fits(
             "and neck or give the job more memory (the largest HaN-Seg CTs, 1024×1024×350, need about "
             f"{bytes_needed(1024 * 1024 * 350, sitk.sitkInt16) / GIB:.1f} GiB)"
         )
+
+
+def fits(ct_path: Path) -> bool:
+    """:func:`check_fits` without a word in the log: True when it would pass (a file whose
+    header cannot be read does not fit; the case's own check says why)."""
+    limit = memory_limit_bytes()
+    try:
+        header = _header(ct_path)
+    except HansegError:
+        return False
+    needed = bytes_needed(int(np.prod(header.GetSize())), header.GetPixelID())
+    return limit is None or needed <= limit - current_rss_bytes()
 
 
 def check_fits(ct_path: Path, limit: int | None = None, in_use: int | None = None) -> None:

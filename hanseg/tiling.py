@@ -10,8 +10,10 @@ equals MONAI's to float rounding (``tests/unit/hanseg/test_tiling.py`` compares 
 What is done differently, measured on the shipped model at full size, where MONAI spent about
 a third of the sliding window's seconds outside the network:
 
-* each window's logits are added to the output with one fused multiply-add (``addcmul_``),
-  in the output's own memory layout, instead of a weighted copy added through an index;
+* each window's logits are added to the output with a fused multiply-add (``addcmul_``), one
+  axial slice at a time: a slice of bfloat16 channels-last logits is put in the output's layout
+  while it sits in the cache, and widened to float32 (exactly) by the add itself. On the
+  shipped model this took 7 ms a window against 26 ms for converting the whole window first;
 * the weight sum that divides the blend is one channel, accumulated as the windows go;
 * a window without a body voxel adds its background logit to channel 0 only.
 
@@ -32,7 +34,7 @@ from .geometry import window_starts
 SIGMA_SCALE = 0.125
 
 Corner = tuple[int, int, int]
-#: windows (B, C, *patch) and their corners → logits (B, K, *patch), float32
+#: windows (B, C, *patch) and their corners → logits (B, K, *patch), any float type and layout
 WindowPredictor = Callable[[torch.Tensor, Sequence[Corner]], torch.Tensor]
 
 
@@ -110,9 +112,11 @@ def blend(
             run.append(corner)
     for group in _batches(run, batch):
         windows = torch.stack([source[:, z : z + pz, y : y + py, x : x + px] for z, y, x in group])
-        logits = predict(windows if device is None else windows.to(device), group).to("cpu", torch.float32)
+        logits = predict(windows if device is None else windows.to(device), group).to("cpu")
         for (z, y, x), one in zip(group, logits):
-            out[:, z : z + pz, y : y + py, x : x + px].addcmul_(one, weight)
+            target = out[:, z : z + pz, y : y + py, x : x + px]
+            for k in range(pz):  # see the module docstring: slice by slice is 3x faster
+                target[:, k].addcmul_(one[:, k].contiguous(), weight[k])
     out /= weights
     if any(any(p) for p in pads):
         (z0, _), (y0, _), (x0, _) = pads

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from ..io import read_image, write_label_map
 from ..model_dir import sha256_file
+from ..prefetch import PREFETCH
 from ..resources import check_fits
 from ..timing import step
 
@@ -46,8 +47,9 @@ def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str,
     """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
     with step("read"):
         check_fits(case.ct)  # from the header, before the voxels are read
-        ct = read_image(case.ct)
-        mr = read_image(case.mr) if case.mr is not None else None
+        ct = PREFETCH.take(case.ct) or read_image(case.ct)
+        mr = None if case.mr is None else PREFETCH.take(case.mr) or read_image(case.mr)
+        PREFETCH.drop()  # only the first case is read ahead
     prediction = predictor.predict(ct, mr)
     with step("write"):
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HansegError, InputLayoutError
-from ..folders import CT_DIR, check_writable
+from ..folders import CT_DIR, MR_DIR, check_writable
 from ..io import image_files, image_suffix
 from .common import CaseFiles, Predictor, duplicates, segment, write_json
 
 log = logging.getLogger(__name__)
 
-MR_DIR = Path("images/t1-mri")
 OUTPUT_DIR = Path("images/head_neck_oar")
 
 
