@@ -2,7 +2,7 @@
 
     python -m benchmarks.inference_vs_monai --model model --out bench/inference \
         [--sizes small 512 1024] [--seed 4242] [--variants ours monai monai_labels] \
-        [--precision auto|fp32|bf16]
+        [--precision auto|fp32|bf16] [--repeat N]
 
 Cases (phantoms, never used in training): ``test`` (the shipped sample case in ``test/``, as
 ``test.sh`` and the demo run it), ``small`` (the generator's small grid), ``1024``
@@ -12,6 +12,8 @@ Cases (phantoms, never used in training): ``test`` (the shipped sample case in `
 * ``ours``: ``process.py`` (crop to the body, per-class running argmax back to the CT grid) at
   its default settings and ``--precision`` (default auto), mirroring off as the baseline has none;
 * ``ours_fp32``: the same with ``--precision fp32`` (what ``auto`` gains);
+* ``ours_before``: ``process.py`` of another checkout (``--before DIR``, e.g. a ``git worktree``
+  of an earlier commit) with the same options but ``--precision``, which it may not have;
 * ``monai``: :mod:`benchmarks.monai_baseline` with ``Invertd`` on all 31 probability channels;
 * ``monai_labels``: the same with argmax before ``Invertd`` (nearest-neighbour inversion).
 
@@ -33,6 +35,7 @@ import json
 import logging
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -49,8 +52,8 @@ from phantoms import PhantomCase, make_case, write_gc
 
 log = logging.getLogger("benchmarks.inference_vs_monai")
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = ("ours", "ours_fp32", "monai", "monai_labels")
-OURS = ("ours", "ours_fp32")
+VARIANTS = ("ours", "ours_fp32", "ours_before", "monai", "monai_labels")
+OURS = ("ours", "ours_fp32", "ours_before")
 
 
 def in_plane_resampled(image: sitk.Image, size_xy: int, interpolator: int, default: float) -> sitk.Image:
@@ -92,11 +95,16 @@ def make_cases(folder: Path, sizes: list[str], seed: int) -> dict[str, Path]:
     return cases
 
 
-def command(variant: str, case: Path, out: Path, model: Path, precision: str = "auto") -> list[str]:
+def command(
+    variant: str, case: Path, out: Path, model: Path, precision: str = "auto", before: Path | None = None
+) -> list[str]:
     if variant in OURS:
+        precision_args = (
+            [] if variant == "ours_before" else ["--precision", "fp32" if variant == "ours_fp32" else precision]
+        )
         return [
             sys.executable,
-            str(ROOT / "process.py"),
+            str((before if variant == "ours_before" and before else ROOT) / "process.py"),
             "--input",
             str(case / "input"),
             "--output",
@@ -106,8 +114,7 @@ def command(variant: str, case: Path, out: Path, model: Path, precision: str = "
             "--device",
             "cpu",
             "--no-mirroring",  # the same passes as the baseline
-            "--precision",
-            "fp32" if variant == "ours_fp32" else precision,
+            *precision_args,
         ]
     invert = "probabilities" if variant == "monai" else "labels"
     return [
@@ -143,6 +150,7 @@ class ProcessRun(_Measured, total=False):
     """What :func:`run_one` measures of one process."""
 
     error: str  # the last line of its log that says Error, when it failed
+    seconds_all: list[float]  # every run's seconds, with --repeat (the figures are the median run's)
 
 
 class StepFields(TypedDict, total=False):
@@ -192,6 +200,22 @@ def run_one(cmd: list[str], log_path: Path, cap_bytes: int | None) -> ProcessRun
         lines = [line for line in log_path.read_text().splitlines() if line.strip()]
         result["error"] = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else "")
     return result
+
+
+def run_median(cmd: list[str], out: Path, log_path: Path, cap_bytes: int | None, repeat: int) -> ProcessRun:
+    """``cmd`` run ``repeat`` times into a fresh ``out``; the run of median seconds (the
+    lower middle for an even count), its log left at ``log_path``, with every run's seconds."""
+    runs: list[tuple[ProcessRun, str]] = []
+    for _ in range(repeat):
+        shutil.rmtree(out, ignore_errors=True)
+        run = run_one(cmd, log_path, cap_bytes)
+        runs.append((run, log_path.read_text()))
+    ordered = sorted(runs, key=lambda r: r[0]["seconds"])
+    median, text = ordered[(len(ordered) - 1) // 2]
+    log_path.write_text(text)
+    if repeat > 1:
+        median = {**median, "seconds_all": [r["seconds"] for r, _ in runs]}
+    return median
 
 
 def agreement(first: Path, second: Path) -> Agreement:
@@ -269,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["small", "512", "1024"], choices=["test", "small", "512", "1024"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--before", type=Path, help="ours_before: the checkout whose process.py it runs")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per variant; the figures are the median run's (default 1)"
+    )
     ap.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="ours: process.py --precision (default auto)"
     )
@@ -279,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         help="address-space cap per baseline run, so a run that cannot fit fails cleanly",
     )
     args = ap.parse_args(argv)
+    if "ours_before" in args.variants and args.before is None:
+        ap.error("ours_before needs --before DIR (a checkout of the earlier code, e.g. git worktree add DIR COMMIT)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     cases = make_cases(args.out / "cases", args.sizes, args.seed)
@@ -300,7 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             log_path = args.out / f"{size}_{variant}.log"
             log.info("%s / %s ...", size, variant)
             r: RunResult = {
-                **run_one(command(variant, case, out, args.model, args.precision), log_path, cap),
+                **run_median(
+                    command(variant, case, out, args.model, args.precision, args.before),
+                    out,
+                    log_path,
+                    cap,
+                    args.repeat,
+                ),
                 "ct_size": ct_size,
             }
             if variant in OURS:
@@ -320,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     print(steps_table(results))
     for size, runs in results["cases"].items():
         ours = runs.get("ours")
-        for variant in ("monai", "monai_labels"):
+        for variant in ("ours_before", "ours_fp32", "monai", "monai_labels"):
             other = runs.get(variant)
             if ours and other and other["exit_code"] == 0:
                 print(
