@@ -98,6 +98,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "segment_number=number,",
         "segment_number=number + 1,",
     ),
+    Mutation(
+        "unblended-edges",
+        "each window's logits are added without the gaussian weights",
+        "hanseg/tiling.py",
+        "target[:, k].addcmul_(one[:, k].contiguous(), weight[k])",
+        "target[:, k].add_(one[:, k].contiguous())",
+    ),
+    Mutation(
+        "bf16-everywhere",
+        "auto takes bfloat16 on a CPU that would only emulate it",
+        "hanseg/precision.py",
+        'return Precision("fp32", "auto: this CPU has no bfloat16 units (AMX-BF16 or AVX512-BF16)")',
+        'return Precision("bf16", "auto: this CPU has no bfloat16 units (AMX-BF16 or AVX512-BF16)")',
+    ),
 )
 
 
