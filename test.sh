@@ -4,7 +4,7 @@
 #   ./test.sh [IMAGE]      (default hanseg-oar:latest; build it first with ./build.sh)
 # Runs: 1) HaN-Seg 2023 layout: test/ mounted read-only as /input → results.json and the
 #       label map, compared with test/expected_output.json and test/expected_output/ (per-OAR
-#       Dice >= 0.99, so CPU/GPU float differences pass; a wrong label or grid does not);
+#       Dice >= 0.98, so bfloat16/float16 and CPU/GPU differences at OAR edges pass; a wrong label or grid does not);
 #       2) socket layout: the same images behind an inputs.json, with model/ mounted at
 #       /opt/ml/model as Grand-Challenge does for a separately uploaded model, and (stricter
 #       than the platform) a read-only root file system: the image may write only to /output
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 IMAGE="${1:-hanseg-oar:latest}"
-MIN_DICE="${MIN_DICE:-0.99}"
+MIN_DICE="${MIN_DICE:-0.98}"
 EXPECTED_MAP=test/expected_output/images/head_neck_oar/case_01_seg.mha
 source docker/platform_flags.sh
 FLAGS=("${PLATFORM_FLAGS[@]}")

@@ -1,12 +1,16 @@
 """Compare a container's outputs with the expected ones (used by ``test.sh`` and the tests).
 
-    python -m hanseg.compare --label-map OUT.mha --expected EXPECTED.mha [--min-dice 0.99]
+    python -m hanseg.compare --label-map OUT.mha --expected EXPECTED.mha [--min-dice 0.98]
                              [--results results.json --expected-results expected_output.json]
 
 The label map must be on exactly the expected grid (size, spacing, origin, direction), be
-uint8, and agree per OAR with Dice ≥ ``--min-dice`` (1.0 would demand bit-identical output;
-0.99 tolerates CPU/GPU and AMP float differences at a few boundary voxels). ``results.json``
-must equal the expected JSON. Exit 0 when all holds, 1 with every difference listed otherwise.
+uint8, and agree per OAR with Dice ≥ ``--min-dice`` (1.0 would demand bit-identical output).
+The expected outputs are float32's; :data:`DEFAULT_MIN_DICE` (0.98) lets the same network in
+bfloat16 or float16, or on other hardware, differ at the near-tie voxels of an OAR's edge: on
+the shipped ``test/`` case bfloat16 gave 0.9868-0.9956 for its lowest OAR depending on the
+thread count, since one voxel of a small optic nerve is about 1 % of its Dice. A wrong label, a
+swapped side or a shifted grid still scores far below. ``results.json`` must equal the
+expected JSON. Exit 0 when all holds, 1 with every difference listed otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ import SimpleITK as sitk
 from .labels import OAR_NAMES
 
 log = logging.getLogger(__name__)
+
+
+#: Per-OAR Dice the outputs must reach against the expected (float32) ones: see the module docstring.
+DEFAULT_MIN_DICE = 0.98
 
 
 def grid_differences(image: sitk.Image, expected: sitk.Image, tol: float = 1e-4) -> list[str]:
@@ -86,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--label-map", type=Path, required=True)
     ap.add_argument("--expected", type=Path, required=True, help="expected label map")
-    ap.add_argument("--min-dice", type=float, default=0.99)
+    ap.add_argument("--min-dice", type=float, default=DEFAULT_MIN_DICE)
     ap.add_argument("--results", type=Path, help="results.json written by the container")
     ap.add_argument("--expected-results", type=Path)
     args = ap.parse_args(argv)

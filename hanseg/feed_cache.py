@@ -29,13 +29,18 @@ MAX_ENTRIES = 64
 
 
 def cache_file() -> Path | None:
-    """The cache's JSON file, or None when ``HANSEG_CACHE_DIR=off``."""
+    """The cache's JSON file, or None when ``HANSEG_CACHE_DIR=off`` or there is no home folder."""
     chosen = os.environ.get(ENV)
     if chosen == "off":
         return None
     if chosen:
         return Path(chosen) / FILE_NAME
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = Path(os.path.expanduser("~"))
+        if not home.is_absolute():  # a container user without a home: no cache, timed every start
+            return None
+        base = str(home / ".cache")
     return Path(base) / "hanseg" / FILE_NAME
 
 

@@ -105,9 +105,12 @@ def test_a_timed_feed_is_reused_on_the_next_start_and_keyed_on_what_timing_depen
     monkeypatch.setattr(Segmenter, "_seconds_per_window", counted)
     first = Segmenter(tiny_model, "cpu", precision="fp32")
     assert timings and (tmp_path / "cache" / feed_cache.FILE_NAME).is_file()
+    assert len(timings) > 1  # every feed was tried
     timings.clear()
     second = Segmenter(tiny_model, "cpu", precision="fp32")
-    assert timings == [] and second.feed == first.feed  # not timed again
+    chosen = (first.feed.batch, first.feed.channels_last)
+    assert timings == [chosen]  # only the remembered choice, timed again now
+    assert (second.feed.batch, second.feed.channels_last) == chosen
     Segmenter(tiny_model, "cpu", precision="bf16")
     assert timings, "another precision is another key: timed"
     keys = {feed_cache.feed_key("m", "cpu X", 2, "2.13", p) for p in ("fp32", "bf16")}
