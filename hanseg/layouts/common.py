@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from ..io import read_image, write_label_map
 from ..model_dir import sha256_file
 from ..prefetch import PREFETCH
-from ..resources import check_fits
+from ..resources import check_fits, current_rss_bytes, image_bytes
 from ..timing import step
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,14 @@ class CaseFiles:
 def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
     """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
     with step("read"):
-        check_fits(case.ct)  # from the header, before the voxels are read
-        ct = PREFETCH.take(case.ct) or read_image(case.ct)
-        mr = None if case.mr is None else PREFETCH.take(case.mr) or read_image(case.mr)
-        PREFETCH.drop()  # only the first case is read ahead
+        ahead = PREFETCH.take(case.ct), None if case.mr is None else PREFETCH.take(case.mr)
+        PREFETCH.drop()  # only the first case is read ahead; nothing else stays held
+        # from the header, before the voxels are read: images read ahead are in the process's
+        # memory already and must not count twice, so the check sees what it would without them
+        held = sum(image_bytes(image) for image in ahead if image is not None)
+        check_fits(case.ct, in_use=current_rss_bytes() - held)
+        ct = ahead[0] or read_image(case.ct)
+        mr = None if case.mr is None else ahead[1] or read_image(case.mr)
     prediction = predictor.predict(ct, mr)
     with step("write"):
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,3 +65,25 @@ def test_a_ct_too_large_for_memory_is_not_read_before_the_cases_own_check(
     ahead = Prefetch()
     ahead.start(ct)
     assert ahead.take(ct) is None and read == []
+
+
+def test_the_cases_memory_check_does_not_count_an_image_read_ahead_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Read ahead, the CT is in the process's memory before the case checks whether it fits:
+    the check must see the memory in use without it, as it would have without the read-ahead
+    (a tall CT in a 4 GB container failed its check otherwise)."""
+    from hanseg.layouts import common
+    from helpers import FakePredictor
+
+    ct = write(tmp_path / "in/case_01_CT.mha", 40)
+    seen: list[int | None] = []
+    monkeypatch.setattr(common, "check_fits", lambda path, in_use=None: seen.append(in_use))
+    monkeypatch.setattr(common, "current_rss_bytes", lambda: 10**9)
+    ahead = Prefetch()
+    monkeypatch.setattr(common, "PREFETCH", ahead)
+    ahead.start(ct)
+    common.segment(common.CaseFiles(ct, None), tmp_path / "out/case_01_seg.mha", FakePredictor())
+    assert seen == [10**9 - resources.image_bytes(read_image(ct))]
+    common.segment(common.CaseFiles(ct, None), tmp_path / "out/case_01_seg.mha", FakePredictor())
+    assert seen[-1] == 10**9  # nothing read ahead the second time: nothing held back
