@@ -106,6 +106,7 @@ class Segmenter:
         self.time_budget_s, self.mirroring = time_budget_s, mirroring
         self.windows_skipped = 0  # by the last probabilities() call (pure-air windows)
         self.network_seconds = 0.0  # inside the network's forward calls, since the last sliding window began
+        self._buffer: torch.Tensor | None = None  # a window's passes summed (:meth:`_window_buffer`)
         self.plans = files.plans
         #: what DICOM outputs name as the model that made them
         self.model_version = str(files.metadata.get("version", "unversioned"))
@@ -259,26 +260,50 @@ class Segmenter:
         A single pass comes back as the network gave it (bfloat16 or float16 under autocast,
         channels-last or not): :func:`hanseg.tiling.blend` turns it into float32 slice by
         slice, which is exact and costs a third of a whole-window conversion. Several passes
-        are summed in float32."""
+        are summed the same way, slice by slice (:meth:`_add_slices`), into one float32 window."""
         if self.feed.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
         networks = self.networks[: settings.n_folds]
         if settings.passes == 1:
             return self._run(networks[0], windows)
-        # the swap is its own inverse: index_add_ puts mirrored channel swap[c] onto channel c
+        # the swap is its own inverse: mirrored channel swap[c] is channel c's
         swap = torch.as_tensor(lr_swap_table(), device=windows.device)
-        total: torch.Tensor | None = None
+        total = self._window_buffer((windows.shape[0], NUM_CLASSES, *windows.shape[2:]), windows.device)
+        first = True
         for network in networks:
-            out = self._run(network, windows).float()
-            total = out if total is None else total.add_(out)
+            self._add_slices(total, self._run(network, windows), first=first)
+            first = False
             for axis in settings.mirror_axes:
-                mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2).float()
-                if axis == 2:
-                    total.index_add_(1, swap, mirrored)
-                else:
-                    total.add_(mirrored)
-        assert total is not None
+                mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2)
+                self._add_slices(total, mirrored, swap if axis == 2 else None)
         return total.div_(settings.passes)
+
+    def _window_buffer(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """One float32 buffer for the sum of a window's passes, kept between calls: a fresh
+        38 MB tensor per window cost as much as adding a pass into it. The blend has read it
+        before the next call."""
+        buffer = self._buffer
+        if buffer is None or tuple(buffer.shape) != shape or buffer.device != device:
+            buffer = torch.empty(shape, device=device)
+            self._buffer = buffer
+        return buffer
+
+    @staticmethod
+    def _add_slices(
+        total: torch.Tensor, logits: torch.Tensor, channels: torch.Tensor | None = None, first: bool = False
+    ) -> None:
+        """``total`` (B, C, Z, Y, X, float32, default layout) += ``logits`` (any float type and
+        layout) with its channels taken in the order ``channels`` (``first``: = instead of +=),
+        one axial slice at a time: a slice is put in ``total``'s layout while it sits in the
+        cache (as the blend does)."""
+        for b in range(total.shape[0]):
+            for k in range(total.shape[2]):
+                part = logits[b, :, k].contiguous()
+                part = part if channels is None else part[channels]
+                if first:
+                    total[b, :, k].copy_(part)
+                else:
+                    total[b, :, k] += part
 
     def _run(self, network: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
         """One network call in :attr:`precision`, its logits as the network gives them (on
