@@ -30,7 +30,7 @@ from .networks import build_network, fold_batch_norm
 from .postprocess import probabilities_to_ct
 from .precision import Precision, resolve_precision
 from .preprocess import preprocess_case
-from .tiling import Corner, blend
+from .tiling import Corner, add_by_slice, blend
 from .timing import CLOCK, step
 
 log = logging.getLogger(__name__)
@@ -168,13 +168,9 @@ class Segmenter:
         patch = torch.zeros((batch, len(self.plans.channels), *self.plans.patch_size_zyx), device=self.device)
         if channels_last:
             patch = patch.contiguous(memory_format=torch.channels_last_3d)
-        self._run(self.networks[0], patch)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+        self._run(self.networks[0], patch)  # waits for a GPU's kernels itself
         start = time.perf_counter()
         self._run(self.networks[0], patch)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
         return (time.perf_counter() - start) / batch
 
     def _feed_key(self) -> str:
@@ -199,10 +195,7 @@ class Segmenter:
                 log.info("window feed as chosen on an earlier start on this machine (%s)", feed_cache.cache_file())
                 return feed
         feed = self._tune()
-        feed_cache.store(
-            key,
-            {"batch": feed.batch, "channels_last": feed.channels_last, "seconds_per_window": feed.seconds_per_window},
-        )
+        feed_cache.store(key, {"batch": feed.batch, "channels_last": feed.channels_last})
         return feed
 
     def _tune(self) -> Feed:
@@ -260,7 +253,8 @@ class Segmenter:
         A single pass comes back as the network gave it (bfloat16 or float16 under autocast,
         channels-last or not): :func:`hanseg.tiling.blend` turns it into float32 slice by
         slice, which is exact and costs a third of a whole-window conversion. Several passes
-        are summed the same way, slice by slice (:meth:`_add_slices`), into one float32 window."""
+        are summed the same way, slice by slice (:func:`hanseg.tiling.add_by_slice`), into one
+        float32 window."""
         if self.feed.channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last_3d)
         networks = self.networks[: settings.n_folds]
@@ -271,11 +265,13 @@ class Segmenter:
         total = self._window_buffer((windows.shape[0], NUM_CLASSES, *windows.shape[2:]), windows.device)
         first = True
         for network in networks:
-            self._add_slices(total, self._run(network, windows), first=first)
+            for b, out in enumerate(self._run(network, windows)):
+                add_by_slice(total[b], out, assign=first)
             first = False
             for axis in settings.mirror_axes:
                 mirrored = self._run(network, windows.flip(axis + 2)).flip(axis + 2)
-                self._add_slices(total, mirrored, swap if axis == 2 else None)
+                for b, out in enumerate(mirrored):
+                    add_by_slice(total[b], out, channels=swap if axis == 2 else None)
         return total.div_(settings.passes)
 
     def _window_buffer(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -287,23 +283,6 @@ class Segmenter:
             buffer = torch.empty(shape, device=device)
             self._buffer = buffer
         return buffer
-
-    @staticmethod
-    def _add_slices(
-        total: torch.Tensor, logits: torch.Tensor, channels: torch.Tensor | None = None, first: bool = False
-    ) -> None:
-        """``total`` (B, C, Z, Y, X, float32, default layout) += ``logits`` (any float type and
-        layout) with its channels taken in the order ``channels`` (``first``: = instead of +=),
-        one axial slice at a time: a slice is put in ``total``'s layout while it sits in the
-        cache (as the blend does)."""
-        for b in range(total.shape[0]):
-            for k in range(total.shape[2]):
-                part = logits[b, :, k].contiguous()
-                part = part if channels is None else part[channels]
-                if first:
-                    total[b, :, k].copy_(part)
-                else:
-                    total[b, :, k] += part
 
     def _run(self, network: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
         """One network call in :attr:`precision`, its logits as the network gives them (on

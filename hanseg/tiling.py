@@ -72,6 +72,30 @@ def corners(shape_zyx: Sequence[int], patch_zyx: Sequence[int], overlap: float) 
     return [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
 
 
+def add_by_slice(
+    target: torch.Tensor,
+    source: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    channels: torch.Tensor | None = None,
+    assign: bool = False,
+) -> None:
+    """``target`` (C, Z, Y, X, float32, default layout) += ``source`` (C, Z, Y, X, any float
+    type and layout), its channels taken in the order ``channels`` and times ``weight``
+    (Z, Y, X) when given (``assign``: = instead of +=), one axial slice at a time: a slice of
+    bfloat16 channels-last logits is put in ``target``'s layout while it sits in the cache and
+    widened to float32 (exactly) by the add itself (see the module docstring)."""
+    for k in range(target.shape[1]):
+        part = source[:, k].contiguous()
+        if channels is not None:
+            part = part[channels]
+        if weight is not None:
+            target[:, k].addcmul_(part, weight[k])
+        elif assign:
+            target[:, k].copy_(part)
+        else:
+            target[:, k] += part
+
+
 def _batches(items: list[Corner], size: int) -> Iterator[list[Corner]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -115,9 +139,7 @@ def blend(
         windows = torch.stack([source[:, z : z + pz, y : y + py, x : x + px] for z, y, x in group])
         logits = predict(windows if device is None else windows.to(device), group).to("cpu")
         for (z, y, x), one in zip(group, logits):
-            target = out[:, z : z + pz, y : y + py, x : x + px]
-            for k in range(pz):  # slice by slice: see the module docstring
-                target[:, k].addcmul_(one[:, k].contiguous(), weight[k])
+            add_by_slice(out[:, z : z + pz, y : y + py, x : x + px], one, weight)
     out /= weights
     if any(any(p) for p in pads):
         (z0, _), (y0, _), (x0, _) = pads

@@ -102,8 +102,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "unblended-edges",
         "each window's logits are added without the gaussian weights",
         "hanseg/tiling.py",
-        "target[:, k].addcmul_(one[:, k].contiguous(), weight[k])",
-        "target[:, k].add_(one[:, k].contiguous())",
+        "target[:, k].addcmul_(part, weight[k])",
+        "target[:, k].add_(part)",
     ),
     Mutation(
         "bf16-everywhere",
