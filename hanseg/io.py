@@ -35,14 +35,15 @@ def image_suffix(path: Path) -> str | None:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, warn: bool = True) -> list[Path]:
     """The image files in ``folder``, sorted by name; hidden files are skipped and other
-    files are named in a warning. An absent folder has none."""
+    files are named in a warning (unless ``warn`` is False: a look ahead of the layout's own
+    reading). An absent folder has none."""
     if not folder.is_dir():
         return []
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     skipped = [p.name for p in files if image_suffix(p) is None]
-    if skipped:
+    if skipped and warn:
         log.warning("ignoring non-image files in %s: %s", folder, ", ".join(skipped))
     return [p for p in files if image_suffix(p) is not None]
 

@@ -24,23 +24,16 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .folders import CT_DIR, MR_DIR
-from .io import image_suffix, read_image
+from .io import image_files, read_image
 from .resources import fits
 
 log = logging.getLogger(__name__)
 
 
-def _images(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in the order the layout pairs them (sorted names), with
-    no warning about the rest: the layout itself warns when it reads the folder."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and image_suffix(p))
-
-
 def first_gc2023_case(input_dir: Path) -> tuple[Path, Path | None] | None:
     """The first CT and its MR as the 2023 layout will pair them; None when it will not."""
-    cts, mrs = _images(input_dir / CT_DIR), _images(input_dir / MR_DIR)
+    # no warning about other files here: the layout warns when it reads the folders
+    cts, mrs = image_files(input_dir / CT_DIR, warn=False), image_files(input_dir / MR_DIR, warn=False)
     if not cts or (mrs and len(mrs) != len(cts)):
         return None
     return cts[0], mrs[0] if mrs else None
