@@ -59,16 +59,17 @@ def write_variant(case: PhantomCase, variant: str, out: Path) -> None:
     sitk.WriteImage(regrid(case.labels, variant, sitk.sitkNearestNeighbor, 0), str(nearest), True)
 
 
-def run_variant(folder: Path, model: Path, device: str, precision: str = "auto") -> float:
-    """Run process.py like the container; returns wall seconds."""
-    start = time.perf_counter()
+def run_process(inputs: Path, output: Path, model: Path, device: str, precision: str = "auto") -> float:
+    """``process.py`` over every case of ``inputs`` in one process, like the container; returns
+    wall seconds. Its log (which precision it resolved, and why) goes to ``output/process.log``."""
+    output.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         str(ROOT / "process.py"),
         "--input",
-        str(folder / "input"),
+        str(inputs),
         "--output",
-        str(folder / "output"),
+        str(output),
         "--model",
         str(model),
         "--device",
@@ -76,10 +77,18 @@ def run_variant(folder: Path, model: Path, device: str, precision: str = "auto")
         "--precision",
         precision,
     ]
+    start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (output / "process.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise SystemExit(f"process.py failed on {folder}:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start
+        raise SystemExit(f"process.py --precision {precision} failed on {inputs}:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def run_variant(folder: Path, model: Path, device: str, precision: str = "auto") -> float:
+    """:func:`run_process` on a variant's folder (``input`` → ``output``)."""
+    return run_process(folder / "input", folder / "output", model, device, precision)
 
 
 def table(summary: dict) -> str:

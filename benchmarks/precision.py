@@ -23,9 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from benchmarks.phantom_eval import run_process
 from evaluation.metrics import evaluate, write_outputs
 from hanseg.compare import per_oar_dice
 from hanseg.labels import OAR_NAMES
@@ -158,33 +156,6 @@ def record(model: Path, entry: Mapping[str, Any]) -> None:
     card_only(model)
 
 
-def run_process(inputs: Path, output: Path, model: Path, precision: str) -> float:
-    """``process.py`` over all cases in one process, on the CPU; returns wall seconds. Its log
-    (which precision it resolved, and why) goes to ``output/process.log``."""
-    output.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        str(ROOT / "process.py"),
-        "--input",
-        str(inputs),
-        "--output",
-        str(output),
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--precision",
-        precision,
-    ]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    (output / "process.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"process.py --precision {precision} failed:\n{done.stderr[-3000:]}")
-    return seconds
-
-
 def read_labels(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.int64)
 
@@ -245,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = {}
     for precision in PRECISIONS:
         log.info("process.py --precision %s on %d cases", precision, len(cases))
-        seconds[precision] = run_process(folder / "input", args.out / precision, args.model, precision) / len(cases)
+        seconds[precision] = run_process(folder / "input", args.out / precision, args.model, "cpu", precision) / len(
+            cases
+        )
         log.info("%s: %.1f s per case", precision, seconds[precision])
     case_ids = [case.case_id for case in cases]
     runs = compare_runs(case_ids, args.out / "fp32" / PRED_DIR, args.out / "bf16" / PRED_DIR)

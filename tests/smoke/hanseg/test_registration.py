@@ -1,32 +1,13 @@
 """Registration recovers a known rigid MR→CT offset on a phantom (issue: within 2 mm, 2°)."""
 
-import math
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
+from benchmarks.registration import rotation_between, target_registration_error
 from hanseg.registration import PREVIOUS_SCHEDULE, RegistrationSettings, fill_holes_per_slice, register_mr_to_ct
 from phantoms import make_case, regrid
-
-
-def target_registration_error(
-    found: sitk.Transform, truth: sitk.Transform, ct: sitk.Image, labels: sitk.Image
-) -> float:
-    """Largest distance (mm) between where the two transforms send points spread over the
-    head (the OAR voxels): the error that matters for the MR channel."""
-    zyx = np.argwhere(sitk.GetArrayViewFromImage(labels) > 0)
-    pick = zyx[np.linspace(0, len(zyx) - 1, 400).astype(int)]
-    points = [ct.TransformIndexToPhysicalPoint([int(v) for v in p[::-1]]) for p in pick]
-    return max(math.dist(found.TransformPoint(p), truth.TransformPoint(p)) for p in points)
-
-
-def rotation_between(a: sitk.Euler3DTransform, b: sitk.Euler3DTransform) -> float:
-    ra = np.array(a.GetMatrix()).reshape(3, 3)
-    rb = np.array(b.GetMatrix()).reshape(3, 3)
-    cos = (np.trace(ra @ rb.T) - 1) / 2
-    return math.degrees(math.acos(float(np.clip(cos, -1, 1))))
 
 
 @pytest.mark.parametrize("seed", [101, 202, 303])
