@@ -25,6 +25,8 @@ stand beside it and import it, never the other way round. Modules, from the bott
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
   ``jobs``, ``storage``, ``audit``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
   ``actions`` (force-complete, retry, the job list), ``errors``, ``__main__``);
+* ``qa_picture`` (the QA picture of a result: three CT slices with each organ's outline and a
+  legend, for ``process.py --qa``, the node's dashboard and ``python -m evaluation.qa``);
 * ``folders`` (the input layout and a writable output, checked before the model loads);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """
