@@ -24,7 +24,7 @@ from pathlib import Path
 
 from hanseg import DEFAULT_TIME_BUDGET_S
 from hanseg.errors import HansegError
-from hanseg.folders import OUTPUT_SOCKET_PATH, check_can_write, detect_layout
+from hanseg.folders import OUTPUT_SOCKET_PATH, check_can_write, check_writable, detect_layout
 from hanseg.precision import PRECISIONS
 from hanseg.timing import CLOCK, process_age_s, step
 
@@ -76,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default {DEFAULT_TIME_BUDGET_S:g}; 0 = the richest settings, no budget)",
     )
     parser.add_argument("--no-mirroring", action="store_true", help="no test-time left-right mirroring")
+    parser.add_argument(
+        "--qa",
+        type=Path,
+        metavar="DIR",
+        help="also write a QA picture of each result (PNG: three CT slices, outlines, legend; the "
+        "registered MR below): DIR/<case>.png, DICOM layout DIR/<study UID>/<CT series UID>.png",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -100,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
         # the folders first: a wrong path is reported at once, not after the model was loaded and timed
         layout = detect_layout(args.input)
         check_can_write(args.output)
+        if args.qa is not None:
+            check_writable(args.qa)  # made if missing, like the output's folders, before the model loads
         log.info("input %s: %s layout; output %s is writable", args.input, layout, args.output)
         from hanseg.prefetch import PREFETCH, first_gc2023_case  # SimpleITK, not torch
 
@@ -120,8 +129,10 @@ def _run(args: argparse.Namespace) -> int:
                 model, args.device, args.time_budget or None, not args.no_mirroring, precision=args.precision
             )
         sockets = SocketConfig(args.ct_socket, args.mr_socket, args.output_socket)
-        dicom = DicomConfig(args.names, args.series_rules, segmenter.model_version, segmenter.model_fingerprint)
-        return run(args.input, args.output, segmenter, sockets, dicom)
+        dicom = DicomConfig(
+            args.names, args.series_rules, segmenter.model_version, segmenter.model_fingerprint, qa_dir=args.qa
+        )
+        return run(args.input, args.output, segmenter, sockets, dicom, qa_dir=args.qa)
     except HansegError as exc:
         log.error("FAILED: %s", exc)
         return 1

@@ -48,6 +48,9 @@ class Prediction:
     labels: np.ndarray  # uint8 z,y,x on the CT grid, 0..30
     warnings: tuple[str, ...]  # things the user must know (e.g. CT-only fallback)
     seconds: float
+    #: the registration of the MR to the CT (CT point → MR point) when the MR was used, else None:
+    #: what the QA picture resamples the MR with (``process.py --qa``)
+    mr_transform: sitk.Transform | None = None
 
 
 def resolve_device(requested: str) -> tuple[torch.device, str | None]:
@@ -396,4 +399,5 @@ class Segmenter:
         seconds = time.perf_counter() - start
         log.info("segmented in %.1f s", seconds)
         warnings = case.warnings + coverage + ((self.device_warning,) if self.device_warning else ())
-        return Prediction(labels, warnings, seconds)
+        registered = case.registration.transform if case.registration is not None and case.registration.ok else None
+        return Prediction(labels, warnings, seconds, registered)

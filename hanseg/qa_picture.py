@@ -328,6 +328,7 @@ def render_qa(
     entries = [(c, display[c]) for c in sorted(present)]
     swatch = line_h - 4
     col_w = swatch + 6 + max((text.mask(n).width for _, n in entries), default=0) + 2 * GAP
+    width = max(width, text.mask(title).width + 2 * GAP, col_w + GAP)  # the title and a legend column fit
     ncols = max(1, (width - GAP) // col_w)
     legend_rows = -(-len(entries) // ncols)
     key_h = line_h + GAP if truth is not None else 0

@@ -35,18 +35,21 @@ def run(
     predictor: Predictor,
     sockets: SocketConfig = _DEFAULT_SOCKETS,
     dicom: DicomConfig = _DEFAULT_DICOM,
+    qa_dir: Path | None = None,
 ) -> int:
-    """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise."""
+    """Run whichever interface is mounted: 0 if every case produced its output, 1 otherwise.
+    ``qa_dir``: where the .mha layouts write each case's QA picture (the DICOM layout takes
+    ``dicom.qa_dir``)."""
     layout = detect_layout(input_dir)  # raises, naming the folder, when there is none
     if layout == "sockets":
         log.info("socket layout (%s/inputs.json)", input_dir)
-        code = run_socket_case(input_dir, output_dir, predictor, sockets)
+        code = run_socket_case(input_dir, output_dir, predictor, sockets, qa_dir)
     elif layout == "dicom":
         log.info("DICOM layout (DICOM files under %s)", input_dir)
         code = run_dicom(input_dir, output_dir, predictor, dicom)
     else:
         log.info("HaN-Seg 2023 layout (images/ct/)")
-        code = run_hanseg2023(input_dir, output_dir, predictor)
+        code = run_hanseg2023(input_dir, output_dir, predictor, qa_dir)
     # The platform's memory limit is the usual reason a job dies without a message: say how close.
     log.info("peak memory %.2f GiB (the platform's limit is often 4 GB)", peak_memory_gib())
     return code

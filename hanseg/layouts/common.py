@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import read_image, write_label_map
+from ..io import image_suffix, read_image, write_label_map
 from ..model_dir import sha256_file
 from ..prefetch import PREFETCH
 from ..resources import check_fits, current_rss_bytes, image_bytes
@@ -43,8 +43,9 @@ class CaseFiles:
     mr: Path | None
 
 
-def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str, ...]:
-    """Read, predict, write the label map atomically on the CT grid; returns the warnings."""
+def segment(case: CaseFiles, out_path: Path, predictor: Predictor, qa_path: Path | None = None) -> tuple[str, ...]:
+    """Read, predict, write the label map atomically on the CT grid; returns the warnings.
+    With ``qa_path``, the QA picture is written there too (:func:`write_qa`)."""
     with step("read"):
         ahead = PREFETCH.take(case.ct), None if case.mr is None else PREFETCH.take(case.mr)
         PREFETCH.drop()  # only the first case is read ahead; nothing else stays held
@@ -59,7 +60,44 @@ def segment(case: CaseFiles, out_path: Path, predictor: Predictor) -> tuple[str,
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_label_map(np.ascontiguousarray(prediction.labels), ct, out_path)
     log.info("%s → %s", case.ct.name, out_path)
+    if qa_path is not None:
+        write_qa(qa_path, case.ct.name, ct, prediction, mr, title=qa_path.stem)
     return tuple(prediction.warnings)
+
+
+def write_qa(
+    path: Path,
+    case: str,
+    ct: sitk.Image,
+    prediction: PredictionLike,
+    mr: sitk.Image | None,
+    **options: Any,
+) -> Path | None:
+    """The QA picture of a prediction (:mod:`hanseg.qa_picture`) at ``path``, with the MR where
+    the prediction registered it (``mr_transform``). A picture that cannot be drawn never fails
+    or changes the segmentation: a warning names the case and the run goes on."""
+    transform = getattr(prediction, "mr_transform", None)
+    try:
+        with step("qa"):
+            from ..qa_picture import write_qa_png
+
+            labels = sitk.GetImageFromArray(np.ascontiguousarray(prediction.labels, np.uint8))
+            labels.CopyInformation(ct)
+            shown = mr if transform is not None else None  # an MR that was not registered is not shown
+            written = write_qa_png(path, ct, labels, mr=shown, mr_transform=transform, **options)
+    except Exception as exc:  # the picture is an extra: the segmentation stands whatever happens to it
+        log.warning("%s: no QA picture: %s", case, exc)
+        return None
+    log.info("%s: QA picture %s", case, written)
+    return written
+
+
+def qa_name(ct_path: Path) -> str:
+    """The QA picture's name for a CT: its name without the image ending and a final ``_CT``
+    (``case_01_CT.mha`` → ``case_01.png``)."""
+    name = ct_path.name
+    stem = name[: len(name) - len(image_suffix(ct_path) or "")]
+    return f"{stem.removesuffix('_CT') or stem}.png"
 
 
 def write_json(report: Any, output_dir: Path, name: str = "results.json") -> Path:

@@ -9,6 +9,10 @@ segmented on the same code path as the other layouts. Output, per segmented CT s
     <output>/<StudyInstanceUID>/<CT SeriesInstanceUID>/seg.dcm
     <output>/results.json
 
+and, with ``DicomConfig.qa_dir`` (``process.py --qa DIR``), the QA picture of each result
+(:mod:`hanseg.qa_picture`, names and colours as in the RTSTRUCT) at
+``<qa_dir>/<StudyInstanceUID>/<CT SeriesInstanceUID>.png``.
+
 ``results.json`` has one entry per study: the series used (UIDs), every series skipped and
 why, the files written with their UIDs, the structures left empty, and the messages. It
 names patients by UID only. An MR that cannot be built into a volume is reported and the
@@ -47,7 +51,7 @@ from ..dicom.volume import read_volume
 from ..errors import DicomInputError, DicomSeriesError, HansegError
 from ..folders import check_writable
 from ..resources import check_volume_fits
-from .common import Predictor, write_json
+from .common import Predictor, write_json, write_qa
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +64,20 @@ class DicomConfig:
     """What ``process.py`` and the node pass to the DICOM layout: name map and selection rules
     files (None: the defaults), the provenance written into every output object, the model
     fingerprint the output UIDs are derived from (:mod:`hanseg.dicom.identity`), and, from
-    the node, the earlier results that this run's results replace, by CT series UID."""
+    the node, the earlier results that this run's results replace, by CT series UID, and the
+    folder of the QA pictures (None: none are drawn; see :func:`qa_path`)."""
 
     names: Path | None = None
     rules: Path | None = None
     model_version: str = "unversioned"
     model_fingerprint: str = "unknown"
     replaces: Mapping[str, Predecessor] = field(default_factory=dict)
+    qa_dir: Path | None = None
+
+
+def qa_path(qa_dir: Path, study_uid: str, ct_series_uid: str) -> Path:
+    """Where the QA picture of a CT series' result goes: ``<qa_dir>/<study UID>/<series UID>.png``."""
+    return qa_dir / study_uid / f"{ct_series_uid}.png"
 
 
 # --- one study ----------------------------------------------------------------------------
@@ -242,6 +253,17 @@ def process_selection(
             identity,
             tuple(warnings),
         )
+        if settings.qa_dir is not None:
+            write_qa(
+                qa_path(settings.qa_dir, selection.study_uid, selection.ct.series_uid),
+                f"study {selection.study_uid}",
+                volumes.ct,
+                prediction,
+                volumes.mr,
+                title=f"{selection.study_uid} / {selection.ct.series_uid}",
+                names={s.label: s.name for s in settings.styles},
+                colours={s.label: s.colour for s in settings.styles},
+            )
     except (HansegError, ValueError, OSError, MemoryError) as exc:
         log.error("study %s: failed: %s", selection.study_uid, exc)
         return _entry(
@@ -268,6 +290,7 @@ class DicomSettings:
     provenance: Provenance
     model_fingerprint: str = "unknown"
     replaces: Mapping[str, Predecessor] = field(default_factory=dict)
+    qa_dir: Path | None = None
 
 
 def load_settings(config: DicomConfig) -> DicomSettings:
@@ -277,7 +300,7 @@ def load_settings(config: DicomConfig) -> DicomSettings:
     if config.names is None:
         log.info("structure names: the %d default names (no --names map given)", len(styles))
     provenance = Provenance(model_version=config.model_version, software_version=__version__)
-    return DicomSettings(rules, styles, provenance, config.model_fingerprint, config.replaces)
+    return DicomSettings(rules, styles, provenance, config.model_fingerprint, config.replaces, config.qa_dir)
 
 
 def select_all(
@@ -330,6 +353,8 @@ def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: D
     """Process every study of a DICOM folder: 0 if each one got its RTSTRUCT and SEG."""
     settings = load_settings(config)
     check_writable(output_dir)
+    if config.qa_dir is not None:
+        check_writable(config.qa_dir)
     scan = scan_folder(input_dir)
     unreadable = [{"path": str(u.path.relative_to(input_dir)), "reason": u.reason} for u in scan.unreadable]
     chosen, results, skipped = select_all(scan, settings.rules)

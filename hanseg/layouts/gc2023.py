@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import HansegError, InputLayoutError
 from ..folders import CT_DIR, MR_DIR, check_writable
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, duplicates, segment, write_json
+from .common import CaseFiles, Predictor, duplicates, qa_name, segment, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,12 @@ def _entry(case: CaseFiles, output: str | None, messages: list[str]) -> dict[str
     }
 
 
-def process_case(case: CaseFiles, output_dir: Path, predictor: Predictor) -> dict[str, Any]:
-    """Segment one case; never raises for bad input, the entry says what went wrong."""
+def process_case(case: CaseFiles, output_dir: Path, predictor: Predictor, qa_dir: Path | None = None) -> dict[str, Any]:
+    """Segment one case; never raises for bad input, the entry says what went wrong. With
+    ``qa_dir``, its QA picture goes to ``<qa_dir>/<case>.png`` (:func:`qa_name`)."""
     out_path = output_dir / OUTPUT_DIR / output_name(case.ct)
     try:
-        warnings = segment(case, out_path, predictor)
+        warnings = segment(case, out_path, predictor, None if qa_dir is None else qa_dir / qa_name(case.ct))
     except (HansegError, OSError, MemoryError) as exc:
         log.error("%s: failed: %s", case.ct.name, exc)
         return _entry(case, None, [f"{case.ct.name}: {exc}"])
@@ -81,8 +82,9 @@ def write_results(results: list[dict[str, Any]], output_dir: Path) -> Path:
     return write_json(results, output_dir)
 
 
-def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor) -> int:
-    """Process every case of the 2023 layout and write ``results.json``."""
+def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor, qa_dir: Path | None = None) -> int:
+    """Process every case of the 2023 layout and write ``results.json`` (and, with ``qa_dir``,
+    one QA picture per case there)."""
     cases = find_cases(input_dir)
     check_writable(output_dir / OUTPUT_DIR)
     check_writable(output_dir)
@@ -95,7 +97,7 @@ def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor) -> i
             log.error("%s: not processed: %s", case.ct.name, "; ".join(dup))
             results.append(_entry(case, None, [f"{case.ct.name}: duplicate input: {'; '.join(dup)}"]))
             continue
-        results.append(process_case(case, output_dir, predictor))
+        results.append(process_case(case, output_dir, predictor, qa_dir))
     write_results(results, output_dir)
     failed = [r for r in results if not r["outputs"]]
     for r in failed:

@@ -24,7 +24,7 @@ from typing import Literal, overload
 from ..errors import HansegError, InputLayoutError
 from ..folders import INPUTS_JSON, OUTPUT_SOCKET_PATH, check_writable
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, duplicates, segment
+from .common import CaseFiles, Predictor, duplicates, qa_name, segment
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,11 @@ def output_file(output_dir: Path, config: SocketConfig) -> Path:
     return output_dir / config.output_path / config.output_name
 
 
-def run_socket_case(input_dir: Path, output_dir: Path, predictor: Predictor, config: SocketConfig) -> int:
-    """The one case an ``inputs.json`` job holds → ``<output>/<output socket path>/output.mha``."""
+def run_socket_case(
+    input_dir: Path, output_dir: Path, predictor: Predictor, config: SocketConfig, qa_dir: Path | None = None
+) -> int:
+    """The one case an ``inputs.json`` job holds → ``<output>/<output socket path>/output.mha``;
+    with ``qa_dir``, its QA picture → ``<qa_dir>/<CT name>.png`` (as in the 2023 layout)."""
     ct, mr = find_socket_images(input_dir, config)
     case, out_path = CaseFiles(ct, mr), output_file(output_dir, config)
     check_writable(out_path.parent)
@@ -154,7 +157,7 @@ def run_socket_case(input_dir: Path, output_dir: Path, predictor: Predictor, con
         log.error("FAILED: %s", "; ".join(f"{p.name} is identical to {q.name}" for p, q in repeats.items()))
         return 1
     try:
-        segment(case, out_path, predictor)
+        segment(case, out_path, predictor, None if qa_dir is None else qa_dir / qa_name(case.ct))
     except (HansegError, OSError, MemoryError) as exc:
         log.error("FAILED %s: %s", case.ct.name, exc)
         return 1

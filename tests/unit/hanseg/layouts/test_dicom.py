@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from PIL import Image
 
 from dicom_fixtures import SeriesSpec, mr_spec, save, with_changes, write_series
 from hanseg.errors import DicomInputError, NameMapError
@@ -37,7 +38,14 @@ def test_one_study_gives_one_rtstruct_and_one_seg_of_the_ct_series(tmp_path):
     write_series(tmp_path / "in", CT)
     write_series(tmp_path / "in", mr_spec())
     predictor = FakePredictor()
-    assert run(tmp_path / "in", tmp_path / "out", predictor) == 0
+    qa = tmp_path / "qa" / "new"  # made when missing
+    assert run(tmp_path / "in", tmp_path / "out", predictor, dicom=DicomConfig(qa_dir=qa)) == 0
+    # the QA picture of the result: <qa>/<study UID>/<CT series UID>.png, nothing else there
+    assert sorted(p.relative_to(qa) for p in qa.rglob("*") if p.is_file()) == [
+        Path(CT.study_uid) / f"{CT.series_uid}.png"
+    ]
+    with Image.open(qa / CT.study_uid / f"{CT.series_uid}.png") as picture:
+        assert picture.format == "PNG" and picture.width >= 300 and picture.height >= 150
     assert predictor.calls == [((4, 5, 12), (4, 5, 12))]  # x,y,z: the MR was given too
     rel = Path(CT.study_uid) / CT.series_uid
     assert outputs(tmp_path / "out") == [rel / "rtstruct.dcm", rel / "seg.dcm"]
@@ -75,6 +83,20 @@ def test_two_equal_ct_candidates_fail_their_study_naming_both(tmp_path):
     message = tie["error_messages"][0]
     assert CT.series_uid in message and twin.series_uid in message and "equally good" in message
     assert len(done["outputs"]) == 2 and not list((tmp_path / "out" / CT.study_uid).glob("*"))
+
+
+def test_a_qa_picture_that_cannot_be_drawn_changes_nothing_else(tmp_path, monkeypatch, caplog):
+    import hanseg.qa_picture
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no pictures today")
+
+    monkeypatch.setattr(hanseg.qa_picture, "write_qa_png", broken)
+    write_series(tmp_path / "in", CT)
+    assert run_dicom(tmp_path / "in", tmp_path / "out", FakePredictor(), DicomConfig(qa_dir=tmp_path / "qa")) == 0
+    assert len(outputs(tmp_path / "out")) == 2
+    assert results(tmp_path / "out")["studies"][0]["error_messages"] == []
+    assert f"study {CT.study_uid}: no QA picture: no pictures today" in caplog.text
 
 
 def test_a_missing_slice_fails_the_study_and_writes_nothing(tmp_path):
