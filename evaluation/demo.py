@@ -65,12 +65,9 @@ def oar_volumes_ml(path: Path) -> dict[str, float]:
 
 
 def qa_picture(ct_path: Path, seg_path: Path) -> Path | None:
-    """Overlay PNG next to the output folder; skipped (with a note) without matplotlib."""
-    try:
-        from .qa import overlay_png
-    except ImportError:
-        log.info("matplotlib not installed: no QA picture (pip install -r requirements-train.txt)")
-        return None
+    """The QA picture (:mod:`hanseg.qa_picture`) next to the output folder."""
+    from .qa import overlay_png
+
     png = seg_path.parent.parent.parent / f"qa_{seg_path.name.split('.')[0]}.png"
     return overlay_png(sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(seg_path)), png, title=seg_path.name)
 

@@ -29,7 +29,7 @@ def _crop_to_labels(ct_hu: sitk.Image, labels: np.ndarray) -> tuple[sitk.Image, 
 
 
 def write_overlay(ct_hu: sitk.Image, labels: np.ndarray, qa_dir: Path, case_id: str, out: Findings) -> None:
-    from evaluation.qa import overlay_png  # matplotlib: only when a picture is drawn
+    from evaluation.qa import overlay_png  # Pillow and the drawing: only when a picture is drawn
 
     ct_crop, labels_crop = _crop_to_labels(ct_hu, labels)
     image = sitk.GetImageFromArray(np.ascontiguousarray(labels_crop))

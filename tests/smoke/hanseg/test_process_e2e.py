@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
 
 from helpers import ROOT, run_main
 from phantoms import make_case, regrid, write_gc
@@ -53,8 +54,12 @@ def phantom_gc(tmp_path_factory) -> Path:
 
 def test_process_py_writes_a_valid_label_map_and_results_json(phantom_gc, tiny_model, tmp_path):
     out = tmp_path / "out"
-    done = run_process(phantom_gc / "input", out, tiny_model)
+    done = run_process(phantom_gc / "input", out, tiny_model, "--qa", str(tmp_path / "qa"))
     assert done.returncode == 0, done.stderr[-3000:]
+    # --qa: the case's QA picture, with the registered MR in a second row (taller than wide)
+    assert [p.name for p in (tmp_path / "qa").iterdir()] == ["case_01.png"]
+    with Image.open(tmp_path / "qa/case_01.png") as picture:
+        assert picture.format == "PNG" and 600 <= picture.width <= 2000 and picture.height > picture.width
     ct = sitk.ReadImage(str(phantom_gc / "input/images/ct/case_01_CT.mha"))
     labels = check_output(out, ct, "case_01_seg.mha")
     assert labels.any()  # an untrained net still labels something; empty would mean a bug
