@@ -245,11 +245,12 @@ def _grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
 
 
 def _mr_window(plane: np.ndarray) -> tuple[float, float]:
+    """Black at 0, white at the 99th percentile of the plane's signal."""
     inside = plane[plane > 0]
     if inside.size < 10:
         return 0.0, 1.0
-    lo, hi = np.percentile(inside, (1, 99))
-    return float(lo), float(max(hi, lo + 1e-3))
+    hi = float(np.percentile(inside, 99))
+    return 0.0, max(hi, 1e-3)  # 0 is no signal
 
 
 def _panel(
