@@ -4,6 +4,8 @@
   known to have finished, when waiting ``--stable-seconds`` is not wanted);
 * ``retry``: a quarantined job is worked on again: its results are sent again when they were
   made, otherwise the study is segmented again from everything received for it;
+* ``resend``: a delivered result is sent again (the destination lost it, or a second system
+  needs it), as a new job with the same objects and UIDs;
 * ``jobs``: the queue, one line per job.
 
 Each action is one transaction on ``<storage>/node.sqlite3``, which the running node shares,
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import logging
 import os
 import time
@@ -22,12 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import NodeError
-from .jobs import EMPTY, FAILED, READY, RECEIVING, SENDING, Job, JobQueue
-from .storage import Layout, move_tree
+from .jobs import DELIVERED, EMPTY, FAILED, READY, RECEIVING, RUNNING, SENDING, Job, JobQueue
+from .storage import Layout, link_file, move_tree
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("force-complete", "retry", "jobs")
+COMMANDS = ("force-complete", "retry", "resend", "jobs")
 
 
 def _queue(storage: Path) -> JobQueue:
@@ -90,6 +93,40 @@ def retry(storage: Path, key: str, user: str, now: float) -> Job:
     return queue.get(job.id)
 
 
+def resend(storage: Path, key: str, user: str, now: float) -> Job:
+    """A delivered job's results sent again, by a new job (returned) that links its files: the
+    same RTSTRUCT and SEG, with their UIDs, so the destination keeps one copy of each."""
+    queue, layout = _queue(storage), Layout(storage)
+    job = _job(queue, key)
+    if job.status != DELIVERED:
+        raise NodeError(f"job {job.id} is {job.status}: only a delivered result can be sent again")
+    newer = [j for j in queue.newer_than(job) if j.status in (READY, RUNNING, SENDING, DELIVERED)]
+    if newer:
+        raise NodeError(
+            f"job {newer[-1].id} ({newer[-1].status}) holds a newer result of study {job.study_uid}: sending "
+            f"job {job.id} again would put an older result after it; re-send job {newer[-1].id} instead"
+        )
+    sources = [Path(o["path"]) for o in job.output_list]
+    if job.pruned or not sources or not all(p.is_file() for p in sources):
+        raise NodeError(
+            f"the results of job {job.id} were removed (--retention-hours after delivery): send the study "
+            "to the node again; the same input gives the same objects and UIDs"
+        )
+    # due in an hour until its files are linked, so the worker cannot try to send it half-made
+    new_id = queue.add_resend(job, now, json.dumps([]))
+    queue.transition(new_id, SENDING, (SENDING,), next_attempt_at=now + 3600)
+    outputs = []
+    for o, source in zip(job.output_list, sources):
+        target = layout.job(new_id) / "output" / source.relative_to(layout.job(job.id) / "output")
+        link_file(source, target)
+        outputs.append({**o, "path": str(target)})
+    queue.transition(new_id, SENDING, (SENDING,), outputs=json.dumps(outputs), next_attempt_at=now)
+    queue.record_action(new_id, now, "resend", user, f"the results of job {job.id} sent again")
+    queue.record_action(job.id, now, "resend", user, f"sent again as job {new_id}")
+    log.info("job %d: the results of job %d are sent again, by %s", new_id, job.id, user)
+    return queue.get(new_id)
+
+
 def list_jobs(storage: Path) -> list[Job]:
     return _queue(storage).jobs()
 
@@ -102,12 +139,21 @@ def _describe(job: Job) -> str:
     )
 
 
+#: the actions by their command (and dashboard) name
+ACTIONS: dict[str, Callable[[Path, str, str, float], Job]] = {
+    "force-complete": force_complete,
+    "retry": retry,
+    "resend": resend,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hanseg.node", description="act on a DICOM node's queue")
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (
         ("force-complete", "a study still receiving is complete now (JOB number or StudyInstanceUID)"),
         ("retry", "a quarantined job is worked on again (JOB number)"),
+        ("resend", "a delivered job's results are sent again, by a new job (JOB number)"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("job", metavar="JOB", help="job number (or, for force-complete, the StudyInstanceUID)")
@@ -127,7 +173,7 @@ def main(argv: list[str], clock: Callable[[], float] = time.time) -> int:
                 print(_describe(job))  # the listing is the command's output, not a log line
             return 0
         user = args.user or getpass.getuser()
-        act = force_complete if args.command == "force-complete" else retry
+        act = ACTIONS[args.command]
         print(_describe(act(args.storage, args.job, user, clock())))
     except NodeError as exc:
         log.error("%s", exc)

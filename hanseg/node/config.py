@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from .errors import NodeError
 AE_TITLE = re.compile(r"^[^\\\x00-\x1f]{1,16}$")
 #: Longest wait between two sending attempts, whatever --retry-seconds * 2**attempt says.
 MAX_BACKOFF_S = 3600.0
+#: shortest action token: a guessable one would open the actions to anyone on the network
+MIN_TOKEN_CHARS = 12
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,22 @@ class TlsFiles:
     ca: Path | None = None  # given: peers must present a certificate signed by it
 
 
+#: the environment variable that holds the dashboard's action token (kept off the command line,
+#: where every user of the server would see it in the process list)
+TOKEN_ENV = "HANSEG_HTTP_TOKEN"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The node's web service (:mod:`hanseg.node.web`)."""
+
+    port: int
+    bind: str = "127.0.0.1"  # read-only pages need no token, so they stay on this host by default
+    #: user name -> token for the actions (re-queue, force-complete, re-send); empty: actions refused
+    tokens: tuple[tuple[str, str], ...] = ()
+    show_accession: bool = False  # AccessionNumber beside the UIDs (never a patient name)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     ae_title: str
@@ -65,6 +85,11 @@ class NodeConfig:
     min_free_gb: float = 5.0
     min_free_fraction: float = 0.10
     poll_seconds: float = 0.5  # how often the worker looks for stable studies and due jobs
+    http: HttpSettings | None = None  # the dashboard, metrics and health probe; None: no web service
+    #: webhook for alerts (quarantine, low disk, destination unreachable); None: none
+    notify_url: str | None = None
+    #: the destination must have refused every attempt for this long before an alert
+    notify_unreachable_s: float = 900.0
 
 
 def _ae_title(text: str) -> str:
@@ -94,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "On a running node's queue: python -m hanseg.node jobs --storage DIR; "
             "python -m hanseg.node force-complete STUDY_UID_OR_JOB --storage DIR; "
-            "python -m hanseg.node retry JOB --storage DIR (each has its --help)."
+            "python -m hanseg.node retry JOB --storage DIR; python -m hanseg.node resend JOB --storage DIR (each has its --help)."
         ),
     )
     p.add_argument("--ae-title", required=True, help="this node's AE title (senders must call it)")
@@ -149,7 +174,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", type=Path, default=None, help="TLS certificate (PEM), with --tls-key")
     p.add_argument("--tls-key", type=Path, default=None, help="TLS private key (PEM)")
     p.add_argument("--tls-ca", type=Path, default=None, help="CA that peers' certificates must chain to")
+    web = p.add_argument_group("dashboard, metrics and alerts (docs/operations.md)")
+    web.add_argument(
+        "--http-port", type=int, default=None, help="serve the dashboard, /metrics, /healthz and /api/jobs on this port"
+    )
+    web.add_argument(
+        "--http-bind", default="127.0.0.1", help="address of the web service (default 127.0.0.1: this host only)"
+    )
+    web.add_argument(
+        "--http-token",
+        default=None,
+        help=f"a token that enables the actions (seen in the process list: prefer {TOKEN_ENV} or --http-token-file)",
+    )
+    web.add_argument(
+        "--http-token-file",
+        type=Path,
+        default=None,
+        help=f"file of USER:TOKEN lines (or one bare token) that enable the actions; or set {TOKEN_ENV}",
+    )
+    web.add_argument(
+        "--show-accession", action="store_true", help="show AccessionNumber beside the UIDs on the dashboard"
+    )
+    web.add_argument("--notify-url", default=None, help="POST a JSON alert here (Slack/Teams-compatible 'text')")
+    web.add_argument(
+        "--notify-unreachable-minutes",
+        type=float,
+        default=15.0,
+        help="alert when the destination has refused every attempt for this long (default 15)",
+    )
     return p
+
+
+def read_tokens(path: Path | None, environ: Mapping[str, str], given: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The action tokens: ``USER:TOKEN`` lines of ``path`` (a line without a colon is a token
+    for the user "operator"), the token in ``HANSEG_HTTP_TOKEN`` and ``--http-token`` (user
+    "operator" each)."""
+    pairs: list[tuple[str, str]] = []
+    if path is not None:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise NodeError(f"--http-token-file {path}: cannot be read ({exc.strerror or exc})") from exc
+        for n, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, token = line.rpartition(":")
+            user = user.strip() if sep else "operator"
+            if len(token.strip()) < MIN_TOKEN_CHARS or not user:
+                raise NodeError(
+                    f"--http-token-file {path}, line {n}: write USER:TOKEN with a token of at least "
+                    f"{MIN_TOKEN_CHARS} characters"
+                )
+            pairs.append((user, token.strip()))
+        if not pairs:
+            raise NodeError(f"--http-token-file {path} holds no token")
+    for source, token in ((TOKEN_ENV, environ.get(TOKEN_ENV, "")), ("--http-token", given or "")):
+        if token.strip():
+            if len(token.strip()) < MIN_TOKEN_CHARS:
+                raise NodeError(f"{source} must be at least {MIN_TOKEN_CHARS} characters")
+            pairs.append(("operator", token.strip()))
+    return tuple(pairs)
+
+
+def _http(args: argparse.Namespace, environ: Mapping[str, str]) -> HttpSettings | None:
+    if args.http_port is None:
+        if args.http_token_file is not None or args.http_token is not None or args.show_accession:
+            raise NodeError("--http-token, --http-token-file and --show-accession need --http-port")
+        return None
+    if not 0 < args.http_port < 65536:
+        raise NodeError(f"--http-port {args.http_port} is not a TCP port")
+    if args.http_port == args.port:
+        raise NodeError(f"--http-port {args.http_port} is the DICOM --port; give the web service another")
+    return HttpSettings(
+        args.http_port, args.http_bind, read_tokens(args.http_token_file, environ, args.http_token), args.show_accession
+    )
 
 
 def _tls(args: argparse.Namespace) -> TlsFiles | None:
@@ -162,9 +261,15 @@ def _tls(args: argparse.Namespace) -> TlsFiles | None:
     return TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
 
 
-def config_from_args(argv: list[str] | None = None) -> NodeConfig:
-    """Parse and check the command line (a bad value exits with a message, before any I/O)."""
+def config_from_args(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> NodeConfig:
+    """Parse and check the command line (a bad value exits with a message, before any I/O
+    but reading ``--http-token-file``)."""
     args = build_parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
+    if args.notify_url is not None and not re.match(r"^https?://[^/\s]+", args.notify_url):
+        raise NodeError(f"--notify-url {args.notify_url!r}: give an http:// or https:// URL")
+    if args.notify_unreachable_minutes <= 0:
+        raise NodeError("--notify-unreachable-minutes must be above 0")
     if not 0 < args.port < 65536:
         raise NodeError(f"--port {args.port} is not a TCP port")
     if args.retries < 1 or args.retry_seconds < 0 or args.stable_seconds < 0 or args.retention_hours < 0:
@@ -191,4 +296,7 @@ def config_from_args(argv: list[str] | None = None) -> NodeConfig:
         tls=_tls(args),
         min_free_gb=args.min_free_gb,
         min_free_fraction=args.min_free_percent / 100.0,
+        http=_http(args, environ),
+        notify_url=args.notify_url,
+        notify_unreachable_s=args.notify_unreachable_minutes * 60.0,
     )

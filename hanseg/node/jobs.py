@@ -472,6 +472,46 @@ class JobQueue:
         rows = self._conn().execute("SELECT id FROM jobs WHERE replaces_job=? ORDER BY id", (job_id,)).fetchall()
         return [int(r["id"]) for r in rows]
 
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    def add_resend(self, job: Job, now: float, outputs: str) -> int:
+        """A new job that sends ``job``'s results again (``outputs``: links to its files in the new
+        job's folder), with the same inputs, warnings and replaced result: the study's newest
+        result, as when a study is sent again unchanged."""
+        with self._tx() as db:
+            job_id = _inserted_id(
+                db.execute(
+                    "INSERT INTO jobs (study_uid, status, first_arrival, last_arrival, instances, started_at, "
+                    "segmented_at, next_attempt_at, messages, outputs, warnings, replaces_job, resent_from, "
+                    "model_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.study_uid,
+                        SENDING,
+                        job.first_arrival,
+                        job.last_arrival,
+                        job.instances,
+                        now,
+                        now,
+                        now,
+                        job.messages,
+                        outputs,
+                        job.warnings,
+                        job.replaces_job,
+                        job.id,
+                        job.model_fingerprint,
+                    ),
+                )
+            )
+            db.execute(
+                "INSERT INTO series SELECT ?, series_uid, instances, last_arrival FROM series WHERE job_id=?",
+                (job_id, job.id),
+            )
+            db.execute("INSERT INTO inputs SELECT ?, series_uid, sop_uid FROM inputs WHERE job_id=?", (job_id, job.id))
+        return job_id
+
     def record_action(self, job_id: int, now: float, action: str, user: str, detail: str = "") -> None:
         with self._tx() as db:
             db.execute("INSERT INTO actions VALUES (?, ?, ?, ?, ?)", (job_id, now, action, user, detail))

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, VerificationPresentationContexts, evt
@@ -33,6 +33,7 @@ from .disk import DiskGuard
 from .errors import InvalidUidError, StoreError
 from .jobs import JobQueue
 from .store import store_instance
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,18 @@ class Refusal:
     source: int
     reason: int
     name: str
+    label: str  # the metric's reason label
 
 
-UNKNOWN_CALLER = Refusal(0x01, 0x01, 0x03, "rejected-permanent, service-user, calling-AE-title-not-recognized")
-WRONG_CALLED = Refusal(0x01, 0x01, 0x07, "rejected-permanent, service-user, called-AE-title-not-recognized")
+UNKNOWN_CALLER = Refusal(
+    0x01, 0x01, 0x03, "rejected-permanent, service-user, calling-AE-title-not-recognized", "calling_ae_not_allowed"
+)
+WRONG_CALLED = Refusal(
+    0x01, 0x01, 0x07, "rejected-permanent, service-user, called-AE-title-not-recognized", "called_ae_wrong"
+)
 #: the disk floor: transient (the sender should try again later); the standard reason for a
 #: local resource limit is the presentation-related service provider's local-limit-exceeded
-LOW_DISK = Refusal(0x02, 0x03, 0x02, "rejected-transient, service-provider, local-limit-exceeded")
+LOW_DISK = Refusal(0x02, 0x03, 0x02, "rejected-transient, service-provider, local-limit-exceeded", "disk_low")
 
 
 def is_allowed(allow: tuple[Allowed, ...], calling_aet: str, address: str) -> bool:
@@ -72,7 +78,9 @@ def reject(assoc: Association, refusal: Refusal) -> None:
     assoc.kill()
 
 
-def on_requested(event: evt.Event, config: NodeConfig, disk_guard: DiskGuard | None) -> None:
+def on_requested(
+    event: evt.Event, config: NodeConfig, disk_guard: DiskGuard | None, telemetry: Telemetry | None = None
+) -> None:
     """Accept or refuse an association from its A-ASSOCIATE-RQ, before any data is exchanged."""
     requestor = event.assoc.requestor
     # the requestor's ae_title is filled in only after negotiation: read the A-ASSOCIATE-RQ itself
@@ -83,7 +91,7 @@ def on_requested(event: evt.Event, config: NodeConfig, disk_guard: DiskGuard | N
     caller = f"calling AE {calling!r} from {requestor.address}"
     if not is_allowed(config.allow, calling, requestor.address):
         log.warning("association rejected (%s): %s is not in --allow", UNKNOWN_CALLER.name, caller)
-        reject(event.assoc, UNKNOWN_CALLER)
+        refusal: Refusal | None = UNKNOWN_CALLER
     elif called != config.ae_title:
         log.warning(
             "association rejected (%s): %s called %r, this node is %r",
@@ -92,10 +100,18 @@ def on_requested(event: evt.Event, config: NodeConfig, disk_guard: DiskGuard | N
             called,
             config.ae_title,
         )
-        reject(event.assoc, WRONG_CALLED)
+        refusal = WRONG_CALLED
     elif disk_guard is not None and (why := disk_guard.check()) is not None:
         log.error("association rejected (%s): %s; %s", LOW_DISK.name, caller, why)
-        reject(event.assoc, LOW_DISK)
+        refusal = LOW_DISK
+    else:
+        refusal = None
+    if telemetry is not None:
+        telemetry.association(refusal is None, "ok" if refusal is None else refusal.label)
+        if disk_guard is not None and refusal in (None, LOW_DISK):  # the guard measured just now
+            telemetry.disk_measured(None if refusal is None else "new associations are refused: disk below its floor")
+    if refusal is not None:
+        reject(event.assoc, refusal)
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class Receiver:
     incoming: Path
     queue: JobQueue
     clock: Callable[[], float] = time.time
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     def on_store(self, event: evt.Event) -> int:
         try:
@@ -126,6 +143,7 @@ class Receiver:
         except sqlite3.Error as exc:  # the file is kept: the next start adopts it
             log.error("instance %s stored but not counted (%s): it is picked up at the next start", sop, exc)
             return OUT_OF_RESOURCES
+        self.telemetry.instance_received()
         return SUCCESS
 
 
@@ -177,6 +195,9 @@ class NodeServer(ThreadedAssociationServer):
     check, a stalled sender) held off every other sender until it went away, and a failed
     handshake was not logged at all."""
 
+    #: the thread that accepts connections (``/healthz`` checks it is alive)
+    thread: threading.Thread | None = None
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         if self.socket is None:  # never: socketserver binds before it serves
             raise RuntimeError("the storage SCP has no listening socket")
@@ -200,21 +221,25 @@ def start_scp(
     receiver: Receiver,
     ssl_context: ssl.SSLContext | None = None,
     disk_guard: DiskGuard | None = None,
-) -> ThreadedAssociationServer:
+    telemetry: Telemetry | None = None,
+) -> NodeServer:
     """Listen on ``--bind:--port`` in background threads; the server (call ``shutdown()`` to stop).
     ``disk_guard`` None: no free-space floor (tests)."""
     ae = build_ae(config)
     handlers: list[EventHandlerType] = [
-        (evt.EVT_REQUESTED, on_requested, [config, disk_guard]),
+        (evt.EVT_REQUESTED, on_requested, [config, disk_guard, telemetry]),
         (evt.EVT_C_STORE, receiver.on_store),
         (evt.EVT_C_ECHO, lambda event: SUCCESS),
     ]
     server = ae.make_server(
         (config.bind, config.port), evt_handlers=handlers, ssl_context=ssl_context, server_class=NodeServer
     )
+    if not isinstance(server, NodeServer):  # never: server_class decides the class
+        raise RuntimeError("pynetdicom made another kind of server")
     # as AE.start_server does: the server's shutdown() takes it off this list again
     ae._servers.append(server)
-    threading.Thread(target=server.serve_forever, name="hanseg-scp", daemon=True).start()
+    server.thread = threading.Thread(target=server.serve_forever, name="hanseg-scp", daemon=True)
+    server.thread.start()
     log.info(
         "listening as %s on %s:%d%s; accepting from %s",
         config.ae_title,

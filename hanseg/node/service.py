@@ -12,18 +12,20 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from pynetdicom.transport import ThreadedAssociationServer
-
 from ..layouts.common import Predictor
 from ..model_dir import load_model_dir, model_fingerprint, sha256_file
 from .audit import ModelInfo
 from .config import NodeConfig, TlsFiles
 from .disk import DiskGuard
+from .health import disk_check, listener_check, queue_check, report, worker_check
 from .jobs import JobQueue
-from .scp import Receiver, start_scp
+from .notify import Alerts, Notifier
+from .scp import NodeServer, Receiver, start_scp
 from .send import send_files
 from .storage import Layout, instances_in
 from .store import sweep
+from .telemetry import Telemetry
+from .webserver import WebServer
 from .worker import Sender, Worker
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,30 @@ def record_old_inputs(layout: Layout, queue: JobQueue) -> None:
                 break
 
 
+def make_telemetry(config: NodeConfig, queue: JobQueue, model: ModelInfo) -> Telemetry:
+    """Metrics for a node with a web service, alerts for one with a webhook."""
+    metrics = None
+    if config.http is not None:
+        from .metrics import NodeMetrics  # prometheus_client: only for a node that serves /metrics
+
+        metrics = NodeMetrics(
+            model,
+            queue.counts,
+            lambda: DiskGuard.from_config(config).measure(),
+            config.min_free_gb,
+            config.min_free_fraction,
+        )
+    alerts = None
+    if config.notify_url is not None:
+        notifier = Notifier(
+            config.notify_url,
+            node=config.ae_title,
+            on_result=(lambda result: metrics.notifications.labels(result).inc()) if metrics else (lambda result: None),
+        )
+        alerts = Alerts(notifier, config.notify_unreachable_s)
+    return Telemetry(metrics, alerts, destination=str(config.destination))
+
+
 class NodeService:
     def __init__(
         self,
@@ -91,10 +117,26 @@ class NodeService:
         for folder in (self.layout.incoming, self.layout.jobs, self.layout.quarantine, self.layout.audit):
             folder.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(self.layout.database)
-        self.worker = Worker(config, self.queue, predictor, model, ssl_context(config.tls, server=False), sender, clock)
+        self.model = model
+        self.telemetry = make_telemetry(config, self.queue, model)
+        self.worker = Worker(
+            config,
+            self.queue,
+            predictor,
+            model,
+            ssl_context(config.tls, server=False),
+            sender,
+            clock,
+            telemetry=self.telemetry,
+        )
+        # below the free-space floor, delivered studies past retention are removed before a
+        # sender is refused
+        self.disk_guard = DiskGuard.from_config(config, prune=self.worker.prune)
+        self.telemetry.disk = self.disk_guard
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.server: ThreadedAssociationServer | None = None
+        self.server: NodeServer | None = None
+        self.web: WebServer | None = None
 
     def start(self) -> None:
         """Recover what a previous run left, then listen and work."""
@@ -102,16 +144,65 @@ class NodeService:
         record_old_inputs(self.layout, self.queue)
         self.queue.resume(self.clock())
         adopt_orphans(self.layout, self.queue, self.clock())
-        receiver = Receiver(self.layout.incoming, self.queue, self.clock)
-        # below the free-space floor, delivered studies past retention are removed before a
-        # sender is refused
-        guard = DiskGuard.from_config(self.config, prune=self.worker.prune)
-        self.server = start_scp(self.config, receiver, ssl_context(self.config.tls, server=True), disk_guard=guard)
+        receiver = Receiver(self.layout.incoming, self.queue, self.clock, self.telemetry)
+        web = self._web() if self.config.http is not None else None  # a port in use stops the start here
+        if self.telemetry.alerts is not None and self.telemetry.alerts.notifier is not None:
+            self.telemetry.alerts.notifier.start()
+        self.server = start_scp(
+            self.config,
+            receiver,
+            ssl_context(self.config.tls, server=True),
+            disk_guard=self.disk_guard,
+            telemetry=self.telemetry,
+        )
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,), name="hanseg-worker")
         self._thread.start()
+        if web is not None:
+            web.start()
+            self.web = web
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """What ``/healthz`` answers: healthy or not, and each check's sentence."""
+        return report(
+            {
+                "listener": listener_check(
+                    self.server.thread if self.server is not None else None, f"{self.config.bind}:{self.config.port}"
+                ),
+                "worker": worker_check(self._thread, self.telemetry.worker, self.clock()),
+                "disk": disk_check(self.disk_guard),
+                "queue": queue_check(self.queue),
+            }
+        )
+
+    def _rewrite_audits(self, job_ids: list[int]) -> None:
+        for job_id in job_ids:
+            self.worker.write_audit(job_id)
+
+    def _web(self) -> WebServer:
+        from .web import WebContext, make_app  # Starlette: only for a node with --http-port
+
+        http = self.config.http
+        if http is None or self.telemetry.metrics is None:  # never: _web is called with --http-port only
+            raise RuntimeError("the web service needs --http-port")
+        context = WebContext(
+            storage=self.config.storage,
+            queue=self.queue,
+            model=self.model,
+            recipe=self.worker.recipe,
+            destination=str(self.config.destination),
+            metrics=self.telemetry.metrics,
+            settings=http,
+            health=self.health,
+            rewrite_audits=self._rewrite_audits,
+            clock=self.clock,
+        )
+        return WebServer(make_app(context), http.bind, http.port)
 
     def stop(self) -> None:
         """Refuse new associations, then let the job in hand finish (a killed one resumes at start)."""
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
         if self.server is not None:
             self.server.shutdown()
             self.server = None
@@ -119,6 +210,8 @@ class NodeService:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.telemetry.alerts is not None and self.telemetry.alerts.notifier is not None:
+            self.telemetry.alerts.notifier.stop()
         self.queue.close()
         log.info("node stopped")
 

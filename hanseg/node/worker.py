@@ -36,6 +36,7 @@ from .jobs import DELIVERED, EMPTY, FAILED, READY, RUNNING, SENDING, SUPERSEDED,
 from .send import send_files
 from .storage import Layout, Snapshot, link_file, move_tree, remove_received, take_snapshot
 from .store import write_atomic
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ class Worker:
         ssl_context: ssl.SSLContext | None = None,
         sender: Sender = send_files,
         clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.config, self.queue, self.predictor, self.model = config, queue, predictor, model
+        self.telemetry = telemetry or Telemetry()
         self.ssl_context, self.sender, self.clock = ssl_context, sender, clock
         self.layout = Layout(config.storage)
         self.dicom = DicomConfig(names=config.names, model_version=model.version, model_fingerprint=model.fingerprint)
@@ -117,6 +120,7 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Until ``stop`` is set; a job that has started is finished first."""
         while not stop.is_set():
+            self.telemetry.heartbeat(self.clock())
             try:
                 busy = self.step()
             except Exception:  # a bug must not stop the node: logged, the job stays where it was
@@ -132,6 +136,7 @@ class Worker:
             self.write_audit(job_id)
         job = self.queue.next_job(now)
         if job is not None:
+            self.telemetry.working_on(job.id, now)
             try:
                 if job.status == READY:
                     self.segment(job)
@@ -251,8 +256,9 @@ class Worker:
     def _run_case(self, job: Job, snapshot: Snapshot, latest: Job | None) -> None:
         """Segment the snapshot. ``latest``: the study's latest result (sending or delivered);
         the new result replaces what the destination holds of it."""
-        output = self.layout.job(job.id) / "output"
-        shutil.rmtree(output, ignore_errors=True)  # what a killed run left half-made
+        output, qa = self.layout.job(job.id) / "output", self.layout.job(job.id) / "qa"
+        for folder in (output, qa):  # what a killed run left half-made
+            shutil.rmtree(folder, ignore_errors=True)
         predecessor = self._delivered(latest)
         replaces = predecessors(predecessor) if predecessor is not None else {}
         log.info(
@@ -263,7 +269,9 @@ class Worker:
             f"; replaces the result of job {predecessor.id}" if predecessor is not None else "",
         )
         try:
-            run_dicom(snapshot.folder, output, self.predictor, replace(self.dicom, replaces=replaces))
+            # the QA picture the dashboard shows (jobs/<id>/qa/<study>/<CT series>.png), removed with
+            # the job's images after --retention-hours
+            run_dicom(snapshot.folder, output, self.predictor, replace(self.dicom, replaces=replaces, qa_dir=qa))
         except (HansegError, OSError, ValueError, MemoryError) as exc:
             self.quarantine(
                 job.id, RUNNING, f"segmentation failed: {exc}", what_to_do=what_to_do_input(job.id, self.config.storage)
@@ -302,17 +310,19 @@ class Worker:
             log.warning("job %d: %s", job.id, w)
         replaced = predecessor is not None and any("replaces_sop_instance_uid" in o for o in outputs)
         supersede = latest.id if latest is not None and latest.status == SENDING else None
+        segmented_at = self.clock()
         self.queue.segmented(
             job.id,
             supersede,
             f"job {job.id} made a newer result before this was sent",
-            segmented_at=self.clock(),
+            segmented_at=segmented_at,
             next_attempt_at=self.clock(),
             messages=json.dumps(messages),
             warnings=json.dumps(warnings),
             outputs=json.dumps(outputs),
             replaces_job=predecessor.id if replaced and predecessor is not None else None,
         )
+        self.telemetry.segmented(segmented_at - (job.started_at or segmented_at))
         self.write_audit(job.id)
         if supersede is not None and self.queue.get(supersede).status == SUPERSEDED:
             log.info("job %d: not sent: superseded by job %d", supersede, job.id)
@@ -335,10 +345,15 @@ class Worker:
             self.sender(paths, self.config.destination, self.config.ae_title, self.ssl_context)
         except (SendError, OSError) as exc:
             self.queue.record_attempt(job.id, now, False, str(exc))
+            self.telemetry.send_failed(self.clock(), str(exc))
             self._failed_attempt(job, attempt, str(exc))
             return
+        delivered_at = self.clock()
         self.queue.record_attempt(job.id, now, True, f"stored by {self.config.destination}")
-        self.queue.transition(job.id, DELIVERED, (SENDING,), attempts=attempt, delivered_at=self.clock())
+        self.queue.transition(job.id, DELIVERED, (SENDING,), attempts=attempt, delivered_at=delivered_at)
+        self.telemetry.delivered(
+            delivered_at - now, delivered_at - job.ready_at if job.ready_at is not None else None, delivered_at
+        )
         log.info("job %d: study %s delivered to %s", job.id, job.study_uid, self.config.destination)
         self.write_audit(job.id)
         if job.replaces_job is not None:
@@ -406,6 +421,7 @@ class Worker:
             "job %d: study %s QUARANTINED in %s: %s. To do: %s", job_id, job.study_uid, target, reason, what_to_do
         )
         self.write_audit(job_id)
+        self.telemetry.quarantined(job_id, job.study_uid, reason, what_to_do)
 
     def prune(self, now: float | None = None) -> None:
         """Remove the images and results of delivered jobs past ``--retention-hours``, and a
