@@ -43,6 +43,8 @@ from .dicom.names import default_colours
 from .labels import LABEL_NAMES, NUM_CLASSES
 
 Colour = tuple[int, int, int]
+#: Image.Resampling from Pillow 9.1 on; the same constants on Image before (requirements allow 8.3)
+_RESAMPLING: Any = getattr(Image, "Resampling", Image)
 #: pixel box (x0, y0, x1, y1), half-open
 PixelBox = tuple[int, int, int, int]
 
@@ -102,10 +104,12 @@ class _Text:
     def __init__(self) -> None:
         self.scale = 1
         self.font: Any
-        if features.check("freetype2"):
-            self.font = ImageFont.load_default(size=FONT_PX)
-        else:
-            self.font = ImageFont.load_default_imagefont()
+        try:
+            if not features.check("freetype2"):
+                raise OSError("Pillow without FreeType")
+            self.font = ImageFont.load_default(size=FONT_PX)  # Pillow >= 10.1
+        except (OSError, TypeError):
+            self.font = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)()
             self.scale = 2
 
     def mask(self, text: str) -> Image.Image:
@@ -115,7 +119,7 @@ class _Text:
         out = Image.new("L", (int(x1) + 2, height), 0)
         ImageDraw.Draw(out).text((0, 0), text, fill=255, font=self.font)
         if self.scale != 1:
-            out = out.resize((out.width * self.scale, out.height * self.scale), Image.Resampling.NEAREST)
+            out = out.resize((out.width * self.scale, out.height * self.scale), _RESAMPLING.NEAREST)
         return out
 
     def draw(self, canvas: Image.Image, xy: tuple[int, int], text: str, colour: Colour = TEXT) -> PixelBox:
@@ -259,7 +263,7 @@ def _panel(
     """The RGB panel: the grey plane upscaled (bilinear), the prediction's outlines solid and
     the truth's dashed on top."""
     height, width = grey.shape[0] * zoom, grey.shape[1] * zoom
-    base = Image.fromarray(grey).resize((width, height), Image.Resampling.BILINEAR)
+    base = Image.fromarray(grey).resize((width, height), _RESAMPLING.BILINEAR)
     rgb = np.array(base.convert("RGB"))
     lut = np.array(palette, np.uint8)
     big = _upscale_labels(labels, zoom)
