@@ -84,7 +84,7 @@ class NodeMetrics:
         min_free_fraction: float,
     ) -> None:
         # no *_created series: they double the exposition and no dashboard or alert reads them
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         r = self.registry
         self.instances = Counter(
