@@ -24,7 +24,10 @@ stand beside it and import it, never the other way round. Modules, from the bott
   ``common``);
 * ``node`` (``python -m hanseg.node``, the DICOM node of a hospital: ``config``, ``store``,
   ``jobs``, ``storage``, ``audit``, ``scp``, ``send``, ``worker``, ``service``, ``disk`` (the free-space floor),
-  ``actions`` (force-complete, retry, the job list), ``errors``, ``__main__``);
+  ``actions`` (force-complete, retry, resend, the job list), ``errors``, ``__main__``; its operation:
+  ``web`` (dashboard, API, actions), ``pages`` (their HTML and script), ``webserver`` (uvicorn in a
+  thread), ``metrics`` (Prometheus), ``health`` (``/healthz``), ``notify`` (webhook alerts) and
+  ``telemetry`` (where the parts report to them));
 * ``qa_picture`` (the QA picture of a result: three CT slices with each organ's outline and a
   legend, for ``process.py --qa``, the node's dashboard and ``python -m evaluation.qa``);
 * ``folders`` (the input layout and a writable output, checked before the model loads);

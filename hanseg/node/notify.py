@@ -49,6 +49,7 @@ class Notifier:
     node: str
     post: Post = post_json
     pause_s: float = FIRST_PAUSE_S
+    timeout_s: float = TIMEOUT_S
     on_result: Callable[[str], None] = lambda result: None  # "sent", "failed", "dropped" (metrics)
     _queue: queue.Queue[dict[str, Any] | None] = field(default_factory=lambda: queue.Queue(QUEUE_SIZE), init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -93,7 +94,7 @@ class Notifier:
         body = json.dumps(payload).encode()
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                self.post(self.url, body, TIMEOUT_S)
+                self.post(self.url, body, self.timeout_s)
             except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
                 if attempt == ATTEMPTS:
                     log.error(

@@ -57,7 +57,7 @@ def top_level_imports(path) -> set[str]:
 
 def test_every_runtime_import_is_stdlib_hanseg_or_in_requirements_txt():
     # import names that differ from their distribution's name
-    aliases = {"PIL": "pillow"}
+    aliases = {"PIL": "pillow", "prometheus_client": "prometheus-client"}
     allowed = requirement_names() | set(sys.stdlib_module_names) | {"hanseg", "__future__"}
     allowed |= {alias.lower() for alias, dist in aliases.items() if dist in allowed}
     files = [ROOT / "process.py", *sorted((ROOT / "hanseg").rglob("*.py"))]
