@@ -31,10 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hanseg.errors import HansegError
-from hanseg.model_dir import export_model
 from hanseg.plans import load_plans
 
 from .model_card import write_card
@@ -62,6 +59,8 @@ def _fold_entry(work: Path, fold: str, k: int, which: str) -> tuple[dict, dict[s
     path = folder / f"checkpoint_{which}.pt"
     if which == "best" and not path.is_file():
         path = folder / "checkpoint_last.pt"  # fold 'all' has no validation, hence no best
+    import torch  # here, not at the top: `--help` answers before torch is imported
+
     state = torch.load(path, map_location="cpu", weights_only=False)
     val = folder / "val_dice.json"
     entry = {
@@ -203,6 +202,8 @@ def export(work: Path, out: Path, folds: list[str], which: str, notes: StageNote
     states, entries = [p[0] for p in pairs], [p[1] for p in pairs]
     metadata = build_metadata(work, folds, entries, notes)  # before out/ is overwritten: it may be the parent
     plans = dataclasses.replace(plans, folds=tuple(range(len(folds))))
+    from hanseg.model_dir import export_model  # imports torch
+
     files = export_model(out, plans, states, metadata)
     write_card(files.root)
     log.info("exported %d fold(s) to %s (version %s)", len(states), files.root, metadata["version"])

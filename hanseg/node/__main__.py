@@ -11,12 +11,9 @@ import sys
 from pathlib import Path
 
 from ..errors import HansegError
-from ..inference import Segmenter
-from ..model_dir import resolve_model_root
 from .actions import COMMANDS
 from .actions import main as actions_main
 from .config import config_from_args
-from .service import NodeService, model_info, serve_until_signalled
 
 log = logging.getLogger("hanseg.node")
 #: the model baked into the image, next to the package (as process.py's default)
@@ -29,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         return actions_main(argv)
     try:
-        config = config_from_args(argv)
+        config = config_from_args(argv)  # --help and bad settings answer before torch is imported
+        from ..inference import Segmenter
+        from ..model_dir import resolve_model_root
+        from .service import NodeService, model_info, serve_until_signalled
+
         root = resolve_model_root(config.model, DEFAULT_MODEL)
         segmenter = Segmenter(
             root, config.device, precision=config.precision
