@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import logging
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 from hanseg.errors import HansegError
 from hanseg.plans import load_plans
 
+from . import no_plan
 from .model_card import write_card
 
 log = logging.getLogger("training.export")
@@ -196,7 +198,13 @@ def check_target(out: Path, force: bool, replace_shipped: bool, shipped: Path | 
     return None
 
 
+class NoPlan(HansegError):
+    """The work folder holds no ``plans.json``: ``training.plan`` has not been run on it."""
+
+
 def export(work: Path, out: Path, folds: list[str], which: str, notes: StageNotes = StageNotes()) -> Path:
+    if not (work / "plans.json").is_file():
+        raise NoPlan(no_plan(work))
     plans = load_plans(work / "plans.json")
     pairs = [_fold_entry(work, fold, k, which) for k, fold in enumerate(folds)]
     states, entries = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -252,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(args.out, backup)  # a copy: a failed export still leaves model/ whole
         log.info("the shipped model (version %s) is kept as %s", _version(args.out), backup)
     notes = StageNotes(args.data_note, args.data_command, args.version, args.changes, tuple(args.command))
-    export(args.work, args.out, args.folds, args.which, notes)
+    try:
+        export(args.work, args.out, args.folds, args.which, notes)
+    except NoPlan as exc:
+        sys.stderr.write(f"python -m training.export: error: {exc}\n")
+        return 2
     return 0
 
 

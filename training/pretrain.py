@@ -39,6 +39,7 @@ import functools
 import json
 import logging
 import operator
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,7 @@ from hanseg.plans import Plans, load_plans
 from hanseg.preprocess import preprocess_case
 
 from . import distributed as ddp
+from . import no_plan
 from .data import CachedCase, augment, preprocessing_key, sample_patch
 from .train import Checkpoints, amp_dtype, optimiser_step, poly_lr, progress, write_log
 from .train import autocast as autocast_of
@@ -677,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
     args = ap.parse_args(argv)
+    if not (args.work / "plans.json").is_file():
+        sys.stderr.write(f"python -m training.pretrain: error: {no_plan(args.work)}\n")
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PretrainConfig(
         **{

@@ -43,6 +43,7 @@ from hanseg.networks import build_network
 from hanseg.plans import Plans, load_plans, plans_from_json
 
 from . import distributed as ddp
+from . import no_plan
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import CachedCase, augment, cache_case, load_cached, sample_patch
 from .losses import SegLoss, make_loss
@@ -639,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not (args.work / "plans.json").is_file():
+        sys.stderr.write(f"python -m training.train: error: {no_plan(args.work, args.data)}\n")
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)
 
