@@ -227,7 +227,9 @@ def card_only(model_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Export trained folds into a model folder, with its model card.")
+    ap = argparse.ArgumentParser(
+        prog="python -m training.export", description="Export trained folds into a model folder, with its model card."
+    )
     ap.add_argument("--work", type=Path, help="work folder of training.plan / training.train")
     ap.add_argument("--out", type=Path, help="model folder to write")
     ap.add_argument("--folds", nargs="+", default=["all"], help="fold names: 0 1 2 ... or all")

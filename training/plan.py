@@ -229,10 +229,20 @@ def make_splits(case_ids: Sequence[str], n_folds: int, seed: int) -> list[dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Plan training from a HaN-Seg raw dataset.")
+    ap = argparse.ArgumentParser(
+        prog="python -m training.plan", description="Plan training from a HaN-Seg raw dataset."
+    )
     ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
     ap.add_argument("--work", type=Path, required=True, help="work folder for plans, cache, runs")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    ap.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="small",
+        help="network and patch size (patch Z Y X: "
+        + ", ".join(f"{name} {' '.join(map(str, p['patch']))}" for name, p in PRESETS.items())
+        + "): tiny = CI smoke tests, small = CPU-trainable (the shipped phantom model), "
+        "default = GPU training on real HaN-Seg (default: small)",
+    )
     ap.add_argument(
         "--network",
         choices=NETWORK_KINDS,

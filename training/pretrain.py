@@ -644,7 +644,10 @@ def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Self-supervised pretraining on unlabelled scans (see the module doc).")
+    ap = argparse.ArgumentParser(
+        prog="python -m training.pretrain",
+        description="Self-supervised pretraining on unlabelled scans (see the module doc).",
+    )
     ap.add_argument(
         "--images",
         type=Path,
