@@ -12,9 +12,17 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+# TORCH_VERSION (default 2.13.0) and TORCH_INDEX_URL (a PyTorch wheel index, e.g.
+# https://download.pytorch.org/whl/cpu or .../whl/cu124) choose the build; without
+# TORCH_INDEX_URL pip uses its configured index.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    echo "[setup] installing torch==${TORCH_VERSION:-2.13.0}"
-    .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+    if [ -n "${TORCH_INDEX_URL:-}" ]; then
+        echo "[setup] installing torch==${TORCH_VERSION:-2.13.0} from $TORCH_INDEX_URL"
+        .venv/bin/pip install -q --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION:-2.13.0}"
+    else
+        echo "[setup] installing torch==${TORCH_VERSION:-2.13.0}"
+        .venv/bin/pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+    fi
 fi
 # Every requirements file (they include each other with -r) and the torch pin make the stamp.
 stamp=".venv/.installed-$(basename "$REQ").sha256"
