@@ -100,6 +100,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_a_quarantined_study_is_seen_requeued_and_delivered_from_the_browser(tmp_path, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -148,6 +149,14 @@ def test_a_quarantined_study_is_seen_requeued_and_delivered_from_the_browser(tmp
         wait(lambda: state() == "quarantined", 240, "quarantine", log)
         wait(lambda: len(hook.bodies) >= 1, 30, "the alert", log)
 
+        # the dashboard stays open in this tab; the rows are rebuilt from /api/jobs every 3 s, so
+        # a row found before a refresh is stale after it: it is looked up each time
+        browser.get(f"http://127.0.0.1:{http_port}/")
+        rows = WebDriverWait(browser, 120, ignored_exceptions=[StaleElementReferenceException])
+        rows.until(lambda d: d.find_element(By.ID, "job-1").get_attribute("data-state") == "quarantined")
+        browser.execute_script("window.loadedOnce = true")  # gone if the page were reloaded
+        dashboard = browser.current_window_handle
+        browser.switch_to.new_window("tab")
         browser.get(f"http://127.0.0.1:{http_port}/jobs/1")
         picture = browser.find_element(By.CSS_SELECTOR, "#qa img")
         WebDriverWait(browser, 20).until(lambda d: d.execute_script("return arguments[0].naturalWidth", picture) > 300)
@@ -169,13 +178,15 @@ def test_a_quarantined_study_is_seen_requeued_and_delivered_from_the_browser(tmp
         browser.find_element(By.ID, "action-retry").click()
         WebDriverWait(browser, 10).until(lambda d: message.get_attribute("data-status") == "200")
 
-        browser.get(f"http://127.0.0.1:{http_port}/")
-        row = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "job-1"))
-        # the rows refresh from /api/jobs: no reload between quarantined and delivered
-        WebDriverWait(browser, 120).until(
-            lambda d: d.find_element(By.ID, "job-1").get_attribute("data-state") == "delivered"
+        browser.switch_to.window(dashboard)
+        text = rows.until(
+            lambda d: (
+                d.find_element(By.ID, "job-1").get_attribute("data-state") == "delivered"
+                and d.find_element(By.ID, "job-1").text
+            )
         )
-        assert row.is_displayed() and study.study_uid in browser.find_element(By.ID, "job-1").text
+        assert browser.execute_script("return window.loadedOnce") is True  # refreshed without a reload
+        assert study.study_uid in text and "delivered" in text
         browser.save_screenshot(str(ARTIFACTS / "dashboard-delivered.png"))
         print(f"screenshots: {ARTIFACTS}/dashboard-job-quarantined.png, dashboard-delivered.png")
 
