@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -49,8 +50,12 @@ def image_files(folder: Path, warn: bool = True) -> list[Path]:
 
 
 def read_error(path: Path, exc: RuntimeError) -> ImageReadError:
-    """The error for a file SimpleITK could not read (its header or its voxels)."""
-    return ImageReadError(f"{path.name}: cannot be read as an image ({itk_reason(exc)})")
+    """The error for a file SimpleITK could not read (its header or its voxels). The message
+    names the file once, at its start: ITK's own mentions of the path are taken out."""
+    reason = itk_reason(exc)
+    for mention in (f'"{path}"', str(path), f'"{path.name}"', path.name):
+        reason = reason.replace(mention, "the file")
+    return ImageReadError(f"{path.name}: cannot be read as an image ({reason})")
 
 
 def read_image(path: Path) -> sitk.Image:
@@ -66,17 +71,32 @@ def read_image(path: Path) -> sitk.Image:
     return image
 
 
+#: ITK's wordings that name the file again (the caller names it already), and what is said instead.
+_ITK_REWORDED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"(sitk::ERROR: )?Unable to determine ImageIO reader for .*"),
+        "no image reader recognises its contents",
+    ),
+    (re.compile(r"File cannot be read: .* for reading\.?"), "its header cannot be parsed"),
+)
+
+
 def itk_reason(exc: RuntimeError) -> str:
     """The readable part of an ITK exception: the text after "ITK ERROR: Class(0x…):" if
-    there is one (the lines after it may be a matrix dump), else the last line."""
+    there is one (the lines after it may be a matrix dump), else the last line. Wordings
+    that repeat the file's name are reworded without it (the caller names the file)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else "unknown reason"
     for line in lines:
         if "ITK ERROR" in line:
             reason = line.split("):", 1)[-1].strip()
             if "determinant is 0" in reason:
                 return "its direction matrix is singular (determinant 0): the orientation header is broken"
-            return reason
-    return lines[-1] if lines else "unknown reason"
+            break
+    for pattern, reworded in _ITK_REWORDED:
+        if pattern.fullmatch(reason):
+            return reworded
+    return reason
 
 
 def check_3d_scalar(image: sitk.Image, what: str) -> None:

@@ -92,6 +92,14 @@ def write_qa(
     return written
 
 
+def case_message(case: str, exc: BaseException) -> str:
+    """``exc``'s message prefixed with the case it is about (``case_01_CT.mha: ...``), unless it
+    names the case already: an error about a file starts with that file's name
+    (:mod:`hanseg.errors`), and the name is said once."""
+    text = str(exc) or type(exc).__name__
+    return text if case in text else f"{case}: {text}"
+
+
 def qa_name(ct_path: Path) -> str:
     """The QA picture's name for a CT: its name without the image ending and a final ``_CT``
     (``case_01_CT.mha`` → ``case_01.png``)."""

@@ -51,7 +51,7 @@ from ..dicom.volume import read_volume
 from ..errors import DicomInputError, DicomSeriesError, HansegError
 from ..folders import check_writable
 from ..resources import check_volume_fits
-from .common import Predictor, write_json, write_qa
+from .common import Predictor, case_message, write_json, write_qa
 
 log = logging.getLogger(__name__)
 
@@ -265,12 +265,13 @@ def process_selection(
                 colours={s.label: s.colour for s in settings.styles},
             )
     except (HansegError, ValueError, OSError, MemoryError) as exc:
-        log.error("study %s: failed: %s", selection.study_uid, exc)
+        message = case_message(f"study {selection.study_uid}", exc)
+        log.error("FAILED %s", message)
         return _entry(
             selection.study_uid,
             inputs,
             selection.skipped,
-            messages=[f"study {selection.study_uid}: {exc}"],
+            messages=[message],
             warnings=list(selection.warnings),
         )
     if written.empty:
@@ -316,8 +317,9 @@ def select_all(
         try:
             result = select_study(study, rules)
         except DicomInputError as exc:
-            log.error("study %s: %s", study.study_uid, exc)
-            failed.append(_entry(study.study_uid, [], (), messages=[f"study {study.study_uid}: {exc}"]))
+            message = case_message(f"study {study.study_uid}", exc)
+            log.error("FAILED %s", message)
+            failed.append(_entry(study.study_uid, [], (), messages=[message]))
             continue
         if isinstance(result, StudySelection):
             chosen.append(result)
@@ -365,7 +367,12 @@ def run_dicom(input_dir: Path, output_dir: Path, predictor: Predictor, config: D
     log.info("%d study(ies) with a CT in %s", len(chosen), input_dir)
     results += [process_selection(sel, output_dir, predictor, settings) for sel in chosen]
     write_results(results, skipped, unreadable, output_dir)
-    failed = [r for r in results if not r["outputs"]]
-    for r in failed:
-        log.error("FAILED %s", r["error_messages"][0])
+    failed = [r["study_uid"] for r in results if not r["outputs"]]
+    if failed:  # each reason was logged once as it happened; this line only counts them
+        log.error(
+            "%d of %d study(ies) failed (reasons above and in results.json): %s",
+            len(failed),
+            len(results),
+            ", ".join(failed),
+        )
     return 1 if failed else 0

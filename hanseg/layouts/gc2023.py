@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import HansegError, InputLayoutError
 from ..folders import CT_DIR, MR_DIR, check_writable
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, duplicates, qa_name, segment, write_json
+from .common import CaseFiles, Predictor, case_message, duplicates, qa_name, segment, write_json
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,9 @@ def process_case(case: CaseFiles, output_dir: Path, predictor: Predictor, qa_dir
     try:
         warnings = segment(case, out_path, predictor, None if qa_dir is None else qa_dir / qa_name(case.ct))
     except (HansegError, OSError, MemoryError) as exc:
-        log.error("%s: failed: %s", case.ct.name, exc)
-        return _entry(case, None, [f"{case.ct.name}: {exc}"])
+        message = case_message(case.ct.name, exc)
+        log.error("FAILED %s", message)
+        return _entry(case, None, [message])
     return _entry(case, out_path.name, list(warnings))
 
 
@@ -94,12 +95,18 @@ def run_hanseg2023(input_dir: Path, output_dir: Path, predictor: Predictor, qa_d
     for case in cases:
         dup = [f"{p.name} is identical to {repeats[p].name}" for p in (case.ct, case.mr) if p in repeats]
         if dup:
-            log.error("%s: not processed: %s", case.ct.name, "; ".join(dup))
-            results.append(_entry(case, None, [f"{case.ct.name}: duplicate input: {'; '.join(dup)}"]))
+            message = f"{case.ct.name}: duplicate input: {'; '.join(dup)}"
+            log.error("FAILED %s", message)
+            results.append(_entry(case, None, [message]))
             continue
         results.append(process_case(case, output_dir, predictor, qa_dir))
     write_results(results, output_dir)
-    failed = [r for r in results if not r["outputs"]]
-    for r in failed:
-        log.error("FAILED %s", r["error_messages"][0])
+    failed = [r["inputs"][0]["filename"] for r in results if not r["outputs"]]
+    if failed:  # each reason was logged once as it happened; this line only counts them
+        log.error(
+            "%d of %d case(s) failed (reasons above and in results.json): %s",
+            len(failed),
+            len(results),
+            ", ".join(failed),
+        )
     return 1 if failed else 0

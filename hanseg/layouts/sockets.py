@@ -24,7 +24,7 @@ from typing import Literal, overload
 from ..errors import HansegError, InputLayoutError
 from ..folders import INPUTS_JSON, OUTPUT_SOCKET_PATH, check_writable
 from ..io import image_files, image_suffix
-from .common import CaseFiles, Predictor, duplicates, qa_name, segment
+from .common import CaseFiles, Predictor, case_message, duplicates, qa_name, segment
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,6 @@ def run_socket_case(
     try:
         segment(case, out_path, predictor, None if qa_dir is None else qa_dir / qa_name(case.ct))
     except (HansegError, OSError, MemoryError) as exc:
-        log.error("FAILED %s: %s", case.ct.name, exc)
+        log.error("FAILED %s", case_message(case.ct.name, exc))
         return 1
     return 0

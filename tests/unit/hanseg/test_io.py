@@ -80,3 +80,18 @@ def test_unreadable_and_non_3d_images_raise_named_errors(tmp_path):
     sitk.WriteImage(sitk.Image(8, 8, sitk.sitkInt16), str(flat))
     with pytest.raises(InvalidImageError, match="3D"):
         read_image(flat)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"garbage\x00\x01", b"ObjectType = Image\nNDims = 3\n garbage", b"ObjectType = Image\n"],
+    ids=["no-reader", "bad-header", "truncated-header"],
+)
+def test_an_unreadable_image_is_named_once_and_its_folder_not_at_all(tmp_path, content):
+    bad = tmp_path / "case_01_CT.mha"
+    bad.write_bytes(content)
+    with pytest.raises(ImageReadError) as raised:
+        read_image(bad)
+    message = str(raised.value)
+    assert message.startswith("case_01_CT.mha: cannot be read as an image (")
+    assert message.count("case_01_CT.mha") == 1 and str(tmp_path) not in message

@@ -82,6 +82,7 @@ def test_two_equal_ct_candidates_fail_their_study_naming_both(tmp_path):
     tie, done = results(tmp_path / "out")["studies"]
     message = tie["error_messages"][0]
     assert CT.series_uid in message and twin.series_uid in message and "equally good" in message
+    assert message.count(CT.study_uid) == 1  # the study is named once, not prefixed again
     assert len(done["outputs"]) == 2 and not list((tmp_path / "out" / CT.study_uid).glob("*"))
 
 

@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,30 @@ def test_read_only_input_just_works(tmp_path):
     finally:
         for p in [inp, *inp.rglob("*")]:
             os.chmod(p, stat.S_IRWXU)
+
+
+def test_an_unreadable_ct_is_named_once_in_one_log_line_and_one_message(tmp_path, caplog):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    (inp / "images/ct").mkdir(parents=True)
+    (inp / "images/ct/case_01_CT.mha").write_bytes(b"garbage\x00\x01")
+    write(inp / "images/t1-mri/case_01_T1.mha", value=7)
+    with caplog.at_level(logging.INFO):
+        assert run(inp, out, FakePredictor()) == 1
+    (message,) = json.loads((out / "results.json").read_text())[0]["error_messages"]
+    assert message.startswith("case_01_CT.mha: cannot be read as an image")
+    assert message.count("case_01_CT.mha") == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [e for e in errors if "cannot be read" in e] == [f"FAILED {message}"]  # the reason once, in one line
+    assert all(e.count("case_01_CT.mha") == 1 for e in errors)
+    assert len(errors) == len(set(errors))
+
+
+def test_an_unreadable_mr_names_its_case_and_itself_once_each(tmp_path, caplog):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write(inp / "images/ct/case_01_CT.mha", value=100)
+    (inp / "images/t1-mri").mkdir(parents=True)
+    (inp / "images/t1-mri/case_01_T1.mha").write_bytes(b"garbage")
+    assert run(inp, out, FakePredictor()) == 1
+    (message,) = json.loads((out / "results.json").read_text())[0]["error_messages"]
+    assert message.startswith("case_01_CT.mha: case_01_T1.mha: cannot be read as an image")
+    assert message.count("case_01_CT.mha") == 1 and message.count("case_01_T1.mha") == 1
