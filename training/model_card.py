@@ -16,6 +16,11 @@ from typing import Any
 
 from hanseg.plans import Plans, load_plans
 
+#: the repository: a model folder inside it is named relative to it on the card (``model``)
+ROOT = Path(__file__).resolve().parents[1]
+#: what the card says where the metadata holds no data command (``--data-command`` not given)
+NOT_RECORDED = "not recorded"
+
 #: README's generated block lies between these two lines.
 README_BEGIN = "<!-- model summary: generated from model/metadata.json by training.export --card; do not edit -->"
 README_END = "<!-- end of model summary -->"
@@ -86,8 +91,26 @@ def _changelog(meta: Metadata) -> list[str]:
     return [f"- **{version}**: {text}" for version, text in meta.get("changelog", {}).items()]
 
 
+def folder_label(model_dir: Path) -> str:
+    """How the card names its model folder in the command that rewrites it: relative to the
+    repository when inside it (``model``), else as given."""
+    path = Path(model_dir)
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _training_data(meta: Metadata) -> str:
+    data = meta["training_data"]
+    description = data.get("description") or "not described"
+    command = data.get("command")
+    return f"{description}: `{command}`" if command else f"{description} (the command that made it: {NOT_RECORDED})"
+
+
 def _commands(meta: Metadata) -> list[str]:
-    lines = ["```bash", meta["training_data"]["command"]]
+    command = meta["training_data"].get("command")
+    lines = ["```bash", *([command] if command else [])]
     for stage in meta.get("stages", []):
         lines += [f"# {stage['version']}", *stage.get("commands", [])]
     return [*lines, "```"]
@@ -167,13 +190,15 @@ def _precision(meta: Metadata) -> list[str]:
     ]
 
 
-def card(meta: Metadata, plans: Plans) -> str:
-    """The whole model card as Markdown."""
+def card(meta: Metadata, plans: Plans, folder: str = "model") -> str:
+    """The whole model card as Markdown; ``folder`` names the model folder in the command that
+    rewrites the card (:func:`folder_label`)."""
     net = plans.network
     lines = [
         f"# Model card: {meta['name']} {meta['version']}",
         "",
-        "Generated from `metadata.json` by `python -m training.export --card model`; edit the metadata, not this file.",
+        f"Generated from `metadata.json` by `python -m training.export --card {folder}`; edit the metadata, not "
+        "this file.",
         "",
         meta["description"],
         "",
@@ -193,7 +218,7 @@ def card(meta: Metadata, plans: Plans) -> str:
         "",
         "## Training data",
         "",
-        f"{meta['training_data']['description']}: `{meta['training_data']['command']}`",
+        _training_data(meta),
         "",
         f"## Stages ({total_minutes(meta)} CPU minutes in all)",
         "",
@@ -219,7 +244,7 @@ def write_card(model_dir: Path, readme: Path | None = None) -> Path:
     model_dir = Path(model_dir)
     meta = read_metadata(model_dir)
     path = model_dir / "README.md"
-    path.write_text(card(meta, load_plans(model_dir / "plans.json")))
+    path.write_text(card(meta, load_plans(model_dir / "plans.json"), folder_label(model_dir)))
     if readme is not None:
         sync_readme(readme, meta)
     return path

@@ -9,7 +9,16 @@ import pytest
 from hanseg.plans import load_plans
 from helpers import ROOT
 from training.export import _next_version
-from training.model_card import README_BEGIN, README_END, card, headline, read_metadata, readme_block, sync_readme
+from training.model_card import (
+    README_BEGIN,
+    README_END,
+    card,
+    folder_label,
+    headline,
+    read_metadata,
+    readme_block,
+    sync_readme,
+)
 
 
 def test_the_shipped_model_card_is_generated_from_its_metadata():
@@ -105,3 +114,37 @@ def test_the_card_has_a_precision_section_only_when_the_agreement_is_recorded():
         "From: `python -m benchmarks.precision --model model --cases 2 --seed 9000 --size small`\n\n"
     )
     assert text.replace(section, "") == without
+
+
+def _model_copy(folder, **training_data):
+    """A model folder at ``folder`` with the shipped plans and metadata (``training_data`` changed)."""
+    import json
+    import shutil
+
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "model" / "plans.json", folder / "plans.json")
+    meta = read_metadata(ROOT / "model")
+    meta["training_data"] = {**meta["training_data"], **training_data}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_the_card_names_the_folder_it_was_written_to(tmp_path):
+    from training.model_card import write_card
+
+    folder = _model_copy(tmp_path / "exports" / "run7")
+    text = write_card(folder).read_text()
+    assert f"`python -m training.export --card {folder}`" in text
+    assert "--card model`" not in text
+    assert folder_label(ROOT / "model") == "model"  # the shipped card keeps its short, runnable name
+
+
+@pytest.mark.parametrize("training_data", [{"command": ""}, {"command": None}], ids=["empty", "missing"])
+def test_a_model_without_a_data_command_says_so_and_shows_no_empty_command(tmp_path, training_data):
+    from training.model_card import write_card
+
+    text = write_card(_model_copy(tmp_path / "m", **training_data)).read_text()
+    assert ": ``" not in text and "` `" not in text  # no empty inline command
+    assert "the command that made it: not recorded" in text
+    reproduce = text.split("## Reproduce", 1)[1]
+    assert "```bash\n#" in reproduce  # the block starts with the first stage, not an empty line
