@@ -112,6 +112,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         'return Precision("fp32", "auto: this CPU has no bfloat16 units (AMX-BF16 or AVX512-BF16)")',
         'return Precision("bf16", "auto: this CPU has no bfloat16 units (AMX-BF16 or AVX512-BF16)")',
     ),
+    Mutation(
+        "actions-open",
+        "the dashboard re-queues or re-sends a job for anyone who asks, without a token",
+        "hanseg/node/web.py",
+        'user = authenticate(request.headers.get("authorization", ""), ctx.settings.tokens)',
+        'user = authenticate(request.headers.get("authorization", ""), ctx.settings.tokens) or "anyone"',
+    ),
+    Mutation(
+        "metrics-blind",
+        "/metrics never counts a received instance",
+        "hanseg/node/telemetry.py",
+        "            self.metrics.instances.inc()",
+        "            pass",
+    ),
 )
 
 

@@ -472,6 +472,12 @@ class JobQueue:
         rows = self._conn().execute("SELECT id FROM jobs WHERE replaces_job=? ORDER BY id", (job_id,)).fetchall()
         return [int(r["id"]) for r in rows]
 
+    def recent(self, limit: int, status: str | None = None) -> list[Job]:
+        """The newest ``limit`` jobs (of ``status``), newest first."""
+        where, args = ("WHERE status=? ", (status,)) if status else ("", ())
+        rows = self._conn().execute(f"SELECT * FROM jobs {where}ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [Job(**dict(r)) for r in rows]
+
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""
         rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()

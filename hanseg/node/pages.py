@@ -19,7 +19,7 @@ td.uid{font-family:monospace;font-size:.85em;word-break:break-all}
 .state{font-weight:600;padding:.1em .4em;border-radius:.3em}
 .receiving,.ready{background:#e8f0fe}.running,.sending{background:#fff4ce}
 .delivered{background:#dff6dd}.quarantined{background:#fde7e9}
-.counts span{margin-right:1.2em}
+.counts a{margin-right:1.2em}.counts a.shown{font-weight:700;text-decoration:none;color:#222}
 .reason{background:#fde7e9;padding:.6em;border-radius:.3em}
 .qa img{max-width:100%;border:1px solid #ccc;margin:.5em 0}
 pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
@@ -40,12 +40,13 @@ function cell(row, text, cls) {
   return td;
 }
 function time(iso) { return iso ? iso.replace("T", " ").replace("+00:00", " UTC") : ""; }
+let shown = "";  // a state picked from the counts ("": every state)
 async function refresh() {
   const body = document.getElementById("jobs");
   if (!body) return;
   let data;
   try {
-    const response = await fetch("/api/jobs", {cache: "no-store"});
+    const response = await fetch("/api/jobs" + (shown ? "?state=" + shown : ""), {cache: "no-store"});
     data = await response.json();
   } catch (e) {
     document.getElementById("status").textContent = "the node does not answer: " + e;
@@ -54,11 +55,18 @@ async function refresh() {
   document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();
   const counts = document.getElementById("counts");
   counts.replaceChildren();
-  for (const [state, n] of Object.entries(data.counts)) {
-    const span = document.createElement("span");
-    span.textContent = state + ": " + n;
-    span.dataset.state = state;
-    counts.appendChild(span);
+  for (const [state, n] of Object.entries({all: null, ...data.counts})) {
+    const link = document.createElement("a");
+    link.href = "#";
+    link.textContent = n === null ? "all" : state + ": " + n;
+    link.id = "show-" + state;
+    if ((state === "all" ? "" : state) === shown) link.className = "shown";
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      shown = state === "all" ? "" : state;
+      refresh();
+    });
+    counts.appendChild(link);
   }
   const rows = [];
   for (const job of data.jobs) {

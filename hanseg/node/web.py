@@ -179,9 +179,7 @@ def authenticate(authorization: str, tokens: tuple[tuple[str, str], ...]) -> str
 def make_app(ctx: WebContext) -> Starlette:
     layout = Layout(ctx.storage)
 
-    def summaries(limit: int) -> list[dict[str, Any]]:
-        jobs = ctx.queue.jobs()[-limit:][::-1]  # newest first
-        return [job_summary(ctx, layout, j) for j in jobs]
+    statuses = {name: status for status, name in STATE_NAMES.items()}
 
     def dashboard(request: Request) -> HTMLResponse:
         return HTMLResponse(pages.dashboard(ctx.model.version, ctx.destination, ctx.settings.show_accession))
@@ -191,6 +189,9 @@ def make_app(ctx: WebContext) -> Starlette:
             limit = max(1, min(int(request.query_params.get("limit", DEFAULT_LIMIT)), 10_000))
         except ValueError:
             return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+        state = request.query_params.get("state") or None
+        if state is not None and state not in statuses:
+            return JSONResponse({"error": f"no state {state!r}; there are {', '.join(statuses)}"}, status_code=400)
         counts = ctx.queue.counts()
         return JSONResponse(
             {
@@ -198,7 +199,11 @@ def make_app(ctx: WebContext) -> Starlette:
                 "destination": ctx.destination,
                 "counts": {name: counts.get(status, 0) for status, name in STATE_NAMES.items()},
                 "actions_enabled": bool(ctx.settings.tokens),
-                "jobs": summaries(limit),
+                "state": state,
+                "jobs": [
+                    job_summary(ctx, layout, j)
+                    for j in ctx.queue.recent(limit, statuses[state] if state is not None else None)
+                ],
             }
         )
 

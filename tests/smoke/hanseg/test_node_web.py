@@ -204,6 +204,10 @@ def test_a_destination_down_quarantines_alerts_once_and_requeue_delivers(node, t
         assert alert["study_uid"] == CT.study_uid and "not delivered after 2" in alert["text"]
         assert "retry 1" in alert["what_to_do"]
         assert http(port, "/api/jobs")[1]["jobs"][0]["actions"] == ["retry"]
+        assert [j["id"] for j in http(port, "/api/jobs?state=quarantined")[1]["jobs"]] == [1]
+        assert http(port, "/api/jobs?state=delivered")[1]["jobs"] == []
+        status, answer = http(port, "/api/jobs?state=failed")  # the queue's word; the API says quarantined
+        assert status == 400 and "quarantined" in answer["error"]
         status, page = http(port, "/jobs/1")
         assert status == 200 and b"Quarantined:" in page and b"not delivered after 2" in page
         destination = Destination(service.config.destination.port)
