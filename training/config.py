@@ -1,4 +1,9 @@
-"""The training settings in one place: :class:`TrainConfig`, and the command line made from it.
+"""The training settings in one place: :class:`TrainConfig`, and the command line made from it;
+:class:`PretrainConfig` and ``training.pretrain``'s command line likewise.
+
+This module imports neither torch nor MONAI (nor anything that does): the command lines are
+built from it, so ``--help`` and a usage error answer before the heavy imports (the training
+CLIs parse their arguments first; ``tests/integration/test_cli_help.py`` times it).
 
 Each field of :class:`TrainConfig` is one ``--kebab-case`` option of ``python -m training.train``
 (type from its annotation, help, choices and metavar from its metadata, default from the
@@ -17,10 +22,16 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .losses import LOSSES
-from .transfer import FREEZE_HELP
+#: the losses :func:`training.losses.make_loss` builds, by their ``--loss`` name
+LOSSES = ("dice_ce", "dynamic", "tvmf", "bce")
+#: the ``--freeze`` policies :func:`training.transfer.frozen_parameter_names` knows
+FREEZE_HELP = (
+    "none | encoder (contracting path + bottleneck) | all-but-last:N (train only the "
+    "last N convolution/linear layers and what follows them, e.g. their norms)"
+)
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 #: ``--weight-decay`` when not given: what each optimiser got before it was a setting (AdamW
@@ -165,3 +176,89 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`TrainConfig` of parsed options (other attributes of ``args`` are ignored)."""
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+# --- pretraining (training.pretrain) ---------------------------------------------------------
+
+#: the self-supervision objectives of ``training.pretrain`` (see its module doc)
+OBJECTIVES = ("inpaint", "rotation", "contrastive")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """One pretraining run's settings (recorded in every checkpoint and in pretrain.json)."""
+
+    steps: int = 2000
+    batch: int = 2  # patches per process and step
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    objectives: tuple[str, ...] = OBJECTIVES
+    temperature: float = 0.5  # of the contrastive loss (the SwinUNETR recipe's)
+    holes: int = 6  # cuboids dropped per view, at least ...
+    hole_fraction: float = 0.25  # ... each at most this fraction of the patch per axis
+    seed: int = 0
+    save_every: int = 50
+    amp: str = "auto"  # as training's --amp: fp16 with a gradient scaler on CUDA, fp32 on the CPU
+
+
+#: the :class:`PretrainConfig` fields given as one option each, with their default
+PRETRAIN_OPTIONS = (
+    "steps",
+    "batch",
+    "lr",
+    "weight_decay",
+    "temperature",
+    "holes",
+    "hole_fraction",
+    "seed",
+    "save_every",
+)
+
+
+def pretrain_parser() -> argparse.ArgumentParser:
+    """``python -m training.pretrain``'s command line."""
+    ap = argparse.ArgumentParser(
+        prog="python -m training.pretrain",
+        description="Self-supervised pretraining on unlabelled scans (see the module doc).",
+    )
+    ap.add_argument(
+        "--images",
+        type=Path,
+        required=True,
+        help="unlabelled scans: a raw layout, a folder of DICOM files or a folder of images",
+    )
+    ap.add_argument(
+        "--series-rules",
+        type=Path,
+        metavar="JSON",
+        help="DICOM input: series selection rules overriding the defaults (as process.py's)",
+    )
+    ap.add_argument("--work", type=Path, required=True, help="work folder with plans.json (python -m training.plan)")
+    ap.add_argument("--out", type=Path, help="output folder (default: WORK/pretrain)")
+    defaults = PretrainConfig()
+    for name in PRETRAIN_OPTIONS:
+        value = getattr(defaults, name)
+        ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=f"(default: {value})")
+    ap.add_argument(
+        "--objectives",
+        nargs="+",
+        default=list(OBJECTIVES),
+        choices=OBJECTIVES,
+        help="self-supervision objectives (default: all three)",
+    )
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument(
+        "--amp",
+        default=defaults.amp,
+        choices=("auto", "bf16", "off"),
+        help="mixed precision: auto is fp16 on CUDA and fp32 on the CPU (default: auto)",
+    )
+    ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
+    return ap
+
+
+def pretrain_config_from_args(args: argparse.Namespace) -> PretrainConfig:
+    """The :class:`PretrainConfig` of parsed options."""
+    return PretrainConfig(
+        **{k: getattr(args, k) for k in PRETRAIN_OPTIONS}, objectives=tuple(args.objectives), amp=args.amp
+    )

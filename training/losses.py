@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import LOSSES  # here too: what make_loss knows is named where the command line reads it
+
 
 def marginal_probabilities(logits: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Softmax with absent classes merged into background.
@@ -208,9 +210,6 @@ class AdaptiveTvmfLoss(SegLoss):
     def load_state_dict(self, state: dict) -> None:
         if state:
             self.kappa, self.lam = torch.tensor(state["kappa"], dtype=torch.float32), float(state["lambda"])
-
-
-LOSSES = ("dice_ce", "dynamic", "tvmf", "bce")
 
 
 def make_loss(name: str, n_classes: int, class_counts: np.ndarray | None = None) -> SegLoss:

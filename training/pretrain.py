@@ -33,7 +33,6 @@ seconds, scans). Works for every network kind whose bottleneck :data:`BOTTLENECK
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import json
@@ -44,6 +43,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, MONAI and training.train are imported (~5 s):
+    # the command line is built by training.config, which imports none of them
+    from .config import pretrain_parser
+
+    pretrain_parser().parse_args()
 
 import numpy as np
 import SimpleITK as sitk
@@ -67,33 +73,16 @@ from hanseg.preprocess import preprocess_case
 
 from . import distributed as ddp
 from . import no_plan
+from .config import OBJECTIVES, PretrainConfig, pretrain_config_from_args, pretrain_parser
 from .data import CachedCase, augment, preprocessing_key, sample_patch
 from .train import Checkpoints, amp_dtype, optimiser_step, poly_lr, progress, write_log
 from .train import autocast as autocast_of
 
 log = logging.getLogger("training.pretrain")
-OBJECTIVES = ("inpaint", "rotation", "contrastive")
 
 
 class PretrainError(HansegError):
     """The unlabelled scans or the settings cannot be used for pretraining."""
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """One pretraining run's settings (recorded in every checkpoint and in pretrain.json)."""
-
-    steps: int = 2000
-    batch: int = 2  # patches per process and step
-    lr: float = 5e-4
-    weight_decay: float = 1e-5
-    objectives: tuple[str, ...] = OBJECTIVES
-    temperature: float = 0.5  # of the contrastive loss (the SwinUNETR recipe's)
-    holes: int = 6  # cuboids dropped per view, at least ...
-    hole_fraction: float = 0.25  # ... each at most this fraction of the patch per axis
-    seed: int = 0
-    save_every: int = 50
-    amp: str = "auto"  # as training's --amp: fp16 with a gradient scaler on CUDA, fp32 on the CPU
 
 
 @dataclass(frozen=True)
@@ -644,66 +633,12 @@ def finish(run: Run, out: Path, cfg: PretrainConfig, prepared: Prepared, plans: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m training.pretrain",
-        description="Self-supervised pretraining on unlabelled scans (see the module doc).",
-    )
-    ap.add_argument(
-        "--images",
-        type=Path,
-        required=True,
-        help="unlabelled scans: a raw layout, a folder of DICOM files or a folder of images",
-    )
-    ap.add_argument(
-        "--series-rules",
-        type=Path,
-        metavar="JSON",
-        help="DICOM input: series selection rules overriding the defaults (as process.py's)",
-    )
-    ap.add_argument("--work", type=Path, required=True, help="work folder with plans.json (python -m training.plan)")
-    ap.add_argument("--out", type=Path, help="output folder (default: WORK/pretrain)")
-    defaults = PretrainConfig()
-    for name in ("steps", "batch", "lr", "weight_decay", "temperature", "holes", "hole_fraction", "seed", "save_every"):
-        value = getattr(defaults, name)
-        ap.add_argument("--" + name.replace("_", "-"), type=type(value), default=value, help=f"(default: {value})")
-    ap.add_argument(
-        "--objectives",
-        nargs="+",
-        default=list(OBJECTIVES),
-        choices=OBJECTIVES,
-        help="self-supervision objectives (default: all three)",
-    )
-    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument(
-        "--amp",
-        default=defaults.amp,
-        choices=("auto", "bf16", "off"),
-        help="mixed precision: auto is fp16 on CUDA and fp32 on the CPU (default: auto)",
-    )
-    ap.add_argument("--restart", action="store_true", help="start over instead of resuming checkpoint_last.pt")
-    args = ap.parse_args(argv)
+    args = pretrain_parser().parse_args(argv)
     if not (args.work / "plans.json").is_file():
         sys.stderr.write(f"python -m training.pretrain: error: {no_plan(args.work)}\n")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = PretrainConfig(
-        **{
-            k: getattr(args, k)
-            for k in (
-                "steps",
-                "batch",
-                "lr",
-                "weight_decay",
-                "temperature",
-                "holes",
-                "hole_fraction",
-                "seed",
-                "save_every",
-            )
-        },
-        objectives=tuple(args.objectives),
-        amp=args.amp,
-    )
+    cfg = pretrain_config_from_args(args)
     try:
         rules = rules_from_json(args.series_rules) if args.series_rules else None
         pretrain(args.images, args.work, args.out or args.work / "pretrain", cfg, args.device, args.restart, rules)

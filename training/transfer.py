@@ -38,6 +38,8 @@ import torch
 from hanseg.errors import HansegError
 from hanseg.networks import is_encoder_parameter
 
+from .config import FREEZE_HELP  # the policies, named where the command line reads them
+
 log = logging.getLogger(__name__)
 Builder = Callable[[int, int], torch.nn.Module]
 
@@ -198,11 +200,6 @@ def init_from(
 
 
 # --- freezing --------------------------------------------------------------------------------
-
-FREEZE_HELP = (
-    "none | encoder (contracting path + bottleneck) | all-but-last:N (train only the "
-    "last N convolution/linear layers and what follows them, e.g. their norms)"
-)
 
 
 def frozen_parameter_names(net: torch.nn.Module, network_name: str, policy: str) -> set[str]:
