@@ -56,6 +56,7 @@ from benchmarks.recipes import make_bundle_checkpoint, run
 from hanseg.inference import Segmenter
 from hanseg.io import read_image, write_label_map
 from hanseg.labels import OAR_NAMES
+from training.progress import each
 
 log = logging.getLogger("benchmarks.few_labels")
 #: the arm every other one is compared with, at each size
@@ -132,7 +133,8 @@ def make_data(out: Path, args: argparse.Namespace) -> dict[str, list[str]]:
     if jobs:
         log.info("writing %d phantom cases", len(jobs))
         with ProcessPoolExecutor(args.workers) as pool:
-            list(pool.map(_write_case, *zip(*jobs)))
+            written = pool.map(_write_case, *zip(*jobs))
+            list(each(written, len(jobs), "writing phantoms", log))
     return ids
 
 
@@ -294,7 +296,8 @@ def score(out: Path, arm: str, n: int, work: Path) -> dict:
     segmenter = Segmenter(model, device="cpu", time_budget_s=None, mirroring=False, tune=False)
     pred = folder / "pred"
     pred.mkdir(parents=True, exist_ok=True)
-    for ct_path in sorted((out / "data/test/input/images/ct").glob("*_CT.mha")):
+    tests = sorted((out / "data/test/input/images/ct").glob("*_CT.mha"))
+    for ct_path in each(tests, len(tests), f"segmenting ({arm}, {n} labelled)", log, name=lambda p: p.name):
         case_id = ct_path.name.removesuffix("_CT.mha")
         mr = out / "data/test/input/images/t1-mri" / f"{case_id}_T1.mha"
         ct = read_image(ct_path)

@@ -38,6 +38,7 @@ from phantoms import (
 )
 from training.export import card_only
 from training.model_card import read_metadata
+from training.progress import each
 
 log = logging.getLogger("benchmarks.phantom_eval")
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.record and args.variants[0] != "original":
         ap.error("--record needs 'original' as the first variant: it is the headline grid")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cases = [make_case(case_seed(args.seed, i), args.size, f"case_{i + 1:02d}") for i in range(args.cases)]
+    # progress per case (a bar on a terminal, a line per case in logs): phantoms take seconds each
+    names = [f"case_{i + 1:02d}" for i in range(args.cases)]
+    cases = [
+        make_case(case_seed(args.seed, i), args.size, name)
+        for i, name in each(enumerate(names), len(names), "making phantoms", log, name=lambda item: item[1])
+    ]
     summary = {}
     for variant in args.variants:
         folder = args.out / variant
-        for case in cases:
+        for case in each(cases, len(cases), f"writing {variant}", log, name=lambda c: c.case_id):
             write_variant(case, variant, folder)
         seconds = run_variant(folder, args.model, args.device, args.precision)
         pred = folder / "output/images/head_neck_oar"

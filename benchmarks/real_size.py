@@ -41,6 +41,7 @@ import SimpleITK as sitk
 from benchmarks.inference_vs_monai import agreement, run_one
 from hanseg.plans import load_plans, save_plans
 from phantoms import TALL_SEED, PhantomCase, Profile, make_case, write_gc
+from training.progress import each
 
 log = logging.getLogger("benchmarks.real_size")
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     folders = write_variants(case, args.out)
     models = {"cut": args.model, "tall": args.model, "tall_no_depth": model_without_depth(args.model, args.out)}
     results: dict = {"settings": {"seed": args.seed, "model": str(args.model)}, "runs": {}}
-    for variant in args.variants:
+    # one process.py run per variant of the case, minutes each on a CPU: a bar, or a line per run
+    for variant in each(args.variants, len(args.variants), "segmenting variants", log, unit="run"):
         results["runs"][variant] = run_variant(variant, folders[variant], models[variant])
         if args.docker:
             results["runs"][variant]["docker"] = docker_run(args.docker, folders[variant], models[variant])

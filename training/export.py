@@ -77,13 +77,15 @@ def _fold_entry(work: Path, fold: str, k: int, which: str) -> tuple[dict, dict[s
 
 
 def _training_minutes(work: Path, folds: Sequence[str]) -> int:
-    """Wall minutes of every epoch in the folds' ``log.csv`` (resumed runs included)."""
+    """Wall minutes of every epoch in the folds' ``log.csv`` (resumed runs included): its
+    ``seconds`` column, the whole epoch, which files from before the ``train_seconds`` and
+    ``val_seconds`` columns have too."""
     seconds = 0.0
     for fold in folds:
         log_csv = work / f"fold_{fold}" / "log.csv"
         if log_csv.is_file():
             with open(log_csv, newline="") as fh:
-                seconds += sum(float(row["seconds"]) for row in csv.DictReader(fh))
+                seconds += sum(float(row["seconds"]) for row in csv.DictReader(fh) if row.get("seconds"))
     return round(seconds / 60)
 
 

@@ -47,11 +47,15 @@ from . import no_plan
 from .config import TrainConfig, add_config_arguments, config_from_args
 from .data import CachedCase, augment, cache_case, load_cached, sample_patch
 from .losses import SegLoss, make_loss
+from .progress import Steps, bar
 from .transfer import apply_freeze, frozen_parameter_names, init_from, train_mode
 from .validate import validate
 
 log = logging.getLogger("training.train")
 T = TypeVar("T")
+#: Without a terminal (CI, a log file), a training line every this many steps (and after an
+#: epoch's last); on a terminal the bar shows every step instead.
+LOG_EVERY = 50
 
 
 def fold_cases(work: Path, fold: str) -> tuple[list[str], list[str]]:
@@ -172,12 +176,9 @@ class Checkpoints:
 
 
 def progress(iterable, desc: str, total: int | None = None):
-    """A tqdm bar on an interactive terminal; plain iteration in logs, CI and without tqdm."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, desc=desc, total=total, leave=False, disable=not sys.stderr.isatty())
+    """A tqdm bar on an interactive terminal; plain iteration in logs, CI and without tqdm
+    (:func:`training.progress.bar`)."""
+    return bar(iterable, desc, total, leave=False)
 
 
 def poly_lr(base: float, step: int, total: int) -> float:
@@ -235,12 +236,15 @@ def train_epoch(fr: FoldRun, epoch: int) -> float:
     params = [p for p in tr.net.parameters() if p.requires_grad]
     losses = []
     batches = prefetched(lambda: sample_batch(fr.train_cases, fr.plans, cfg, fr.rng), cfg.iters)
-    for it, batch in progress(enumerate(batches), f"epoch {epoch + 1}/{cfg.epochs}", cfg.iters):
-        step, total = epoch * cfg.iters + it, cfg.epochs * cfg.iters
-        for group in tr.opt.param_groups:
-            group["lr"] = poly_lr(cfg.lr, step, total) * min(1.0, (step + 1) / max(cfg.warmup, 1))
-        image, label, present = augment_batch(batch, cfg, fr.gen, tr.device)
-        losses.append(train_step(tr, params, image, label.long(), present, step / total, cfg.grad_clip))
+    # a bar (steps, loss, seconds per step) on rank 0's terminal, else a line every LOG_EVERY steps
+    with Steps(cfg.iters, f"epoch {epoch + 1}/{cfg.epochs}", log, LOG_EVERY, enabled=fr.ctx.is_main) as shown:
+        for it, batch in enumerate(batches):
+            step, total = epoch * cfg.iters + it, cfg.epochs * cfg.iters
+            for group in tr.opt.param_groups:
+                group["lr"] = poly_lr(cfg.lr, step, total) * min(1.0, (step + 1) / max(cfg.warmup, 1))
+            image, label, present = augment_batch(batch, cfg, fr.gen, tr.device)
+            losses.append(train_step(tr, params, image, label.long(), present, step / total, cfg.grad_clip))
+            shown.update(losses[-1])
     return float(np.mean(losses))
 
 
@@ -285,13 +289,29 @@ def train_step(
 
 
 def write_log(folder: Path, row: dict) -> None:
+    """``row`` appended to ``folder/log.csv``. A file begun with other columns (a run resumed
+    from before ``train_seconds``/``val_seconds`` were logged) is rewritten once with the union
+    of both, old rows left empty in the new columns, so every row stays under its header."""
     path = folder / "log.csv"
-    new = not path.is_file()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    fields = list(row)
+    rows: list[dict] = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            old = list(reader.fieldnames or [])
+            if old != fields:
+                rows = list(reader)
+        if old == fields:
+            with open(path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=fields).writerow(row)
+            return
+        fields = old + [f for f in fields if f not in old]
+    tmp = folder / ".log.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows([*rows, row])
+    tmp.replace(path)
 
 
 def plot_curves(folder: Path) -> None:
@@ -568,8 +588,10 @@ def run_epoch(fr: FoldRun, epoch: int) -> tuple[float, float | None]:
     )
     t_train, t_val, scores = time.perf_counter() - t0, None, None
     if ctx.is_main and fr.val_cases and ((epoch + 1) % cfg.val_every == 0 or epoch == cfg.epochs - 1):
+        log.info("epoch %d/%d: validating on %d case(s)", epoch + 1, cfg.epochs, len(fr.val_cases))
         scores = validate(ddp.unwrap(tr.net), fr.val_cases, fr.plans, tr.device, overlap=cfg.val_overlap)
         t_val = time.perf_counter() - t0 - t_train
+        log.info("epoch %d/%d: validation done in %.1f s, mean Dice %.4f", epoch + 1, cfg.epochs, t_val, scores["mean"])
     # every rank's adaptive loss learns from rank 0's validation (before the checkpoint keeps it)
     per_class = ddp.gather(scores["per_class"] if scores else None, ctx)[0]
     if per_class:
@@ -578,13 +600,23 @@ def run_epoch(fr: FoldRun, epoch: int) -> tuple[float, float | None]:
         if len({r["param_sha256"] for r in rank_info}) != 1:
             log.error("ranks hold different weights after epoch %d: %s", epoch, rank_info)
         save_epoch(fr, epoch, scores, rank_info)
-        log_epoch(fr, epoch, loss, scores, time.perf_counter() - t0)
+        log_epoch(fr, epoch, loss, scores, time.perf_counter() - t0, t_train, t_val)
     ddp.barrier(ctx)
     return t_train, t_val
 
 
-def log_epoch(fr: FoldRun, epoch: int, loss: float, scores: dict | None, seconds: float) -> None:
-    """The epoch's row of ``log.csv``, the curves and the log line; rank 0."""
+def log_epoch(
+    fr: FoldRun,
+    epoch: int,
+    loss: float,
+    scores: dict | None,
+    seconds: float,
+    train_s: float | None = None,
+    val_s: float | None = None,
+) -> None:
+    """The epoch's row of ``log.csv``, the curves and the log line; rank 0. ``seconds``: the
+    whole epoch (training, validation, checkpoints); ``train_s``/``val_s`` its training and
+    validation (empty in the row when there was none)."""
     folder = fr.ckpt.folder
     val_dice = f"{scores['mean']:.4f}" if scores else ""
     write_log(
@@ -595,6 +627,8 @@ def log_epoch(fr: FoldRun, epoch: int, loss: float, scores: dict | None, seconds
             "val_dice": val_dice,
             "lr": f"{fr.tr.opt.param_groups[0]['lr']:.2e}",
             "seconds": f"{seconds:.1f}",
+            "train_seconds": "" if train_s is None else f"{train_s:.1f}",
+            "val_seconds": "" if val_s is None else f"{val_s:.1f}",
         },
     )
     plot_curves(folder)

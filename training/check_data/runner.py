@@ -7,7 +7,6 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -17,6 +16,7 @@ import SimpleITK as sitk
 
 from dataset.oar_data import OarTable
 
+from ..progress import each
 from .cases import check_case
 from .oar_table import load_table, orphan_rows
 from .rules import ERROR, WARNING, CaseResult, DatasetResult, Finding, Settings
@@ -62,26 +62,18 @@ def run_cases(
 
 
 def _progress(results: Iterator[CaseResult], total: int) -> Iterator[CaseResult]:
-    """A tqdm bar when stderr is a terminal, one log line per case otherwise (logs, CI)."""
-    if sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-
-            yield from tqdm(results, total=total, desc="checking cases", unit="case")
-            return
-        except ImportError:
-            pass
-    for i, r in enumerate(results, 1):
-        log.info(
-            "%s checked (%d/%d) in %s s: %s errors, %s warnings",
-            r.case_id,
-            i,
-            total,
-            r.summary.get("seconds"),
-            r.summary.get("errors"),
-            r.summary.get("warnings"),
-        )
-        yield r
+    """A tqdm bar when stderr is a terminal, one log line per case otherwise (logs, CI):
+    :func:`training.progress.each`, with the case's own seconds and findings in the line."""
+    return each(
+        results,
+        total,
+        "checking cases",
+        log,
+        lambda r, i, _s: (
+            f"{r.case_id} checked ({i}/{total}) in {r.summary.get('seconds')} s: "
+            f"{r.summary.get('errors')} errors, {r.summary.get('warnings')} warnings"
+        ),
+    )
 
 
 def check_dataset(data: Path, settings: Settings, workers: int = 1) -> DatasetResult:

@@ -50,6 +50,9 @@ def test_the_study_runs_every_arm_and_writes_its_tables(tmp_path):
     ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
+    # per-case progress without a terminal: a line per phantom written and per test case segmented
+    assert "writing phantoms 5/5: case_" in done.stderr and "\r" not in done.stderr
+    assert "segmenting (scratch, 1 labelled) 1/1: case_01_CT.mha in " in done.stderr
     results = json.loads((out / "results.json").read_text())
     assert list(results["arms"]) == list(ARMS)
     for arm, by_n in results["arms"].items():

@@ -75,6 +75,10 @@ def test_loss_falls_and_logs_are_written(trained):
     losses = [float(r["train_loss"]) for r in rows]
     assert losses[-1] < losses[0] - 0.2, losses
     assert rows[1]["val_dice"] != "" and 0 <= float(rows[1]["val_dice"]) <= 1
+    # each epoch's training and validation seconds (validation every 2nd epoch and each run's last)
+    assert all(float(r["train_seconds"]) > 0 for r in rows)
+    assert [r["val_seconds"] != "" for r in rows] == [False, True, True, True]
+    assert all(float(r["seconds"]) >= float(r["train_seconds"]) for r in rows)
     assert (work / "fold_0" / "curves.png").stat().st_size > 1000
     assert len(list((work / "cache").glob("case_*.npz"))) == 2
 
@@ -97,6 +101,11 @@ def test_training_resumes_from_its_checkpoint(trained):
     assert "resuming fold 0 at epoch 3" in resumed.stderr
     assert "cached case_" not in resumed.stderr  # the preprocessed cache is reused
     assert "epoch 1/4" not in resumed.stderr
+    # no terminal: progress as log lines, not bars (the last step of the epoch always logs)
+    assert "epoch 4/4 step 6/6 loss " in resumed.stderr and "s per step)" in resumed.stderr
+    assert "epoch 4/4: validating on 1 case(s)" in resumed.stderr
+    assert "epoch 4/4: validation done in " in resumed.stderr and ", mean Dice " in resumed.stderr
+    assert "\r" not in resumed.stderr
 
 
 def test_exported_model_runs_in_process_py(trained, tmp_path):
