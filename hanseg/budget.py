@@ -102,3 +102,26 @@ def choose(
         seconds_left,
     )
     return lean, seconds(lean)
+
+
+#: A measured seconds per window this many times the one timed at start-up is worth a warning:
+#: the measured one also holds cutting and blending the windows, which the start-up timing
+#: leaves out (a few per cent on a CPU), so small gaps are no sign of a slower machine.
+SLOWER_THAN_TUNED = 1.5
+
+
+def remade_estimate(tuned_s: float, measured_s: float, windows_left: int) -> tuple[str, str | None]:
+    """The case's network estimate re-made from the seconds per window measured on its first
+    windows (``windows_left``: window passes still to run), and a warning when they are more
+    than :data:`SLOWER_THAN_TUNED` times the ``tuned_s`` of start-up (0: not timed, no warning)."""
+    info = (
+        f"network: about {measured_s * windows_left:.0f} s left at {measured_s:.3f} s per window "
+        f"(timed at start-up: {tuned_s:.3f} s)"
+    )
+    if tuned_s <= 0 or measured_s <= SLOWER_THAN_TUNED * tuned_s:
+        return info, None
+    return info, (
+        f"windows take {measured_s:.3f} s each, {measured_s / tuned_s:.1f}x the {tuned_s:.3f} s timed at "
+        "start-up: this machine is slower now than when it was tuned (other processes on the CPU, "
+        "thermal throttling, a smaller or shared GPU), and the case will take longer than estimated"
+    )

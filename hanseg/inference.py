@@ -9,9 +9,10 @@ onto the CT grid as labels (:mod:`hanseg.postprocess`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeGuard
@@ -21,7 +22,7 @@ import SimpleITK as sitk
 import torch
 
 from . import DEFAULT_TIME_BUDGET_S, feed_cache
-from .budget import RunSettings, body_windows, choose
+from .budget import RunSettings, body_windows, choose, n_windows, remade_estimate
 from .coverage import coverage_warnings
 from .errors import ModelError
 from .labels import NUM_CLASSES, lr_swap_table
@@ -41,6 +42,26 @@ log = logging.getLogger(__name__)
 RESERVE = 0.2
 #: Background logit of a window that is not run (all other classes 0): softmax 0.996.
 AIR_LOGIT = 9.0
+#: Windows, after the first call's, over which a case's seconds per window are measured for
+#: its re-made estimate (:meth:`Segmenter._measure`); a case with few windows is measured by
+#: half-way through them.
+MEASURE_WINDOWS = 4
+
+
+@dataclass
+class WindowClock:
+    """One sliding window's progress, for the estimate re-made after its first windows: the
+    first call's end starts the clock, so the measured span holds whole cycles of cutting,
+    network and blending (the first call's blend included, the one-off pass over all the
+    corners before it not)."""
+
+    total: int  # windows the pass runs (those holding the body, when air is skipped)
+    passes: int  # network passes per window (folds × mirrors)
+    calls: int = 0
+    done: int = 0  # windows run so far
+    started: float = 0.0  # end of the first call
+    at_start: int = 0  # windows run by then
+    measured: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,8 @@ class Segmenter:
         self.windows_skipped = 0  # by the last probabilities() call (pure-air windows)
         self.network_seconds = 0.0  # inside the network's forward calls, since the last sliding window began
         self._buffer: torch.Tensor | None = None  # a window's passes summed (:meth:`_window_buffer`)
+        self._planned: tuple[tuple[int, ...], float, int] | None = None  # grid, overlap, windows (settings_for)
+        self._clock: WindowClock | None = None  # the running pass's (:meth:`_measure`)
         self.plans = files.plans
         #: what DICOM outputs name as the model that made them
         self.model_version = str(files.metadata.get("version", "unversioned"))
@@ -231,7 +254,9 @@ class Segmenter:
         (counting only the windows that hold ``body`` voxels, when given)."""
         left = None if self.time_budget_s is None else self.time_budget_s * (1 - RESERVE) - seconds_used
         patch = self.plans.patch_size_zyx
-        windows_at = (lambda overlap: body_windows(body, patch, overlap)) if _can_skip(body, patch) else None
+        windows_at = None
+        if _can_skip(body, patch):
+            windows_at = functools.cache(lambda overlap: body_windows(body, patch, overlap))
         settings, estimate = choose(
             shape_zyx,
             patch,
@@ -244,6 +269,8 @@ class Segmenter:
         )
         budget = "no time budget" if left is None else f"{left:.0f} s left of the {self.time_budget_s:.0f} s budget"
         log.info("inference: %s (about %.0f s; %s)", settings.describe(), estimate, budget)
+        count = windows_at(settings.overlap) if windows_at else n_windows(shape_zyx, patch, settings.overlap)
+        self._planned = (tuple(shape_zyx), settings.overlap, count)  # counted already: not again per pass
         return settings
 
     def _logits(self, windows: torch.Tensor, settings: RunSettings) -> torch.Tensor:
@@ -355,17 +382,58 @@ class Segmenter:
         the network to run."""
         self.windows_skipped = 0
         self.network_seconds = 0.0
+        self._clock = WindowClock(self._window_count(image.shape[1:], settings.overlap, body), settings.passes)
+
+        def predict(windows: torch.Tensor, _corners: Sequence[Corner]) -> torch.Tensor:
+            logits = self._logits(windows, settings)
+            self._measure(windows.shape[0])
+            return logits
+
         return blend(
             image,
             self.plans.patch_size_zyx,
             settings.overlap,
             NUM_CLASSES,
-            lambda windows, _corners: self._logits(windows, settings),
+            predict,
             batch=self.feed.batch,
             skip=self._air_test(body),
             air_logit=AIR_LOGIT,
             device=self.device,
         )
+
+    def _window_count(self, shape_zyx: tuple[int, ...], overlap: float, body: np.ndarray | None) -> int:
+        """The windows a pass over ``shape_zyx`` runs: as counted by :meth:`settings_for` for
+        this grid and overlap, else counted now."""
+        patch = self.plans.patch_size_zyx
+        if self._planned is not None and self._planned[:2] == (tuple(shape_zyx), overlap):
+            return self._planned[2]
+        return body_windows(body, patch, overlap) if _can_skip(body, patch) else n_windows(shape_zyx, patch, overlap)
+
+    def _measure(self, n: int) -> None:
+        """After each network call of ``n`` windows: once :data:`MEASURE_WINDOWS` windows after
+        the first call have run (or half of the pass, if sooner), the case's seconds per window
+        as measured, its re-made network estimate, and a warning when the machine is slower
+        than at start-up (:func:`hanseg.budget.remade_estimate`). A clock read per call, no
+        more: on a GPU :meth:`_run` has already waited for the kernels."""
+        clock = self._clock
+        if clock is None or clock.measured:
+            return
+        now = time.perf_counter()
+        clock.calls += 1
+        clock.done += n
+        if clock.calls == 1:
+            clock.started, clock.at_start = now, clock.done
+            return
+        span = clock.done - clock.at_start
+        left = max(0, clock.total - clock.done)
+        if span < MEASURE_WINDOWS and left > span:
+            return
+        clock.measured = True
+        measured = (now - clock.started) / (span * clock.passes)
+        info, warning = remade_estimate(self.seconds_per_window, measured, left * clock.passes)
+        log.info("%s", info)
+        if warning:
+            log.warning("%s", warning)
 
     def _after_out_of_memory(self) -> None:
         """A GPU ran out of memory (another process on it, a large network): retry with one

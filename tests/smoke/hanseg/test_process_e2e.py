@@ -80,6 +80,8 @@ def test_process_py_writes_a_valid_label_map_and_results_json(phantom_gc, tiny_m
         }
     ]
     assert "MR registered to CT" in done.stderr
+    # the network estimate re-made from the case's first windows, at the measured seconds per window
+    assert "network: about " in done.stderr and " s per window (timed at start-up: " in done.stderr
 
 
 @pytest.mark.parametrize("kind", ["flipped", "oblique", "respaced", "sheared"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.inferers import sliding_window_inference
 
-from hanseg.budget import RunSettings, body_windows, choose, ladder, n_windows
+from hanseg.budget import RunSettings, body_windows, choose, ladder, n_windows, remade_estimate
 from hanseg.inference import Feed, Segmenter
 from hanseg.labels import LABEL_IDS
 
@@ -163,3 +163,17 @@ def test_a_feed_the_backend_cannot_run_is_skipped(tiny_model, monkeypatch):
     monkeypatch.setattr(Segmenter, "_seconds_per_window", no_channels_last)
     seg = Segmenter(tiny_model, device="cpu")
     assert seg.feed.channels_last is False and seg.feed.seconds_per_window > 0
+
+
+def test_remade_estimate_warns_only_when_windows_are_over_1_5x_the_tuned_seconds():
+    """The re-made estimate after a case's first windows: always the seconds left at the
+    measured rate; a warning with both rates only past 1.5x the start-up timing."""
+    info, warning = remade_estimate(0.097, 0.110, 400)
+    assert info == "network: about 44 s left at 0.110 s per window (timed at start-up: 0.097 s)"
+    assert warning is None
+    assert remade_estimate(0.1, 0.15, 10)[1] is None  # 1.5x exactly: the blending's share, not a slower machine
+    info, warning = remade_estimate(0.097, 0.265, 400)
+    assert info.startswith("network: about 106 s left at 0.265 s per window")
+    assert warning is not None and "0.265 s" in warning and "0.097 s" in warning and "2.7x" in warning
+    assert "slower now than when it was tuned" in warning
+    assert remade_estimate(0.0, 5.0, 3)[1] is None  # not timed (tune=False): nothing to compare with
