@@ -262,3 +262,33 @@ def pretrain_config_from_args(args: argparse.Namespace) -> PretrainConfig:
     return PretrainConfig(
         **{k: getattr(args, k) for k in PRETRAIN_OPTIONS}, objectives=tuple(args.objectives), amp=args.amp
     )
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The command line: where to train (these options are not recorded), then one option per
+    :class:`TrainConfig` field."""
+    ap = argparse.ArgumentParser(
+        prog="python -m training.train", description="Train one fold from a planned work folder."
+    )
+    ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
+    ap.add_argument("--work", type=Path, required=True, help="work folder made by training.plan")
+    ap.add_argument("--fold", default="0", help="fold index from splits.json, or 'all' (default: 0)")
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto = CUDA when a GPU is present, else the CPU (default: auto)",
+    )
+    ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes for preprocessing the cache (each case is independent; default: 1)",
+    )
+    add_config_arguments(
+        ap.add_argument_group(
+            "training settings", "the fields of training.config.TrainConfig, recorded in every checkpoint"
+        )
+    )
+    return ap

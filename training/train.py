@@ -33,6 +33,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, MONAI and the network code are imported (~5 s):
+    # the command line is built by training.config, which imports none of them
+    from .config import train_parser
+
+    train_parser().parse_args()
+
 import numpy as np
 import torch
 
@@ -44,7 +51,7 @@ from hanseg.plans import Plans, load_plans, plans_from_json
 
 from . import distributed as ddp
 from . import no_plan
-from .config import TrainConfig, add_config_arguments, config_from_args
+from .config import TrainConfig, config_from_args, train_parser
 from .data import CachedCase, augment, cache_case, load_cached, sample_patch
 from .losses import SegLoss, make_loss
 from .progress import Steps, bar
@@ -642,38 +649,12 @@ def log_epoch(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: where to train (these options are not recorded), then one option per
-    :class:`TrainConfig` field."""
-    ap = argparse.ArgumentParser(
-        prog="python -m training.train", description="Train one fold from a planned work folder."
-    )
-    ap.add_argument("--data", type=Path, required=True, help="raw dataset folder (case_XX/...)")
-    ap.add_argument("--work", type=Path, required=True, help="work folder made by training.plan")
-    ap.add_argument("--fold", default="0", help="fold index from splits.json, or 'all' (default: 0)")
-    ap.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default="auto",
-        help="auto = CUDA when a GPU is present, else the CPU (default: auto)",
-    )
-    ap.add_argument("--restart", action="store_true", help="ignore checkpoint_last.pt")
-    ap.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes for preprocessing the cache (each case is independent; default: 1)",
-    )
-    add_config_arguments(
-        ap.add_argument_group(
-            "training settings", "the fields of training.config.TrainConfig, recorded in every checkpoint"
-        )
-    )
-    return ap
+#: the command line (built in training.config, so that --help needs no torch)
+build_parser = train_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = train_parser().parse_args(argv)
     if not (args.work / "plans.json").is_file():
         sys.stderr.write(f"python -m training.train: error: {no_plan(args.work, args.data)}\n")
         return 2

@@ -89,6 +89,7 @@ def on_requested(
     calling = str(requestor.primitive.calling_ae_title).strip()
     called = str(requestor.primitive.called_ae_title).strip()
     caller = f"calling AE {calling!r} from {requestor.address}"
+    why: str | None = None
     if not is_allowed(config.allow, calling, requestor.address):
         log.warning("association rejected (%s): %s is not in --allow", UNKNOWN_CALLER.name, caller)
         refusal: Refusal | None = UNKNOWN_CALLER
@@ -109,7 +110,7 @@ def on_requested(
     if telemetry is not None:
         telemetry.association(refusal is None, "ok" if refusal is None else refusal.label)
         if disk_guard is not None and refusal in (None, LOW_DISK):  # the guard measured just now
-            telemetry.disk_measured(None if refusal is None else "new associations are refused: disk below its floor")
+            telemetry.disk_measured(why if refusal is LOW_DISK else None)
     if refusal is not None:
         reject(event.assoc, refusal)
 

@@ -88,9 +88,14 @@ def qa_path(layout: Layout, job_id: int, name: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=4096)
+#: study folder -> AccessionNumber, once one was read (a study with none yet is looked at again)
+_ACCESSIONS: dict[Path, str] = {}
+
+
 def _accession(study_folder: Path) -> str | None:
     """The AccessionNumber of the first instance received for the study (header only)."""
+    if study_folder in _ACCESSIONS:
+        return _ACCESSIONS[study_folder]
     import pydicom  # the node has it loaded already; the lazy import keeps this module light
 
     for path in sorted(study_folder.glob("*/*.dcm"))[:1]:
@@ -100,7 +105,9 @@ def _accession(study_folder: Path) -> str | None:
             )
         except (OSError, ValueError, pydicom.errors.InvalidDicomError):
             return None
-        return str(value) if value else None
+        if value:
+            _ACCESSIONS[study_folder] = str(value)
+            return str(value)
     return None
 
 

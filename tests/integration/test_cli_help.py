@@ -83,14 +83,7 @@ TRIES = 3
         ("-m", "training.check_data"),
         ("-m", "training.export"),
         ("-m", "training.pretrain"),
-        pytest.param(
-            ("-m", "training.train"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="training/train.py imports torch at its top (~6 s): it needs to parse its arguments "
-                "before the heavy imports, as training/pretrain.py does",
-            ),
-        ),
+        ("-m", "training.train"),
     ],
     ids=lambda c: " ".join(c),
 )
