@@ -49,9 +49,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, MONAI and training.train are imported (~5 s):
+    # the command line is built by benchmarks.cli_parsers, which imports none of them
+    from benchmarks.cli_parsers import few_labels_parser
+
+    few_labels_parser().parse_args()
+
 import numpy as np
 from scipy.stats import wilcoxon
 
+from benchmarks.cli_parsers import ARMS, few_labels_parser, same_names
 from benchmarks.recipes import make_bundle_checkpoint, run
 from hanseg.inference import Segmenter
 from hanseg.io import read_image, write_label_map
@@ -63,8 +71,6 @@ log = logging.getLogger("benchmarks.few_labels")
 BASELINE = "scratch"
 #: fewer OARs with a difference than this give no p-value (the exact test cannot reach 0.05 below 6)
 MIN_PAIRS = 6
-ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("scratch", "ssl_full", "ssl_frozen", "fcn2p5d", "default")
 #: Base seeds of the phantom sets (never those of the shipped model's data, 1000, or of the
 #: unseen-phantom scores, 9000).
 SEEDS = {"labelled": 3100, "unlabelled": 3200, "val": 3300, "test": 3400}
@@ -93,6 +99,7 @@ ARM_RECIPES = {
         "(stand-in trained on the unlabelled cases' any-OAR masks)",
     ),
 }
+same_names("ARM_RECIPES", ARM_RECIPES, ARMS)
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -464,46 +471,7 @@ def command(args: argparse.Namespace) -> str:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="Few-label study on phantoms (see the module doc).")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "few_labels")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 12], help="labelled training cases per run")
-    ap.add_argument(
-        "--pool",
-        type=int,
-        default=12,
-        help="labelled pool: each run trains on its first N cases "
-        "(fixed apart from --sizes, so that a run of some sizes uses the same cases and validation set)",
-    )
-    ap.add_argument("--unlabelled", type=int, default=30)
-    ap.add_argument("--val", type=int, default=3, help="validation phantoms (best-epoch choice)")
-    ap.add_argument("--test", type=int, default=3, help="unseen test phantoms (the scores)")
-    ap.add_argument("--size", choices=("small", "full"), default="small", help="phantom grid size")
-    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    ap.add_argument("--steps", type=int, default=200, help="optimiser steps of every arm")
-    ap.add_argument("--iters", type=int, default=50, help="steps per epoch")
-    ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs (and after the last)")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument(
-        "--loss",
-        default="dynamic",
-        help="training.train --loss of every arm (dynamic: generalised Dice + "
-        "weighted CE -> focal, the loss that learnt fastest in benchmarks.recipes)",
-    )
-    ap.add_argument("--pretrain-steps", type=int, default=500)
-    ap.add_argument("--bundle-steps", type=int, default=200, help="steps of the spleen-bundle stand-in")
-    ap.add_argument("--preset", default="tiny", choices=("tiny", "small", "default"), help="the 3D network's")
-    ap.add_argument("--fcn-preset", default="small", choices=("tiny", "small", "default"), help="the 2.5D network's")
-    ap.add_argument("--spacing", type=float, nargs=3, default=[3.0, 3.0, 4.0], metavar=("X", "Y", "Z"))
-    ap.add_argument("--patch", type=int, nargs=3, default=[32, 48, 48], metavar=("Z", "Y", "X"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=2, help="processes writing phantoms")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument(
-        "--tables-only",
-        action="store_true",
-        help="only write results.md/json again from the runs already scored in --out",
-    )
-    return ap.parse_args(argv)
+    return few_labels_parser().parse_args(argv)
 
 
 def study_meta(args: argparse.Namespace, cases: dict[str, list[str]], pretrain_minutes: float) -> dict:

@@ -36,11 +36,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, MONAI and training.train are imported (~5 s):
+    # the command line is built by benchmarks.cli_parsers, which imports none of them
+    from benchmarks.cli_parsers import recipes_parser
+
+    recipes_parser().parse_args()
+
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
 from monai.networks import nets
 
+from benchmarks.cli_parsers import RECIPE_NAMES, recipes_parser, same_names
 from hanseg.labels import OAR_NAMES
 from hanseg.plans import load_plans
 from training.data import augment, sample_patch
@@ -89,6 +97,7 @@ RECIPES = {
         description="DynUNet from scratch, GDice + wCE→focal, AdamW 2e-3 (ablation)",
     ),
 }
+same_names("RECIPES", RECIPES, RECIPE_NAMES)
 
 
 def run(cmd: list[str], log_file: Path) -> None:
@@ -217,20 +226,7 @@ def write_table(out: Path, rows: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Train the project's recipes on phantoms and compare them.")
-    ap.add_argument("--data", type=Path, required=True, help="raw phantom dataset (python -m phantoms --layout raw)")
-    ap.add_argument("--out", type=Path, default=Path("bench/recipes"))
-    ap.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=list(RECIPES))
-    ap.add_argument("--preset", default="small", choices=("tiny", "small", "default"))
-    ap.add_argument("--spacing", type=float, nargs=3, help="target spacing x y z in mm (default: planned)")
-    ap.add_argument("--patch", type=int, nargs=3, help="patch z y x in voxels (default: the preset's)")
-    ap.add_argument("--folds", type=int, default=6, help="folds of splits.json (fold 0 is used)")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--val-every", type=int, default=4)
-    ap.add_argument("--bundle-steps", type=int, default=300, help="pretraining steps of the bundle stand-in")
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
+    args = recipes_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     works = {name: plan(args.data, args.out, name, args) for name in args.recipes}

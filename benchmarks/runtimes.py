@@ -29,7 +29,6 @@ fails is recorded with its error's last line. Writes ``results.json`` and ``resu
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -48,11 +47,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, SimpleITK and the Segmenter are imported (~3 s):
+    # the command line is built by benchmarks.cli_parsers, which imports none of them
+    from benchmarks.cli_parsers import runtimes_args
+
+    runtimes_args()
+
 import numpy as np
 import SimpleITK as sitk
 import torch
 from packaging.requirements import Requirement
 
+from benchmarks.cli_parsers import RUNTIME_NAMES, runtimes_args, same_names
 from hanseg.budget import RunSettings
 from hanseg.compare import per_oar_dice
 from hanseg.inference import Segmenter
@@ -293,6 +300,7 @@ RUNTIMES: dict[str, Runtime] = {
         ),
     )
 }
+same_names("RUNTIMES", RUNTIMES, RUNTIME_NAMES)
 #: The reference every other runtime is compared with.
 REFERENCE = "torch_fp32"
 
@@ -607,21 +615,7 @@ def table(results: Results) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=ROOT / "model")
-    ap.add_argument("--case", type=Path, default=ROOT / "test", help="a folder with images/ct and images/t1-mri")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/runtimes")
-    ap.add_argument("--windows", type=int, nargs="+", default=[1, 2], help="windows per call to time")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7, help="timed calls; the median is reported (at least 5)")
-    ap.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=list(RUNTIMES))
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    ap.add_argument("--skip-agreement", action="store_true", help="no whole-case label agreement")
-    ap.add_argument("--max-load", type=float, default=0.8, help="wait until the 1-minute load is below this")
-    ap.add_argument("--max-wait-s", type=float, default=600.0)
-    args = ap.parse_args(argv)
-    if args.repeats < 5:
-        ap.error("--repeats must be at least 5")
+    args = runtimes_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     runtimes = [REFERENCE, *(r for r in args.runtimes if r != REFERENCE)]  # the reference first

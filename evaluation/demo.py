@@ -9,13 +9,19 @@ folder, and the demo says so loudly: its labels are then meaningless.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+if __name__ == "__main__":
+    # --help and usage errors answer before torch, SimpleITK and the network code are imported (~2 s):
+    # the command line is built by evaluation.cli_parsers, which imports none of them
+    from .cli_parsers import demo_parser
+
+    demo_parser().parse_args()
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,6 +35,7 @@ from hanseg.model_dir import export_model, load_model_dir
 from hanseg.networks import build_network
 from hanseg.plans import plans_from_json
 
+from .cli_parsers import demo_parser
 from .metrics import present_in, score_case
 
 log = logging.getLogger("evaluation.demo")
@@ -109,12 +116,7 @@ def report(output: Path, input_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", type=Path, default=ROOT / "test")
-    parser.add_argument("--output", type=Path, default=ROOT / "demo_output")
-    parser.add_argument("--model", type=Path, default=ROOT / "model")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+    args = demo_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
