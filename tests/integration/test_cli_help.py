@@ -1,7 +1,7 @@
 """Every command the docs name (``python -m X`` and ``python process.py`` in README.md and
 docs/*.md) answers ``--help`` with exit 0, and every option ``process.py --help`` lists is in
-docs/running.md. Modules of other projects (``monai.bundle``, pip) are skipped. The commands a
-user runs most answer ``--help`` within a second of the interpreter's own start."""
+docs/running.md. Modules of other projects (``monai.bundle``, pip) are skipped. Each of those
+commands answers ``--help`` within a second of the interpreter's own start."""
 
 import re
 import subprocess
@@ -72,23 +72,28 @@ def wall_seconds(*args: str) -> float:
 HELP_SECONDS = 1.0
 #: tries per command: the best counts, so one slow moment of a busy machine does not fail it
 TRIES = 3
+#: documented commands known to import something heavy before parsing, with why: expected
+#: failures (strict, so that the entry goes once the command is fixed)
+SLOW_HELP = {
+    ("-m", "benchmarks.dicom_path"): "imports highdicom, SimpleITK and the phantoms before argparse (~2 s)",
+    ("-m", "benchmarks.network_cost"): "imports torch and the networks before argparse (~2 s)",
+}
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        ("process.py",),
-        ("-m", "hanseg.node"),
-        ("-m", "training.plan"),
-        ("-m", "training.check_data"),
-        ("-m", "training.export"),
-        ("-m", "training.pretrain"),
-        ("-m", "training.train"),
+        pytest.param(command, marks=pytest.mark.xfail(strict=True, reason=SLOW_HELP[command]))
+        if command in SLOW_HELP
+        else command
+        for command in documented_commands()
     ],
     ids=lambda c: " ".join(c),
 )
 def test_help_answers_within_a_second_of_the_interpreters_start(command):
-    """No torch (nor MONAI, nor anything heavy) before ``--help`` is answered."""
+    """No torch (nor MONAI, nor anything heavy) before ``--help`` is answered, by any command
+    the docs name. One command at a time: two at once on a busy two-core machine doubled the
+    time of imports that take half a second alone."""
     timings = []
     for _ in range(TRIES):
         baseline = wall_seconds("-c", "pass")
