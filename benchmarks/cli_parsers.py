@@ -1,5 +1,5 @@
 """The command lines of the heavy benchmarks (``benchmarks.few_labels``, ``benchmarks.recipes``,
-``benchmarks.runtimes``), built without importing torch, MONAI or training.train, so that their
+``benchmarks.runtimes``, ``benchmarks.dicom_path``, ``benchmarks.network_cost``), built without importing torch, MONAI or training.train, so that their
 ``--help`` and usage errors answer at once: each module parses with these before its heavy
 imports when run as a script (the pattern of training.config's ``train_parser``).
 
@@ -30,6 +30,9 @@ RUNTIME_NAMES = (
     "openvino_bf16",
     "onnxruntime_fp32",
 )
+
+#: benchmarks.network_cost's models, in their order
+NETWORK_COST_MODELS = ("3d_shipped", "3d_untrained", "2p5d_small", "2p5d_resnet50")
 
 
 def same_names(what: str, defined: Iterable[str], offered: tuple[str, ...]) -> None:
@@ -126,3 +129,33 @@ def runtimes_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.repeats < 5:
         ap.error("--repeats must be at least 5")
     return args
+
+
+def dicom_path_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.dicom_path", description="The DICOM path against the .mha path on the same images."
+    )
+    ap.add_argument("--model", type=Path, default=ROOT / "model")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "dicom_path")
+    ap.add_argument("--tall", action="store_true", help="the real-size phantom down to the thorax, not test/")
+    ap.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="no network: both layouts are given the ground-truth label map, so the runs measure "
+        "reading and writing alone (the real RTSTRUCT and SEG building); results_stand_in.*",
+    )
+    ap.add_argument("--run-stand-in", nargs=3, type=Path, metavar=("INPUT", "OUTPUT", "TRUTH"), help=argparse.SUPPRESS)
+    return ap
+
+
+def network_cost_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.network_cost", description="2.5D against 3D: seconds and peak memory per case."
+    )
+    ap.add_argument("--model", type=Path, default=ROOT / "model", help="the shipped 3D model (the baseline)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "network_cost")
+    ap.add_argument("--size", choices=("small", "full"), default="small")
+    ap.add_argument("--cases", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=9100)
+    ap.add_argument("--models", nargs="+", choices=NETWORK_COST_MODELS, default=list(NETWORK_COST_MODELS))
+    return ap

@@ -26,7 +26,6 @@ output (Dice 1). Its files go beside the real runs' (``*_stand_in*``), sharing t
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -35,11 +34,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+if __name__ == "__main__":
+    # --help and usage errors answer before highdicom, SimpleITK and the phantoms are imported:
+    # the command line is built by benchmarks.cli_parsers, which imports none of them
+    from benchmarks.cli_parsers import dicom_path_parser
+
+    dicom_path_parser().parse_args()
+
 import highdicom as hd
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 
+from benchmarks.cli_parsers import dicom_path_parser
 from benchmarks.inference_vs_monai import ProcessRun, run_one
 from hanseg.compare import per_oar_dice
 from hanseg.labels import LABEL_IDS
@@ -211,18 +218,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="The DICOM path against the .mha path on the same images.")
-    ap.add_argument("--model", type=Path, default=ROOT / "model")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "dicom_path")
-    ap.add_argument("--tall", action="store_true", help="the real-size phantom down to the thorax, not test/")
-    ap.add_argument(
-        "--stand-in",
-        action="store_true",
-        help="no network: both layouts are given the ground-truth label map, so the runs measure "
-        "reading and writing alone (the real RTSTRUCT and SEG building); results_stand_in.*",
-    )
-    ap.add_argument("--run-stand-in", nargs=3, type=Path, metavar=("INPUT", "OUTPUT", "TRUTH"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = dicom_path_parser().parse_args(argv)
     if args.run_stand_in:
         return run_stand_in(*args.run_stand_in)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

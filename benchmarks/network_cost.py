@@ -19,15 +19,22 @@ costs more on a noisy output: compare the 2.5D rows with ``3d_untrained``, and t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":
+    # --help and usage errors answer before torch and the networks are imported: the command
+    # line is built by benchmarks.cli_parsers, which imports none of them
+    from benchmarks.cli_parsers import network_cost_parser
+
+    network_cost_parser().parse_args()
+
 import torch
 
+from benchmarks.cli_parsers import NETWORK_COST_MODELS, network_cost_parser, same_names
 from benchmarks.inference_vs_monai import run_one
 from hanseg.labels import NUM_CLASSES
 from hanseg.model_dir import export_model, load_model_dir
@@ -39,6 +46,7 @@ from phantoms import case_seed, make_case, write_gc
 log = logging.getLogger("benchmarks.network_cost")
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("3d_shipped", "3d_untrained", "2p5d_small", "2p5d_resnet50")
+same_names("benchmarks.network_cost.MODELS", MODELS, NETWORK_COST_MODELS)
 
 
 def random_model(shipped: Path, out: Path, network: NetworkSpec, seed: int = 0) -> Path:
@@ -82,14 +90,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="2.5D against 3D: seconds and peak memory per case.")
-    ap.add_argument("--model", type=Path, default=ROOT / "model", help="the shipped 3D model (the baseline)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "network_cost")
-    ap.add_argument("--size", choices=("small", "full"), default="small")
-    ap.add_argument("--cases", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=9100)
-    ap.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    args = ap.parse_args(argv)
+    args = network_cost_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cases = args.out / "cases"
     for i in range(args.cases):

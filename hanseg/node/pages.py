@@ -24,6 +24,7 @@ td.uid{font-family:monospace;font-size:.85em;word-break:break-all}
 .qa img{max-width:100%;border:1px solid #ccc;margin:.5em 0}
 pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.85em}
 #message{margin:.6em 0;font-weight:600}
+#health{background:#d13438;color:#fff;padding:.5em;border-radius:.3em;margin-bottom:.8em}
 """
 
 #: rows refreshed from /api/jobs every few seconds, without reloading the page; the actions
@@ -53,6 +54,7 @@ async function refresh() {
     return;
   }
   document.getElementById("status").textContent = "updated " + new Date().toLocaleTimeString();
+  await showHealth();
   const counts = document.getElementById("counts");
   counts.replaceChildren();
   for (const [state, n] of Object.entries({all: null, ...data.counts})) {
@@ -92,6 +94,20 @@ async function refresh() {
     rows.push(tr);
   }
   body.replaceChildren(...rows);
+}
+async function showHealth() {
+  // a red line naming each failing check of /healthz (no line while the node is healthy)
+  const banner = document.getElementById("health");
+  try {
+    const response = await fetch("/healthz", {cache: "no-store"});
+    const data = await response.json();
+    const failing = Object.entries(data.checks).filter(([, c]) => !c.ok).map(([n, c]) => n + ": " + c.detail);
+    banner.textContent = failing.join("; ");
+    banner.hidden = failing.length === 0;
+  } catch (e) {
+    banner.textContent = "health unknown: " + e;
+    banner.hidden = false;
+  }
 }
 async function act(jobId, action) {
   const message = document.getElementById("message");
@@ -150,7 +166,7 @@ def dashboard(model_version: str, destination: str, show_accession: bool) -> str
         f"<h1>Auto-contouring node</h1><div class='meta'>model {escape(model_version)} &middot; results to "
         f"{escape(destination)} &middot; <a href='/metrics'>metrics</a> &middot; <a href='/healthz'>health</a> "
         f"&middot; <span id='status'>loading</span></div>"
-        "<div class='counts' id='counts'></div>"
+        "<div id='health' hidden></div><div class='counts' id='counts'></div>"
         f"<table><thead><tr>{head}</tr></thead><tbody id='jobs'></tbody></table>"
         + ("<p class='meta'>Accession numbers shown (--show-accession).</p>" if show_accession else ""),
     )

@@ -72,22 +72,11 @@ def wall_seconds(*args: str) -> float:
 HELP_SECONDS = 1.0
 #: tries per command: the best counts, so one slow moment of a busy machine does not fail it
 TRIES = 3
-#: documented commands known to import something heavy before parsing, with why: expected
-#: failures (strict, so that the entry goes once the command is fixed)
-SLOW_HELP = {
-    ("-m", "benchmarks.dicom_path"): "imports highdicom, SimpleITK and the phantoms before argparse (~2 s)",
-    ("-m", "benchmarks.network_cost"): "imports torch and the networks before argparse (~2 s)",
-}
 
 
 @pytest.mark.parametrize(
     "command",
-    [
-        pytest.param(command, marks=pytest.mark.xfail(strict=True, reason=SLOW_HELP[command]))
-        if command in SLOW_HELP
-        else command
-        for command in documented_commands()
-    ],
+    documented_commands(),
     ids=lambda c: " ".join(c),
 )
 def test_help_answers_within_a_second_of_the_interpreters_start(command):
