@@ -5,6 +5,7 @@ dashboard or health probe)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -15,11 +16,21 @@ from .errors import NodeError
 log = logging.getLogger(__name__)
 
 
+def is_loopback(address: str) -> bool:
+    """True for an address only this host can reach (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 class WebServer:
     def __init__(self, app: object, bind: str, port: int) -> None:
         import uvicorn  # only a node with --http-port needs it
 
-        self.address = f"{bind}:{port}"
+        self.bind, self.address = bind, f"{bind}:{port}"
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,6 +54,12 @@ class WebServer:
                 raise NodeError(f"the web service on {self.address} did not start (see the log)")
             time.sleep(0.02)
         log.info("dashboard, /metrics, /healthz and /api/jobs on http://%s/", self.address)
+        if not is_loopback(self.bind):
+            log.warning(
+                "the web service listens on %s: its read-only pages (study UIDs, QA pictures of the CT) "
+                "need no token, so publish this port only to people who may see them (docs/operations.md)",
+                self.address,
+            )
 
     def stop(self) -> None:
         self.server.should_exit = True

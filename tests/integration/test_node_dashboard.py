@@ -186,6 +186,7 @@ def test_a_quarantined_study_is_seen_requeued_and_delivered_from_the_browser(tmp
             )
         )
         assert browser.execute_script("return window.loadedOnce") is True  # refreshed without a reload
+        assert not browser.find_element(By.ID, "health").is_displayed()  # the red line: only when failing
         assert study.study_uid in text and "delivered" in text
         browser.find_element(By.ID, "show-quarantined").click()  # the counts filter the rows
         rows.until(lambda d: not d.find_elements(By.ID, "job-1"))

@@ -249,3 +249,10 @@ def test_the_report_is_ok_only_when_every_check_is():
         "status": "failing",
         "checks": {"a": {"ok": True, "detail": "fine"}, "b": {"ok": False, "detail": "broken"}},
     }
+
+
+def test_only_loopback_addresses_count_as_this_host_only():
+    from hanseg.node.webserver import is_loopback
+
+    assert all(is_loopback(a) for a in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
+    assert not any(is_loopback(a) for a in ("0.0.0.0", "10.0.0.5", "::", "node.example.org"))
