@@ -29,7 +29,8 @@ stand beside it and import it, never the other way round. Modules, from the bott
   thread), ``metrics`` (Prometheus), ``health`` (``/healthz``), ``notify`` (webhook alerts) and
   ``telemetry`` (where the parts report to them));
 * ``qa_picture`` (the QA picture of a result: three CT slices with each organ's outline and a
-  legend, for ``process.py --qa``, the node's dashboard and ``python -m evaluation.qa``);
+  legend, for ``process.py --qa``, the node's dashboard and ``python -m evaluation.qa``;
+  ``qa_planes``: its planes in physical space and the outlines drawn on them);
 * ``folders`` (the input layout and a writable output, checked before the model loads);
 * ``compare`` (what ``test.sh`` runs inside the image).
 """

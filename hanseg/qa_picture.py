@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont, features
 
 from .dicom.names import default_colours
 from .labels import LABEL_NAMES, NUM_CLASSES
+from .qa_planes import VIEWS, boundary, centre_of, dash_on, physical_bounds, plane_of, upscale_labels
 
 Colour = tuple[int, int, int]
 #: Image.Resampling from Pillow 9.1 on; the same constants on Image before (requirements allow 8.3)
@@ -53,8 +53,6 @@ PANEL_PX = 512
 #: At most this many plane pixels along a panel's longer side before upscaling.
 PLANE_PX = 256
 MAX_ZOOM = 8
-#: Length in pixels of a dash and of a gap of the truth's outline.
-DASH = 4
 #: Font size of every text (legend, title, captions); at least 12 px of ink in the legend.
 FONT_PX = 16
 CT_WINDOW = (-250.0, 350.0)
@@ -128,121 +126,6 @@ class _Text:
         return xy[0], xy[1], xy[0] + mask.width, xy[1] + mask.height
 
 
-# --- planes -----------------------------------------------------------------------------------
-
-
-def _physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper x,y,z mm of the image's voxel edges (its 8 corners)."""
-    size = np.array(image.GetSize(), float)
-    corners = [
-        image.TransformContinuousIndexToPhysicalPoint([(-0.5 if not (k >> a) & 1 else size[a] - 0.5) for a in range(3)])
-        for k in range(8)
-    ]
-    arr = np.array(corners)
-    return arr.min(axis=0), arr.max(axis=0)
-
-
-def _centre(ct: sitk.Image, *label_maps: sitk.Image | None) -> np.ndarray:
-    """Physical x,y,z of the centre of the first non-empty label map's voxels, else the CT's."""
-    for labels in label_maps:
-        if labels is None:
-            continue
-        arr = sitk.GetArrayViewFromImage(labels)
-        zyx = np.nonzero(arr)
-        if len(zyx[0]):
-            index = [float(zyx[a].mean()) for a in (2, 1, 0)]
-            return np.array(labels.TransformContinuousIndexToPhysicalPoint(index))
-    lo, hi = _physical_bounds(ct)
-    middle: np.ndarray = (lo + hi) / 2
-    return middle
-
-
-@dataclass(frozen=True)
-class _View:
-    name: str
-    rows: int  # physical axis (0 x, 1 y, 2 z) down the picture
-    cols: int  # physical axis across the picture
-    flip_rows: bool  # rows run against the axis (superior up)
-
-
-VIEWS = (
-    _View("axial", 1, 0, False),  # anterior (small y) up, patient's right (small x) left
-    _View("coronal", 2, 0, True),  # superior up
-    _View("sagittal", 2, 1, True),  # superior up, anterior left
-)
-
-
-def _plane(
-    image: sitk.Image,
-    view: _View,
-    centre: np.ndarray,
-    lo: np.ndarray,
-    spacing: float,
-    shape_xyz: np.ndarray,
-    interpolator: int,
-    default: float,
-    transform: sitk.Transform | None = None,
-) -> np.ndarray:
-    """``image`` on the view's plane through ``centre``: a (rows, cols) array."""
-    size = [int(n) for n in shape_xyz]
-    origin = lo + spacing / 2
-    normal = 3 - view.rows - view.cols
-    size[normal] = 1
-    origin[normal] = centre[normal]
-    ref = sitk.Image(size, sitk.sitkUInt8)
-    ref.SetSpacing([spacing] * 3)
-    ref.SetOrigin(origin.tolist())
-    out = sitk.Resample(image, ref, transform or sitk.Transform(), interpolator, default, sitk.sitkFloat32)
-    arr = sitk.GetArrayFromImage(out)  # z,y,x
-    axes_zyx = {0: 2, 1: 1, 2: 0}
-    plane = np.squeeze(arr, axis=axes_zyx[normal])
-    # what is left is in z,y,x order of the two remaining axes: rows first when rows > cols in x,y,z
-    if view.rows < view.cols:
-        plane = plane.T
-    return plane[::-1] if view.flip_rows else plane
-
-
-def _upscale_labels(plane: np.ndarray, zoom: int) -> np.ndarray:
-    return np.repeat(np.repeat(plane, zoom, axis=0), zoom, axis=1)
-
-
-def boundary(labels: np.ndarray) -> np.ndarray:
-    """Pixels of a label (> 0) with a 4-neighbour of another value (the picture's edge is no
-    neighbour)."""
-    padded = np.pad(labels, 1, mode="edge")
-    centre = padded[1:-1, 1:-1]
-    differs = (
-        (padded[:-2, 1:-1] != centre)
-        | (padded[2:, 1:-1] != centre)
-        | (padded[1:-1, :-2] != centre)
-        | (padded[1:-1, 2:] != centre)
-    )
-    out: np.ndarray = differs & (labels > 0)
-    return out
-
-
-def dash_on(outline: np.ndarray, dash: int = DASH) -> np.ndarray:
-    """Of the ``outline`` pixels, those on a dash: each 8-connected piece is walked breadth-first
-    from its first pixel and the path length decides (``dash`` on, ``dash`` off)."""
-    on = np.zeros_like(outline)
-    todo = set(zip(*np.nonzero(outline)))
-    while todo:
-        start = min(todo)
-        todo.discard(start)
-        queue = deque([(start, 0)])
-        while queue:
-            (r, c), d = queue.popleft()
-            if (d // dash) % 2 == 0:
-                on[r, c] = True
-            for dr in (-1, 0, 1):
-                for dc in (-1, 0, 1):
-                    nxt = (r + dr, c + dc)
-                    if nxt in todo:
-                        todo.discard(nxt)
-                        queue.append((nxt, d + 1))
-    return on
-
-
 def _grey(plane: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     lo, hi = window
     return (np.clip((plane - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
@@ -266,11 +149,11 @@ def _panel(
     base = Image.fromarray(grey).resize((width, height), _RESAMPLING.BILINEAR)
     rgb = np.array(base.convert("RGB"))
     lut = np.array(palette, np.uint8)
-    big = _upscale_labels(labels, zoom)
+    big = upscale_labels(labels, zoom)
     line = boundary(big)
     rgb[line] = lut[big[line]]
     if truth is not None:
-        big_truth = _upscale_labels(truth, zoom)
+        big_truth = upscale_labels(truth, zoom)
         outline = boundary(big_truth)
         on = dash_on(outline)
         rgb[on] = lut[big_truth[on]]
@@ -302,24 +185,24 @@ def render_qa(
     palette = list(PALETTE)
     for label, colour in (colours or {}).items():
         palette[label] = colour
-    lo, hi = _physical_bounds(ct)
+    lo, hi = physical_bounds(ct)
     extent = hi - lo
     spacing = max(min(ct.GetSpacing()), float(extent.max()) / PLANE_PX)
     shape_xyz = np.maximum(1, np.round(extent / spacing)).astype(int)
     zoom = int(max(1, min(MAX_ZOOM, round(PANEL_PX / float(shape_xyz.max())))))
-    centre = _centre(ct, labels, truth)
+    centre = centre_of(ct, labels, truth)
     nearest, linear = sitk.sitkNearestNeighbor, sitk.sitkLinear
 
     rows: list[list[tuple[str, np.ndarray]]] = [[], []]
     present: set[int] = set()
     for view in VIEWS:
-        lab = _as_labels(_plane(labels, view, centre, lo, spacing, shape_xyz, nearest, 0))
-        tru = None if truth is None else _as_labels(_plane(truth, view, centre, lo, spacing, shape_xyz, nearest, 0))
+        lab = _as_labels(plane_of(labels, view, centre, lo, spacing, shape_xyz, nearest, 0))
+        tru = None if truth is None else _as_labels(plane_of(truth, view, centre, lo, spacing, shape_xyz, nearest, 0))
         present |= set(np.unique(lab).tolist()) | (set() if tru is None else set(np.unique(tru).tolist()))
-        hu = _plane(ct, view, centre, lo, spacing, shape_xyz, linear, -1000.0)
+        hu = plane_of(ct, view, centre, lo, spacing, shape_xyz, linear, -1000.0)
         rows[0].append((view.name, _panel(_grey(hu, CT_WINDOW), zoom, lab, tru, palette)))
         if mr is not None:
-            values = _plane(mr, view, centre, lo, spacing, shape_xyz, linear, 0.0, mr_transform)
+            values = plane_of(mr, view, centre, lo, spacing, shape_xyz, linear, 0.0, mr_transform)
             rows[1].append((f"MR {view.name}", _panel(_grey(values, _mr_window(values)), zoom, lab, tru, palette)))
     present.discard(0)
 

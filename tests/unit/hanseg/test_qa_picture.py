@@ -13,7 +13,8 @@ from PIL import Image
 
 import hanseg.qa_picture as qa
 from hanseg.labels import LABEL_IDS, LABEL_NAMES, LR_PAIRS
-from hanseg.qa_picture import PALETTE, dash_on, draw_qa, render_qa, write_qa_png
+from hanseg.qa_picture import PALETTE, draw_qa, render_qa, write_qa_png
+from hanseg.qa_planes import dash_on
 
 BRAINSTEM, PAROTID_L, SPINAL_CORD = LABEL_IDS["Brainstem"], LABEL_IDS["Parotid_L"], LABEL_IDS["SpinalCord"]
 #: CIE76 ΔE (CIE Lab) every pair of touching structures must differ by at least
