@@ -44,8 +44,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "background",
         "the label map is all background",
         "hanseg/inference.py",
-        "return Prediction(labels, warnings, seconds)",
-        "return Prediction(np.zeros_like(labels), warnings, seconds)",
+        "return Prediction(labels, warnings, seconds, registered)",
+        "return Prediction(np.zeros_like(labels), warnings, seconds, registered)",
     ),
     Mutation(
         "mr-unused",

@@ -25,6 +25,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -282,11 +283,11 @@ def make_app(ctx: WebContext) -> Starlette:
         recorded = (
             f"{person} ({user} token, dashboard from {client})" if person else f"{user} (dashboard from {client})"
         )
-        try:
-            job = ACTIONS[name](ctx.storage, str(job_id), recorded, ctx.clock())
+        try:  # in a worker thread: the queue's transaction and the audit's fsync must not hold up the event loop
+            job = await run_in_threadpool(ACTIONS[name], ctx.storage, str(job_id), recorded, ctx.clock())
         except NodeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
-        ctx.rewrite_audits(sorted({job_id, job.id}))
+        await run_in_threadpool(ctx.rewrite_audits, sorted({job_id, job.id}))
         log.info("action %s on job %d by %s", name, job_id, recorded)
         return JSONResponse({"ok": True, "job": job_summary(ctx, layout, job)})
 
