@@ -16,12 +16,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +27,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ROOT, need_tools
+from node_helpers import Webhook
 from orthanc_helpers import NODE_AET, PACS_AET, SCANNER_AET, TOOLS, Orthanc, free_port, stop_pid
 
 TOKEN = "dashboard-test-token-0123"
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-class Webhook:
-    """Keeps the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
@@ -218,6 +196,6 @@ def test_a_quarantined_study_is_seen_requeued_and_delivered_from_the_browser(tmp
         assert audit["actions"][0]["user"].startswith("test physicist (operator token")
     finally:
         stop_pid(node)
-        hook.server.shutdown()
+        hook.stop()
         stop_pid(pacs.proc)
     assert node.returncode == 0, log.read_text()[-3000:]

@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from dicom_fixtures import write_series
 from hanseg.node.config import HttpSettings
 from hanseg.node.errors import NodeError
 from hanseg.node.jobs import DELIVERED, FAILED, RECEIVING
-from node_helpers import CT, Destination, free_port, node_factory, send, wait_for
+from node_helpers import CT, Destination, Webhook, free_port, node_factory, send, wait_for
 
 TOKEN = "correct-horse-battery"
 
@@ -60,30 +58,6 @@ def metrics(port: int) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(text.decode())
         for s in family.samples
     }
-
-
-class Webhook:
-    """A local webhook receiver that keeps the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
 
 
 def web(tokens: tuple = (("alice", TOKEN),), **changes: Any) -> dict:
