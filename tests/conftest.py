@@ -62,7 +62,6 @@ SLOWEST_FIRST = (
     "integration/test_dicom_rt.py",
     "integration/test_real_ct_export.py",
     "smoke/hanseg/test_node_studies.py",
-    "smoke/hanseg/test_node_web.py",
     "integration/test_cli_help.py",
     "smoke/training/test_check_data.py",
     "integration/test_shipped_model.py",
