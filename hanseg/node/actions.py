@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import NodeError
 from .jobs import DELIVERED, EMPTY, FAILED, READY, RECEIVING, RUNNING, SENDING, Job, JobQueue
-from .storage import Layout, link_file, move_tree
+from .storage import Layout, link_outputs, move_tree
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,9 @@ def resend(storage: Path, key: str, user: str, now: float) -> Job:
             f"the results of job {job.id} were removed (--retention-hours after delivery): send the study "
             "to the node again; the same input gives the same objects and UIDs"
         )
-    # due in an hour until its files are linked, so the worker cannot try to send it half-made
-    new_id = queue.add_resend(job, now, json.dumps([]))
-    queue.transition(new_id, SENDING, (SENDING,), next_attempt_at=now + 3600)
-    outputs = []
-    for o, source in zip(job.output_list, sources):
-        target = layout.job(new_id) / "output" / source.relative_to(layout.job(job.id) / "output")
-        link_file(source, target)
-        outputs.append({**o, "path": str(target)})
+    # made due in an hour, so the worker cannot send it before its files are linked
+    new_id = queue.add_resend(job, now, due=now + 3600)
+    outputs = link_outputs(layout, job.output_list, job.id, new_id)
     queue.transition(new_id, SENDING, (SENDING,), outputs=json.dumps(outputs), next_attempt_at=now)
     queue.record_action(new_id, now, "resend", user, f"the results of job {job.id} sent again")
     queue.record_action(job.id, now, "resend", user, f"sent again as job {new_id}")

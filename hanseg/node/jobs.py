@@ -483,10 +483,10 @@ class JobQueue:
         rows = self._conn().execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {r["status"]: int(r["n"]) for r in rows}
 
-    def add_resend(self, job: Job, now: float, outputs: str) -> int:
-        """A new job that sends ``job``'s results again (``outputs``: links to its files in the new
-        job's folder), with the same inputs, warnings and replaced result: the study's newest
-        result, as when a study is sent again unchanged."""
+    def add_resend(self, job: Job, now: float, due: float) -> int:
+        """A new job, sending at ``due``, that sends ``job``'s results again (its outputs are set
+        once its files are linked), with the same inputs, warnings and replaced result: the
+        study's newest result, as when a study is sent again unchanged."""
         with self._tx() as db:
             job_id = _inserted_id(
                 db.execute(
@@ -501,9 +501,9 @@ class JobQueue:
                         job.instances,
                         now,
                         now,
-                        now,
+                        due,
                         job.messages,
-                        outputs,
+                        "[]",
                         job.warnings,
                         job.replaces_job,
                         job.id,

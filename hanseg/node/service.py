@@ -80,19 +80,13 @@ def record_old_inputs(layout: Layout, queue: JobQueue) -> None:
                 break
 
 
-def make_telemetry(config: NodeConfig, queue: JobQueue, model: ModelInfo) -> Telemetry:
+def make_telemetry(config: NodeConfig, queue: JobQueue, model: ModelInfo, disk: DiskGuard) -> Telemetry:
     """Metrics for a node with a web service, alerts for one with a webhook."""
     metrics = None
     if config.http is not None:
         from .metrics import NodeMetrics  # prometheus_client: only for a node that serves /metrics
 
-        metrics = NodeMetrics(
-            model,
-            queue.counts,
-            lambda: DiskGuard.from_config(config).measure(),
-            config.min_free_gb,
-            config.min_free_fraction,
-        )
+        metrics = NodeMetrics(model, queue.counts, disk.measure, config.min_free_gb, config.min_free_fraction)
     alerts = None
     if config.notify_url is not None:
         notifier = Notifier(
@@ -101,7 +95,7 @@ def make_telemetry(config: NodeConfig, queue: JobQueue, model: ModelInfo) -> Tel
             on_result=(lambda result: metrics.notifications.labels(result).inc()) if metrics else (lambda result: None),
         )
         alerts = Alerts(notifier, config.notify_unreachable_s)
-    return Telemetry(metrics, alerts, destination=str(config.destination))
+    return Telemetry(metrics, alerts, disk, str(config.destination))
 
 
 class NodeService:
@@ -118,7 +112,10 @@ class NodeService:
             folder.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(self.layout.database)
         self.model = model
-        self.telemetry = make_telemetry(config, self.queue, model)
+        # below the free-space floor, delivered studies past retention are removed before a
+        # sender is refused (the worker, made below, removes them)
+        self.disk_guard = DiskGuard.from_config(config, prune=lambda: self.worker.prune())
+        self.telemetry = make_telemetry(config, self.queue, model, self.disk_guard)
         self.worker = Worker(
             config,
             self.queue,
@@ -129,10 +126,6 @@ class NodeService:
             clock,
             telemetry=self.telemetry,
         )
-        # below the free-space floor, delivered studies past retention are removed before a
-        # sender is refused
-        self.disk_guard = DiskGuard.from_config(config, prune=self.worker.prune)
-        self.telemetry.disk = self.disk_guard
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.server: NodeServer | None = None
@@ -146,8 +139,7 @@ class NodeService:
         adopt_orphans(self.layout, self.queue, self.clock())
         receiver = Receiver(self.layout.incoming, self.queue, self.clock, self.telemetry)
         web = self._web() if self.config.http is not None else None  # a port in use stops the start here
-        if self.telemetry.alerts is not None and self.telemetry.alerts.notifier is not None:
-            self.telemetry.alerts.notifier.start()
+        self.telemetry.start()
         self.server = start_scp(
             self.config,
             receiver,
@@ -210,8 +202,7 @@ class NodeService:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self.telemetry.alerts is not None and self.telemetry.alerts.notifier is not None:
-            self.telemetry.alerts.notifier.stop()
+        self.telemetry.stop()
         self.queue.close()
         log.info("node stopped")
 

@@ -61,6 +61,21 @@ def link_file(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
+def link_outputs(
+    layout: Layout, outputs: list[dict[str, str]], source_job: int, target_job: int
+) -> list[dict[str, str]]:
+    """``source_job``'s result files linked into ``target_job``'s output folder, at the same
+    relative paths: the output records with their new paths. FileNotFoundError when one of the
+    files is gone (retention, or the free-space guard, removed it)."""
+    linked = []
+    for output in outputs:
+        source = Path(output["path"])
+        target = layout.job(target_job) / "output" / source.relative_to(layout.job(source_job) / "output")
+        link_file(source, target)
+        linked.append({**output, "path": str(target)})
+    return linked
+
+
 def link_tree(source: Path, target: Path) -> None:
     for path in sorted(source.rglob("*.dcm")):
         link_file(path, target / path.relative_to(source))

@@ -40,6 +40,16 @@ class Telemetry:
         self._worker = WorkerState()
         self._disk_checked_at: float | None = None
 
+    def start(self) -> None:
+        """Start sending alerts (the webhook's thread), if there is a webhook."""
+        if self.alerts is not None and self.alerts.notifier is not None:
+            self.alerts.notifier.start()
+
+    def stop(self) -> None:
+        """Send the alerts still queued (for a few seconds), then stop."""
+        if self.alerts is not None and self.alerts.notifier is not None:
+            self.alerts.notifier.stop()
+
     # --- the worker ---------------------------------------------------------------------------
 
     @property

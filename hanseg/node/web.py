@@ -71,10 +71,16 @@ def allowed_actions(job: Job) -> list[str]:
 # --- reading jobs ------------------------------------------------------------------------------
 
 
+def qa_folders(layout: Layout, job_id: int) -> tuple[Path, Path]:
+    """Where a job's QA pictures are: its job folder, or its quarantine folder (the worker
+    moves the whole job folder there)."""
+    return layout.job(job_id) / "qa", layout.quarantine / str(job_id) / "qa"
+
+
 def qa_pictures(layout: Layout, job: Job) -> list[str]:
-    """The job's QA pictures, as names relative to its ``qa`` folder (the job folder, or its
-    quarantine folder); none once retention removed the job's images."""
-    for folder in (layout.job(job.id) / "qa", layout.quarantine / str(job.id) / "qa"):
+    """The job's QA pictures, as names relative to its ``qa`` folder; none once retention
+    removed the job's images."""
+    for folder in qa_folders(layout, job.id):
         if folder.is_dir():
             return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
     return []
@@ -83,7 +89,7 @@ def qa_pictures(layout: Layout, job: Job) -> list[str]:
 def qa_path(layout: Layout, job_id: int, name: str) -> Path | None:
     if not QA_NAME.match(name):
         return None
-    for folder in (layout.job(job_id) / "qa", layout.quarantine / str(job_id) / "qa"):
+    for folder in qa_folders(layout, job_id):
         if (folder / name).is_file():
             return folder / name
     return None

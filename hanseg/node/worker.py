@@ -34,7 +34,7 @@ from .config import NodeConfig
 from .errors import SendError
 from .jobs import DELIVERED, EMPTY, FAILED, READY, RUNNING, SENDING, SUPERSEDED, Job, JobQueue
 from .send import send_files
-from .storage import Layout, Snapshot, link_file, move_tree, remove_received, take_snapshot
+from .storage import Layout, Snapshot, link_outputs, move_tree, remove_received, take_snapshot
 from .store import write_atomic
 from .telemetry import Telemetry
 
@@ -226,15 +226,9 @@ class Worker:
         the stored result goes out again, with its UIDs, so the receiver keeps one copy. When
         retention already removed it, the study is segmented again: the same input gives the
         same UIDs (:mod:`hanseg.dicom.identity`)."""
-        output = self.layout.job(job.id) / "output"
-        shutil.rmtree(output, ignore_errors=True)
-        copied = []
+        shutil.rmtree(self.layout.job(job.id) / "output", ignore_errors=True)
         try:
-            for o in previous.output_list:
-                source = Path(o["path"])
-                target = output / source.relative_to(self.layout.job(previous.id) / "output")
-                link_file(source, target)
-                copied.append({**o, "path": str(target)})
+            copied = link_outputs(self.layout, previous.output_list, previous.id, job.id)
         except FileNotFoundError:  # removed by retention, or just now by the free-space guard
             self._run_case(job, snapshot, self.queue.get(previous.replaces_job) if previous.replaces_job else None)
             return
